@@ -1,0 +1,1 @@
+"""The ``slocal`` command line: a thin Typer layer over the ``slocal`` library."""

@@ -1,0 +1,1 @@
+"""One module per subcommand; ``slocal_cli.main`` registers them."""

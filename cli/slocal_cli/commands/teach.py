@@ -1,0 +1,49 @@
+"""``slocal teach``: compute (or reuse) teacher targets for a scene's mapping frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slocal.data import load_scene
+from slocal.teach import default_teacher, ensure_targets, make_teacher
+from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+
+SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
+
+
+def teacher_options(teacher: str, checkpoint: Path | None, device: str | None) -> dict:
+    """Options of the named teacher that the command line sets."""
+    if teacher == "dust3r":
+        opts: dict = {"checkpoint": str(checkpoint) if checkpoint else None}
+        if device:
+            opts["device"] = device
+        return opts
+    return {}
+
+
+@handle_errors
+def teach(
+    scene: SceneOpt,
+    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r (default: depth if the scene has depth, else sfm).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="torch device for network teachers (cpu, cuda).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute even if cached targets match.")] = False,
+    fmt: FormatOpt = None,
+    json_out: JsonOut = False,
+    data_root: DataRoot = DEFAULT_DATA,
+    runs: RunsRoot = DEFAULT_RUNS,
+    verbose: Verbose = False,
+) -> None:
+    """Produce world-frame scene-coordinate targets for the mapping frames (cached under RUNS/SCENE/targets)."""
+    sc = load_scene(data_root, scene, fmt)
+    name = teacher or default_teacher(sc)
+    targets = ensure_targets(sc, make_teacher(name, **teacher_options(name, checkpoint, device)), runs, overwrite=overwrite)
+    result = {"scene": sc.id, "teacher": name, **targets.stats, "directory": str(targets.directory)}
+    if json_out:
+        print_json(result)
+    else:
+        typer.echo(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))

@@ -1,0 +1,36 @@
+"""The ``slocal`` Typer application: registers one function per subcommand."""
+
+from __future__ import annotations
+
+import typer
+
+from slocal_cli.commands import scenes, teach
+
+app = typer.Typer(
+    name="slocal",
+    help="Visual localization with small scene-specific students distilled from 3D teachers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Visual localization with small scene-specific students distilled from 3D teachers.
+
+    Pipeline: synth (demo scene) -> teach -> distill -> localize / bench.
+    """
+
+
+app.command("scenes")(scenes.scenes)
+app.command("teach")(teach.teach)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

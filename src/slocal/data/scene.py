@@ -1,0 +1,145 @@
+"""The scene model every loader produces: frames with camera, pose and optional depth."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slocal.errors import SlocalError
+from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.pose import invert
+from slocal.io import read_depth_png
+
+FORMATS = ("12scenes", "7scenes", "colmap")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One image with its ground-truth pose.
+
+    Attributes:
+        name: identifier unique within the scene, e.g. ``seq-01/frame-000000``.
+        image_path: colour image file.
+        camera: colour camera at the stored image size.
+        world_from_cam: (4, 4) camera-to-world pose (what 7-Scenes/12Scenes store).
+        depth_path: registered depth image, if any.
+        depth_camera: camera of the depth image (same optical centre as ``camera``).
+        depth_scale: metres per stored depth unit.
+        depth_invalid: stored values that mean "no depth" besides 0.
+    """
+
+    name: str
+    image_path: Path
+    camera: Camera
+    world_from_cam: np.ndarray
+    depth_path: Path | None = None
+    depth_camera: Camera | None = None
+    depth_scale: float = 0.001
+    depth_invalid: tuple[int, ...] = ()
+
+    @property
+    def cam_from_world(self) -> np.ndarray:
+        """(4, 4) world-to-camera pose."""
+        return invert(self.world_from_cam)
+
+    @property
+    def has_depth(self) -> bool:
+        return self.depth_path is not None and self.depth_camera is not None
+
+    def read_depth(self) -> np.ndarray:
+        """Depth in metres at the depth camera's resolution, 0 where invalid.
+
+        Returns:
+            float32 array (H_d, W_d).
+        """
+        if not self.has_depth:
+            raise SlocalError(f"frame {self.name} has no depth", self.image_path)
+        raw = read_depth_png(self.depth_path)
+        expected = (self.depth_camera.height, self.depth_camera.width)
+        if raw.shape != expected:
+            raise SlocalError(
+                f"depth is {raw.shape[1]}x{raw.shape[0]}, expected {expected[1]}x{expected[0]}", self.depth_path
+            )
+        depth = raw.astype(np.float32) * np.float32(self.depth_scale)
+        invalid = raw == 0
+        for value in self.depth_invalid:
+            invalid |= raw == value
+        depth[invalid] = 0.0
+        return depth
+
+    def depth_at(self, camera: Camera, depth_HW: np.ndarray | None = None) -> np.ndarray:
+        """Depth sampled at the pixel centres of ``camera`` (nearest neighbour).
+
+        Colour and depth are registered with the same optical centre, so a pixel
+        of ``camera`` maps to the depth image through the intrinsics alone.
+        Nearest neighbour avoids mixing foreground and background at edges.
+
+        Returns:
+            float32 array (camera.height, camera.width), metres, 0 where invalid.
+        """
+        if depth_HW is None:
+            depth_HW = self.read_depth()
+        uv = pixel_centers(camera.width, camera.height).reshape(-1, 2)
+        uv_d, _ = self.depth_camera.project(camera.rays(uv))
+        cols = np.floor(uv_d[:, 0]).astype(np.int64)
+        rows = np.floor(uv_d[:, 1]).astype(np.int64)
+        inside = (cols >= 0) & (cols < depth_HW.shape[1]) & (rows >= 0) & (rows < depth_HW.shape[0])
+        out = np.zeros(len(uv), np.float32)
+        out[inside] = depth_HW[rows[inside], cols[inside]]
+        return out.reshape(camera.height, camera.width)
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """A localization scene: mapping frames to learn from, query frames to localize.
+
+    Attributes:
+        id: path of the scene relative to the data root, e.g. ``apt1/kitchen``.
+        root: the scene folder.
+        format: one of ``FORMATS``.
+        mapping, query: the frames (invalid poses already skipped).
+        skipped: number of frames skipped for invalid (INF/NaN) poses.
+    """
+
+    id: str
+    root: Path
+    format: str
+    mapping: tuple[Frame, ...]
+    query: tuple[Frame, ...]
+    skipped: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def has_depth(self) -> bool:
+        return bool(self.mapping) and all(f.has_depth for f in self.mapping)
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the frame names, cameras and poses; changes when the scene does."""
+        h = hashlib.sha256()
+        h.update(f"{self.id}|{self.format}".encode())
+        for split, frames in (("m", self.mapping), ("q", self.query)):
+            for f in frames:
+                h.update(f"{split}|{f.name}|{sorted(f.camera.to_dict().items())}".encode())
+                h.update(np.round(f.world_from_cam, 6).astype(np.float64).tobytes())
+        return h.hexdigest()[:16]
+
+    def frame(self, name: str) -> Frame:
+        for f in self.mapping + self.query:
+            if f.name == name:
+                return f
+        raise SlocalError(f"scene {self.id} has no frame named {name!r}", self.root)
+
+    def summary(self) -> dict:
+        return {
+            "scene": self.id,
+            "format": self.format,
+            "mapping": len(self.mapping),
+            "query": len(self.query),
+            "skipped": self.skipped,
+            "depth": self.has_depth,
+            "path": str(self.root),
+        }

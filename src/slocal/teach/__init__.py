@@ -1,0 +1,51 @@
+"""Teachers: per-pixel world-frame scene coordinates for the mapping frames.
+
+``make_teacher(name, **options)`` builds one of ``TEACHERS``; ``ensure_targets``
+caches what it produces under ``<runs>/<scene>/targets/``.
+"""
+
+from __future__ import annotations
+
+from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
+
+TEACHERS = ("depth", "sfm", "dust3r")
+
+__all__ = [
+    "TEACHERS",
+    "FrameTargets",
+    "TargetSet",
+    "Teacher",
+    "default_teacher",
+    "ensure_targets",
+    "load_targets",
+    "make_teacher",
+    "target_stats",
+]
+
+
+def default_teacher(scene) -> str:
+    """``depth`` when the scene has depth for every mapping frame, else ``sfm``."""
+    return "depth" if scene.has_depth else "sfm"
+
+
+def make_teacher(name: str, **options) -> Teacher:
+    """Build a teacher by name; ``options`` are fields of its config dataclass.
+
+    Heavy teachers are imported lazily so that ``depth`` needs neither pycolmap
+    nor the DUSt3R network.
+    """
+    from slocal.errors import SlocalError
+
+    if name == "depth":
+        from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
+
+        return DepthTeacher(DepthTeacherConfig(**options))
+    if name == "sfm":
+        from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
+
+        return SfmTeacher(SfmTeacherConfig(**options))
+    if name == "dust3r":
+        from slocal.teach.dust3r_teacher import Dust3rTeacher, Dust3rTeacherConfig
+
+        return Dust3rTeacher(Dust3rTeacherConfig(**options))
+    raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
