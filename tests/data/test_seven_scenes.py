@@ -12,8 +12,10 @@ def test_real_redkitchen(seven_scenes_mini):
     assert (len(scene.mapping), len(scene.query)) == (125, 25)
     assert scene.mapping[0].name == "seq-01/frame-000000"
     assert scene.query[0].image_path.suffix == ".jpg"
-    cam = scene.mapping[0].camera
-    assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (585, 585, 320, 240, 640, 480)
+    cam, depth_cam = scene.mapping[0].camera, scene.mapping[0].depth_camera
+    # camera-intrinsics.txt is the depth camera; colour keeps the customary f = 525.
+    assert (depth_cam.fx, depth_cam.fy, depth_cam.cx, depth_cam.cy) == (585, 585, 320, 240)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (525, 525, 320, 240, 640, 480)
     depth = scene.mapping[0].read_depth()
     assert depth.shape == (480, 640) and 0.3 < np.median(depth[depth > 0]) < 4.0
     # Consecutive mapping frames (4 frames apart) move by centimetres, not metres.
@@ -44,6 +46,14 @@ def _tiny_seven(root, with_intrinsics=True):
     if with_intrinsics:
         (scene / "camera-intrinsics.txt").write_text("50 0 32\n0 50 24\n0 0 1\n")
     return scene
+
+
+def test_colour_intrinsics_file_overrides_default(tmp_path):
+    scene_dir = _tiny_seven(tmp_path)
+    (scene_dir / "color-intrinsics.txt").write_text("40 0 31\n0 41 23\n0 0 1\n")
+    frame = load_scene(tmp_path, "chess").mapping[0]
+    assert (frame.camera.fx, frame.camera.fy, frame.camera.cx, frame.camera.cy) == (40, 41, 31, 23)
+    assert frame.depth_camera.fx == 50
 
 
 def test_png_defaults_and_invalid_depth_value(tmp_path):

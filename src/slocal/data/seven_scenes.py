@@ -1,9 +1,18 @@
 """7-Scenes layout: ``<scene>/seq-XX/frame-XXXXXX.{color.png|color.jpg,depth.png,pose.txt}``.
 
 ``TrainSplit.txt`` / ``TestSplit.txt`` list ``sequenceN`` lines (mapping / query).
-An optional ``camera-intrinsics.txt`` (3x3 K) applies to colour and depth;
-without it the customary defaults are used (colour f = 525, depth f = 585,
-principal point at the image centre, 640x480).
+
+Intrinsics. 7-Scenes' colour and depth cameras differ: the customary values are
+f = 525 px for colour and f = 585 px for depth, principal point at the image
+centre. An optional ``camera-intrinsics.txt`` (3x3 K, as shipped with TSDF-fusion
+redistributions) is the *depth* camera's matrix; an optional
+``color-intrinsics.txt`` (3x3 K) sets the colour camera. Colour and depth are
+treated as registered with a common optical centre.
+
+Why not take ``camera-intrinsics.txt`` (f = 585) for colour too: on
+``7scenes-mini/redkitchen`` the colour images are photo-consistent across
+views at f ~ 525 and clearly not at 585 (``benchmarks/colour_focal_7scenes.py``),
+and SfM with the poses fixed converges to f ~ 520-532 for the colour frames.
 """
 
 from __future__ import annotations
@@ -23,7 +32,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COLOR_F = 525.0
 DEFAULT_DEPTH_F = 585.0
-DEFAULT_SIZE = (640, 480)
+DEPTH_INTRINSICS = "camera-intrinsics.txt"
+COLOR_INTRINSICS = "color-intrinsics.txt"
+
+
+def _camera(intrinsics_file: Path, size: tuple[int, int], default_f: float) -> Camera:
+    """The camera from a 3x3 K file if present, else the default focal length with a centred principal point."""
+    if intrinsics_file.is_file():
+        return Camera.from_K(read_matrix(intrinsics_file, (3, 3)), *size)
+    w, h = size
+    return Camera(w, h, default_f, default_f, w / 2, h / 2)
 
 
 def is_seven_scenes(folder: Path) -> bool:
@@ -56,7 +74,6 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def load_seven_scenes(root: Path, scene_id: str) -> Scene:
     """Load a 7-Scenes scene folder."""
-    intr = root / "camera-intrinsics.txt"
     frames_by_split: dict[str, list[Frame]] = {}
     skipped = 0
     color_cam = depth_cam = None
@@ -76,15 +93,8 @@ def load_seven_scenes(root: Path, scene_id: str) -> Scene:
                 if color_cam is None:
                     size = _image_size(image)
                     depth_size = _image_size(seq_dir / f"{stem}.depth.png") if (seq_dir / f"{stem}.depth.png").is_file() else size
-                    if intr.is_file():
-                        K = read_matrix(intr, (3, 3))
-                        color_cam = Camera.from_K(K, *size)
-                        depth_cam = Camera.from_K(K, *depth_size)
-                    else:
-                        w, h = size
-                        color_cam = Camera(w, h, DEFAULT_COLOR_F, DEFAULT_COLOR_F, w / 2, h / 2)
-                        dw, dh = depth_size
-                        depth_cam = Camera(dw, dh, DEFAULT_DEPTH_F, DEFAULT_DEPTH_F, dw / 2, dh / 2)
+                    color_cam = _camera(root / COLOR_INTRINSICS, size, DEFAULT_COLOR_F)
+                    depth_cam = _camera(root / DEPTH_INTRINSICS, depth_size, DEFAULT_DEPTH_F)
                 pose = read_pose(pose_path)
                 if pose is None:
                     skipped += 1
