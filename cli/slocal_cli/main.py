@@ -5,6 +5,10 @@ from __future__ import annotations
 import typer
 
 from slocal_cli.commands import scenes, teach
+from slocal_cli.commands import synth
+from slocal_cli.commands import localize
+from slocal_cli.commands import export
+from slocal_cli.commands import bench
 
 app = typer.Typer(
     name="slocal",
@@ -25,6 +29,10 @@ def _root() -> None:
 
 app.command("scenes")(scenes.scenes)
 app.command("teach")(teach.teach)
+app.command("synth")(synth.synth)
+app.command("localize")(localize.localize)
+app.command("export")(export.export)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

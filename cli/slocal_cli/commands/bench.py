@@ -1,0 +1,73 @@
+"""``slocal bench``: pose accuracy and speed of students and baselines, side by side."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slocal.bench.report import json_safe
+from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, run_bench
+from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+
+
+def split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+@handle_errors
+def bench(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (results.json/.csv/.md, per_query.json, plots/).")],
+    scenes: Annotated[str | None, typer.Option("--scenes", help="Comma-separated scene ids [default: every scene under the data root, plus an average row].")] = None,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: student names (cnn, vit, ...), sift, dust3r.")] = ",".join(DEFAULT_METHODS),
+    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="Teacher for students distilled here (depth, sfm, dust3r) [default: the scene's default].")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for the dust3r baseline.")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Training minutes for each student that has to be distilled.")] = None,
+    no_distill: Annotated[bool, typer.Option("--no-distill", help="Report missing students as failed instead of distilling them.")] = False,
+    max_queries: Annotated[int | None, typer.Option("--max-queries", help="At most this many queries per scene, evenly spaced (quick runs).", min=1)] = None,
+    timing_queries: Annotated[int, typer.Option("--timing-queries", help="Queries a timing-only baseline (dust3r without --checkpoint) is timed on.", min=1)] = 3,
+    device: Annotated[str, typer.Option("--device", help="torch device for students and DUSt3R (cpu, cuda).")] = "cpu",
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads [default: torch's choice].", min=1)] = None,
+    json_out: JsonOut = False,
+    data_root: DataRoot = DEFAULT_DATA,
+    runs: RunsRoot = DEFAULT_RUNS,
+    verbose: Verbose = False,
+) -> None:
+    """Localize every query of each scene with each method and compare with ground truth."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    config = BenchConfig(
+        distill_minutes=minutes,
+        distill_missing=not no_distill,
+        checkpoint=checkpoint,
+        device=device,
+        max_queries=max_queries,
+        timing_queries=timing_queries,
+    )
+    # Rebuilt from the parsed options so it reads the same however the command was invoked.
+    parts = ["slocal", "bench", "--data-root", str(data_root), "--runs", str(runs), "--methods", methods, "--out", str(out)]
+    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += ["--timing-queries", str(timing_queries), "--device", device] + (["--threads", str(threads)] if threads else []) + (["--no-distill"] if no_distill else [])
+    command = shlex.join(parts)
+    result = run_bench(data_root, runs, split_list(scenes) or None, split_list(methods), teacher, out, config, command)
+    if json_out:
+        print_json({"rows": json_safe(result.rows), "files": _files(result.paths), "failures": result.failures})
+        return
+    typer.echo(result.markdown)
+    for kind, path in result.paths.items():
+        if kind != "plots":
+            typer.echo(f"{kind}: {path}")
+    for path in result.paths.get("plots", []):
+        typer.echo(f"plot: {path}")
+    if result.failures:
+        typer.echo(f"{len(result.failures)} failed: " + "; ".join(result.failures), err=True)
+
+
+def _files(paths: dict) -> dict:
+    return {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in paths.items()}

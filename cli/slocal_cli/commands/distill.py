@@ -1,0 +1,55 @@
+"""``slocal distill``: train a scene-coordinate student on teacher targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slocal.data import load_scene
+from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+
+
+@handle_errors
+def distill(
+    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
+    student: Annotated[str, typer.Option("--student", help="cnn (= cnn-small, the CPU default), vit (= vit-tiny), cnn-resnet18, vit-small.")] = "cnn",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r [default: depth if the scene has depth, else sfm].")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock training budget [default: 10].", min=0.01)] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out (same settings).")] = False,
+    pretrained: Annotated[str | None, typer.Option("--pretrained", help="Backbone weights: a local state-dict file, or 'timm' (downloads; fails offline).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda) [default: cuda if available].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file [default: RUNS/SCENE/students/STUDENT/model.pt].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed [default: 0].")] = None,
+    json_out: JsonOut = False,
+    data_root: DataRoot = DEFAULT_DATA,
+    runs: RunsRoot = DEFAULT_RUNS,
+    verbose: Verbose = False,
+) -> None:
+    """Distill a student for a scene (computes the teacher targets first if they are missing).
+
+    Under `torchrun --nproc_per_node N -m slocal_cli.main distill ...` it trains with DDP.
+    """
+    from slocal.distill.trainer import distill_student
+
+    sc = load_scene(data_root, scene)
+    result = distill_student(
+        sc, runs, student, teacher=teacher, minutes=minutes, iterations=iterations, device=device, config_file=config,
+        out=out, resume=resume, pretrained=pretrained, seed=seed,
+    )  # fmt: skip
+    if result.rank != 0:
+        return  # under torchrun only rank 0 reports
+    summary = result.to_dict()
+    if json_out:
+        print_json(summary)
+        return
+    v = result.validation
+    val = f" val={v['pct_5cm5deg']:.0f}%@5cm5deg median={v['median_cm']:.1f}cm/{v['median_deg']:.2f}deg" if v else ""
+    typer.echo(
+        f"model={result.model_path} student={result.student} iterations={result.iterations} "
+        f"minutes={result.train_seconds / 60:.2f} loss={result.final_loss:.4f} params={result.num_params} "
+        f"mb={result.file_mb:.2f}{val}"
+    )

@@ -1,0 +1,115 @@
+"""Pose-error and timing statistics over a scene's queries.
+
+Accuracies are percentages (0-100) over *all* queries: a failed localization
+counts as an infinite error, so it lowers every accuracy and can make a median
+infinite. Timings are summarised per stage (load, network, ransac, total).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slocal.geometry.pose import pose_error
+
+# (name, metres, degrees): a query is correct when both errors are below the bounds.
+ACCURACY_THRESHOLDS: tuple[tuple[str, float, float], ...] = (
+    ("acc_10cm5deg", 0.10, 5.0),
+    ("acc_5cm5deg", 0.05, 5.0),
+    ("acc_2cm2deg", 0.02, 2.0),
+    ("acc_1cm1deg", 0.01, 1.0),
+)
+TIMING_STAGES = ("load", "network", "ransac", "total")
+
+
+@dataclass(frozen=True, eq=False)
+class QueryResult:
+    """Outcome of localizing one query image.
+
+    Attributes:
+        image: the query's name in its scene.
+        success: a pose was estimated.
+        t_err_m: camera-centre error in metres (inf when failed).
+        r_err_deg: rotation error in degrees (inf when failed).
+        num_inliers: RANSAC inliers (0 when failed before RANSAC).
+        ms: wall time per stage in milliseconds (keys among ``TIMING_STAGES``).
+        cam_from_world_gt: (4, 4) ground-truth pose.
+        cam_from_world_est: (4, 4) estimate, or None when failed.
+    """
+
+    image: str
+    success: bool
+    t_err_m: float
+    r_err_deg: float
+    num_inliers: int
+    ms: dict[str, float] = field(default_factory=dict)
+    cam_from_world_gt: np.ndarray | None = None
+    cam_from_world_est: np.ndarray | None = None
+
+
+def query_result(
+    image: str,
+    cam_from_world_est: np.ndarray | None,
+    cam_from_world_gt: np.ndarray,
+    num_inliers: int,
+    ms: dict[str, float],
+) -> QueryResult:
+    """Compare an estimate (None = failed) with the ground truth."""
+    if cam_from_world_est is None:
+        return QueryResult(image, False, math.inf, math.inf, num_inliers, dict(ms), cam_from_world_gt, None)
+    t_err, r_err = pose_error(cam_from_world_est, cam_from_world_gt)
+    return QueryResult(image, True, t_err, r_err, num_inliers, dict(ms), cam_from_world_gt, cam_from_world_est)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, np.float64), q)) if len(values) else None
+
+
+def timing_summary(ms_per_query: Sequence[dict[str, float]]) -> dict[str, float | None]:
+    """Median of every stage and the 95th percentile of the total.
+
+    Returns:
+        ``ms_per_query`` (median total), ``ms_p95``, and ``ms_<stage>`` (median)
+        for ``load``, ``network``, ``ransac`` (None where no query timed it) and
+        for any other stage a method reports (e.g. SIFT's ``features``).
+    """
+    out: dict[str, float | None] = {}
+    totals = [m["total"] for m in ms_per_query if "total" in m]
+    out["ms_per_query"] = _percentile(totals, 50)
+    out["ms_p95"] = _percentile(totals, 95)
+    stages = list(TIMING_STAGES[:-1])
+    for m in ms_per_query:
+        stages += [k for k in m if k not in stages and k != "total"]
+    for stage in stages:
+        out[f"ms_{stage}"] = _percentile([m[stage] for m in ms_per_query if stage in m], 50)
+    return out
+
+
+def accuracy_summary(results: Sequence[QueryResult]) -> dict[str, float | int | None]:
+    """Median errors and accuracies over all queries (failures = infinite error).
+
+    Returns:
+        ``n_queries``, ``n_failed`` (count), ``median_t_cm``, ``median_r_deg`` (inf when more
+        than half failed; None without queries) and the ``acc_*`` percentages of
+        ``ACCURACY_THRESHOLDS``.
+    """
+    n = len(results)
+    out: dict[str, float | int | None] = {"n_queries": n, "n_failed": sum(not r.success for r in results)}
+    if n == 0:
+        out.update({"median_t_cm": None, "median_r_deg": None, **{name: None for name, _, _ in ACCURACY_THRESHOLDS}})
+        return out
+    t = np.array([r.t_err_m for r in results], np.float64)
+    r = np.array([r.r_err_deg for r in results], np.float64)
+    out["median_t_cm"] = float(np.median(t) * 100.0)
+    out["median_r_deg"] = float(np.median(r))
+    for name, max_t, max_r in ACCURACY_THRESHOLDS:
+        out[name] = float(np.mean((t < max_t) & (r < max_r)) * 100.0)
+    return out
+
+
+def summarize(results: Sequence[QueryResult]) -> dict[str, float | int | None]:
+    """Accuracy and timing statistics of one method on one scene."""
+    return {**accuracy_summary(results), **timing_summary([r.ms for r in results])}

@@ -1,0 +1,379 @@
+"""Benchmark reports: results.json / .csv / .md, per-query errors and PNG plots.
+
+``results.json`` has exactly the top-level keys ``rows``, ``machine`` and
+``command``; every row has at least ``ROW_FIELDS`` (None where a value does
+not apply, e.g. accuracies of a timing-only row). Non-finite numbers (a median
+error that is infinite because most queries failed) are written as null in
+JSON and as ``inf`` in CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from slocal.bench.metrics import ACCURACY_THRESHOLDS, QueryResult
+from slocal.geometry.pose import invert
+from slocal.io import atomic_path, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+ROW_FIELDS = (
+    "scene",
+    "method",
+    "teacher",
+    "n_queries",
+    "median_t_cm",
+    "median_r_deg",
+    "acc_10cm5deg",
+    "acc_5cm5deg",
+    "acc_2cm2deg",
+    "acc_1cm1deg",
+    "ms_per_query",
+    "map_mb",
+)
+AVERAGE_SCENE = "average"
+BASELINES = ("sift", "dust3r")
+PREFERRED_REFERENCE = "cnn"
+
+
+def scene_slug(scene: str) -> str:
+    """A file-name-safe version of a scene id (``apt1/kitchen`` -> ``apt1_kitchen``)."""
+    return scene.replace("/", "_").replace("\\", "_")
+
+
+def is_student(method: str) -> bool:
+    return method not in BASELINES
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_safe(obj):
+    """Make rows JSON-safe: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    return _finite_or_none(obj)
+
+
+def complete_row(row: Mapping) -> dict:
+    """``row`` with every field of ``ROW_FIELDS`` present (None when missing), schema fields first.
+
+    ``failed`` (None, or why the row has no result) and ``timing_only`` are always present too.
+    """
+    out = {k: row.get(k) for k in ROW_FIELDS}
+    out.update({k: v for k, v in row.items() if k not in out})
+    out.setdefault("timing_only", False)
+    out.setdefault("failed", None)
+    return out
+
+
+def _reference_ms(rows: Sequence[Mapping]) -> float | None:
+    students = [r for r in rows if is_student(r["method"]) and r.get("ms_per_query") and not r.get("failed")]
+    if not students:
+        return None
+    preferred = [r for r in students if r["method"] == PREFERRED_REFERENCE]
+    return float((preferred or students)[0]["ms_per_query"])
+
+
+def add_speed_vs_student(rows: list[dict]) -> None:
+    """Set ``speedup_vs_student`` = ms of the method / ms of the scene's reference student.
+
+    The reference is the ``cnn`` student if the scene has one, else its first
+    student row. A value of 12 means the method is 12 times slower than the student.
+    """
+    for scene in dict.fromkeys(r["scene"] for r in rows):
+        scene_rows = [r for r in rows if r["scene"] == scene]
+        ref = _reference_ms(scene_rows)
+        for r in scene_rows:
+            ms = r.get("ms_per_query")
+            r["speedup_vs_student"] = float(ms) / ref if ref and ms else None
+
+
+def average_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """One row per method averaging its per-scene numbers, as the published 12Scenes tables do.
+
+    Only methods with a result on every scene that produced any result get an
+    average (otherwise it would average different scene sets).
+    """
+    numeric = ("median_t_cm", "median_r_deg", *(n for n, _, _ in ACCURACY_THRESHOLDS), "ms_per_query", "ms_p95", "map_mb")
+    scenes = list(dict.fromkeys(r["scene"] for r in rows if not r.get("failed")))
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mrows = [r for r in rows if r["method"] == method and not r.get("failed")]
+        if len(scenes) < 2 or {r["scene"] for r in mrows} != set(scenes):
+            continue
+        avg: dict = {
+            "scene": AVERAGE_SCENE,
+            "method": method,
+            "teacher": mrows[0].get("teacher") if len({r.get("teacher") for r in mrows}) == 1 else "mixed",
+            "n_queries": sum(int(r.get("n_queries") or 0) for r in mrows),
+            "timing_only": any(r.get("timing_only") for r in mrows),
+            "n_scenes": len(mrows),
+        }
+        for key in numeric:
+            values = [r.get(key) for r in mrows]
+            avg[key] = float(np.mean(values)) if all(v is not None for v in values) else None
+        out.append(avg)
+    return out
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def speed_text(ratio: float | None, is_reference: bool) -> str:
+    """``×12 slower`` / ``×2.0 faster`` / ``reference`` for a ms ratio to the student."""
+    if is_reference:
+        return "reference"
+    if ratio is None:
+        return "–"
+    if 0.95 <= ratio <= 1.05:
+        return "×1.0 (same)"
+    if ratio > 1:
+        return f"×{ratio:.0f} slower" if ratio >= 10 else f"×{ratio:.1f} slower"
+    inv = 1.0 / ratio
+    return f"×{inv:.0f} faster" if inv >= 10 else f"×{inv:.1f} faster"
+
+
+def markdown_table(rows: Sequence[Mapping]) -> str:
+    """The results as a Markdown table, with failed rows and notes listed below it."""
+    header = [
+        "scene", "method", "teacher", "queries", "median t (cm)", "median r (°)",
+        "10cm,5° (%)", "5cm,5° (%)", "2cm,2° (%)", "1cm,1° (%)", "ms/query (p50)", "ms p95", "speed vs student", "map MB",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    notes = []
+    for scene in dict.fromkeys(r["scene"] for r in rows):
+        scene_rows = [r for r in rows if r["scene"] == scene]
+        ref = _reference_ms(scene_rows)
+        ref_seen = False
+        for r in scene_rows:
+            if r.get("failed"):
+                notes.append(f"- {r['scene']} / {r['method']}: FAILED — {r['failed']}")
+                lines.append(f"| {r['scene']} | {r['method']} | {_fmt(r.get('teacher'))} | FAILED |" + " – |" * (len(header) - 4))
+                continue
+            is_ref = not ref_seen and ref is not None and is_student(r["method"]) and r.get("ms_per_query") == ref
+            ref_seen |= is_ref
+            method = r["method"] + (" (timing only)" if r.get("timing_only") else "")
+            queries = _fmt(r.get("n_queries"))
+            if r.get("timing_only"):
+                n_timed = r.get("n_timed", r.get("n_queries"))
+                queries = f"{n_timed} timed"
+                notes.append(
+                    f"- {r['scene']} / {r['method']}: timing only, {n_timed} of {r.get('n_queries')} "
+                    f"queries timed ({r.get('timing_note') or 'accuracy not measured'})"
+                )
+            cells = [
+                r["scene"], method, _fmt(r.get("teacher")), queries,
+                _fmt(r.get("median_t_cm")), _fmt(r.get("median_r_deg"), 2),
+                *(_fmt(r.get(n)) for n, _, _ in ACCURACY_THRESHOLDS),
+                _fmt(r.get("ms_per_query")), _fmt(r.get("ms_p95")),
+                speed_text(r.get("speedup_vs_student"), is_ref), _fmt(r.get("map_mb"), 2),
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\n" + "\n".join(notes) + "\n"
+    return text
+
+
+def csv_text(rows: Sequence[Mapping]) -> str:
+    """Rows as CSV: the schema fields first, then any extra field in order of appearance."""
+    fields = list(ROW_FIELDS)
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def per_query_rows(per_query: Mapping[tuple[str, str], Sequence[QueryResult]]) -> list[dict]:
+    """One JSON-safe entry per (scene, method, query) with errors, timings and camera centres."""
+    out = []
+    for (scene, method), results in per_query.items():
+        for q in results:
+            out.append(
+                json_safe(
+                    {
+                        "scene": scene,
+                        "method": method,
+                        "image": q.image,
+                        "success": q.success,
+                        "t_err_cm": q.t_err_m * 100.0,
+                        "r_err_deg": q.r_err_deg,
+                        "inliers": q.num_inliers,
+                        "ms": q.ms,
+                        "center_gt": None if q.cam_from_world_gt is None else invert(q.cam_from_world_gt)[:3, 3].tolist(),
+                        "center_est": None if q.cam_from_world_est is None else invert(q.cam_from_world_est)[:3, 3].tolist(),
+                    }
+                )
+            )
+    return out
+
+
+def _save_figure(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    return path
+
+
+def plot_cumulative_errors(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path) -> Path:
+    """Cumulative translation and rotation error curves of every method on one scene.
+
+    The y value at error x is the percentage of *all* queries with an error <= x,
+    so failed queries keep a curve below 100 %.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
+    t_max, r_max = 10.0, 5.0
+    for method, qs in results.items():
+        t = np.sort([q.t_err_m * 100.0 for q in qs])
+        r = np.sort([q.r_err_deg for q in qs])
+        finite_t, finite_r = t[np.isfinite(t)], r[np.isfinite(r)]
+        if finite_t.size:
+            t_max = max(t_max, min(100.0, float(np.percentile(finite_t, 90)) * 1.5))
+            r_max = max(r_max, min(45.0, float(np.percentile(finite_r, 90)) * 1.5))
+        y = np.arange(1, len(qs) + 1) / len(qs) * 100.0
+        ax_t.step(np.concatenate([[0.0], t]), np.concatenate([[0.0], y]), where="post", label=method)
+        ax_r.step(np.concatenate([[0.0], r]), np.concatenate([[0.0], y]), where="post", label=method)
+    for ax, xmax, xlabel, marks in (
+        (ax_t, t_max, "translation error (cm)", (1, 2, 5, 10)),
+        (ax_r, r_max, "rotation error (°)", (1, 2, 5)),
+    ):
+        for m in marks:  # the accuracy thresholds of the table
+            ax.axvline(m, color="0.7", lw=0.6, ls="--", zorder=0)
+        ax.set_xlim(0, xmax)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("queries within error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.suptitle(f"{scene}: cumulative pose error")
+    fig.tight_layout()
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path) -> Path:
+    """Top-down view of ground-truth vs estimated camera centres of one scene.
+
+    The view spans the two world axes along which the ground-truth centres vary
+    most; estimates far outside the ground-truth extent fall outside the plot.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(results.values()))
+    gt = np.array([invert(q.cam_from_world_gt)[:3, 3] for q in first if q.cam_from_world_gt is not None])
+    axes = np.sort(np.argsort(gt.var(axis=0))[::-1][:2]) if len(gt) else np.array([0, 2])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot(gt[:, axes[0]], gt[:, axes[1]], "k.-", lw=0.5, ms=5, label="ground truth")
+    for method, qs in results.items():
+        est, ref = [], []
+        for q in qs:
+            if q.cam_from_world_est is not None and q.cam_from_world_gt is not None:
+                est.append(invert(q.cam_from_world_est)[:3, 3])
+                ref.append(invert(q.cam_from_world_gt)[:3, 3])
+        if not est:
+            continue
+        est_a, ref_a = np.array(est)[:, axes], np.array(ref)[:, axes]
+        (line,) = ax.plot(est_a[:, 0], est_a[:, 1], "x", ms=6, label=f"{method} ({len(est)}/{len(qs)})")
+        for e, g in zip(est_a, ref_a):
+            ax.plot([g[0], e[0]], [g[1], e[1]], "-", color=line.get_color(), lw=0.6, alpha=0.7)
+    if len(gt):
+        lo, hi = gt[:, axes].min(0), gt[:, axes].max(0)
+        margin = 0.15 * max(float((hi - lo).max()), 0.1)
+        ax.set_xlim(lo[0] - margin, hi[0] + margin)
+        ax.set_ylim(lo[1] - margin, hi[1] + margin)
+    ax.set_aspect("equal", adjustable="box")
+    names = "xyz"
+    ax.set_xlabel(f"world {names[axes[0]]} (m)")
+    ax.set_ylabel(f"world {names[axes[1]]} (m)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"{scene}: camera centres (top-down)")
+    fig.tight_layout()
+    try:
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def finalize_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """Rows with every schema field and ``speedup_vs_student`` filled in (idempotent)."""
+    full = [complete_row(r) for r in rows]
+    add_speed_vs_student(full)
+    return full
+
+
+def write_report(
+    out_dir: str | Path,
+    rows: Sequence[Mapping],
+    machine: Mapping,
+    command: str,
+    per_query: Mapping[tuple[str, str], Sequence[QueryResult]] | None = None,
+) -> dict[str, Path | list[Path]]:
+    """Write results.json/.csv/.md, per_query.json and the plots.
+
+    Args:
+        out_dir: folder to write into (created).
+        rows: one row per (scene, method), plus any average rows.
+        machine: ``slocal.bench.machine.machine_info()``.
+        command: the command line that produced the results.
+        per_query: per-query results by (scene, method), for plots; timing-only
+            and failed methods should be left out.
+
+    Returns:
+        Paths by kind: ``json``, ``csv``, ``md``, ``per_query``, ``plots`` (list).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    full = finalize_rows(rows)
+    paths: dict[str, Path | list[Path]] = {
+        "json": write_json(out_dir / "results.json", {"rows": json_safe(full), "machine": json_safe(dict(machine)), "command": command}),
+        "csv": write_text(out_dir / "results.csv", csv_text(full)),
+        "md": write_text(out_dir / "results.md", markdown_table(full)),
+    }
+    plots: list[Path] = []
+    if per_query:
+        paths["per_query"] = write_json(out_dir / "per_query.json", per_query_rows(per_query))
+        for scene in dict.fromkeys(s for s, _ in per_query):
+            by_method = {m: qs for (s, m), qs in per_query.items() if s == scene and qs}
+            if not by_method:
+                continue
+            slug = scene_slug(scene)
+            plots.append(plot_cumulative_errors(scene, by_method, out_dir / "plots" / f"{slug}_cumulative_errors.png"))
+            plots.append(plot_positions(scene, by_method, out_dir / "plots" / f"{slug}_positions.png"))
+    paths["plots"] = plots
+    return paths

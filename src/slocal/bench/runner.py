@@ -1,0 +1,272 @@
+"""Run the benchmark: every method on every scene's queries, compared with ground truth.
+
+Methods are students (``cnn``, ``vit`` or any other student name, distilled on
+demand when ``<runs>/<scene>/students/<name>/model.pt`` is missing) and the
+baselines ``sift`` (``slocal.bench.sift``: SIFT + SfM map) and ``dust3r``
+(``slocal.bench.dust3r_baseline``: DUSt3R on the query and a retrieved
+mapping image). A scene or method that fails is reported in its row
+(``failed``: why) while the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slocal.bench.machine import machine_info
+from slocal.bench.metrics import QueryResult, query_result, summarize
+from slocal.bench.report import average_rows, finalize_rows, markdown_table, write_report
+from slocal.data import find_scenes, load_scene
+from slocal.data.scene import Frame, Scene
+from slocal.errors import SlocalError
+from slocal.io import read_image
+from slocal.localize.localizer import Localizer, default_model_path, load_model
+from slocal.localize.pnp import PnpConfig
+from slocal.progress import progress_bar
+from slocal.teach import default_teacher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("cnn", "vit", "sift", "dust3r")
+# Failures of one scene/method that must not stop the others: bad input, and
+# runtime failures of the heavy libraries (torch, COLMAP, ONNX) on that input.
+RECOVERABLE = (SlocalError, RuntimeError, OSError, MemoryError, ImportError)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Benchmark settings.
+
+    Attributes:
+        methods: students by name and/or ``sift``, ``dust3r``.
+        teacher: teacher for students distilled here (None: the scene's default).
+        distill_minutes: training budget of students distilled here (None: the trainer's default).
+        distill_missing: distill a student that is missing; otherwise report the row as failed.
+        checkpoint: DUSt3R checkpoint for the ``dust3r`` baseline (None: random weights, timing only).
+        device: torch device for students and DUSt3R.
+        pnp: RANSAC settings shared by every method.
+        max_queries: use at most this many queries per scene, evenly spaced (None: all).
+        timing_queries: queries a timing-only baseline is timed on.
+    """
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    teacher: str | None = None
+    distill_minutes: float | None = None
+    distill_missing: bool = True
+    checkpoint: Path | None = None
+    device: str = "cpu"
+    pnp: PnpConfig = PnpConfig()
+    max_queries: int | None = None
+    timing_queries: int = 3
+
+
+@dataclass(eq=False)
+class BenchResult:
+    """What ``run_bench`` produced: the rows, per-query results and the written files."""
+
+    rows: list[dict]
+    per_query: dict[tuple[str, str], list[QueryResult]]
+    paths: dict
+    markdown: str
+    failures: list[str] = field(default_factory=list)
+
+
+def select_queries(frames: Sequence[Frame], max_queries: int | None) -> list[Frame]:
+    """All frames, or ``max_queries`` of them evenly spaced (first and last included)."""
+    frames = list(frames)
+    if max_queries is None or len(frames) <= max_queries:
+        return frames
+    idx = np.unique(np.linspace(0, len(frames) - 1, max_queries).round().astype(int))
+    return [frames[i] for i in idx]
+
+
+def _timed_read(frame: Frame) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    rgb = read_image(frame.image_path)
+    return rgb, (time.perf_counter() - start) * 1e3
+
+
+def _baseline_query(localize: Callable, frame: Frame) -> QueryResult:
+    """Run a baseline's ``localize(rgb, camera) -> (PnpResult, timings_ms)`` on one query."""
+    rgb, load_ms = _timed_read(frame)
+    start = time.perf_counter()
+    result, timings = localize(rgb, frame.camera)
+    total = (time.perf_counter() - start) * 1e3 + load_ms
+    # Baselines name their PnP stage differently; "ransac" makes the columns comparable.
+    stages = {("ransac" if k == "pnp" else k): float(v) for k, v in timings.items() if k not in ("load", "total")}
+    ms = {"load": load_ms, **stages, "total": total}
+    return query_result(frame.name, result.cam_from_world if result.success else None, frame.cam_from_world, result.num_inliers, ms)
+
+
+def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig) -> tuple[Path, dict]:
+    """The student file for ``scene``, distilling it first when missing.
+
+    Returns:
+        The model path and extra row fields (``distill_minutes``, training time, when trained here).
+    """
+    path = default_model_path(runs_root, scene.id, name)
+    if path.is_file():
+        return path, {}
+    if not config.distill_missing:
+        raise SlocalError(f"no {name} student for scene {scene.id} (run `slocal distill --scene {scene.id} --student {name}`)", path)
+    from slocal.distill.trainer import distill_student
+
+    log.info("%s: distilling the missing %s student", scene.id, name)
+    result = distill_student(scene, runs_root, name, teacher=config.teacher, minutes=config.distill_minutes, device=config.device)
+    if not path.is_file():
+        raise SlocalError(f"distillation finished but wrote no model at {path}", path)
+    return path, {"distill_minutes": result.train_seconds / 60.0}
+
+
+def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+    """Localize ``queries`` with the scene's ``name`` student."""
+    path, extra = ensure_student(scene, name, runs_root, config)
+    model = load_model(path, device=config.device, expect_scene=scene.id, expect_fingerprint=scene.fingerprint)
+    teacher = getattr(model, "teacher", None) or None
+    if config.teacher is not None and teacher is not None and teacher != config.teacher:
+        raise SlocalError(
+            f"the existing {name} student was distilled from the {teacher} teacher, not {config.teacher}; "
+            "remove it or use another --runs folder",
+            path,
+        )
+    if "distill_minutes" not in extra:
+        minutes = (getattr(model, "train_info", None) or {}).get("minutes")
+        if minutes is not None:
+            extra["distill_minutes"] = float(minutes)
+    localizer = Localizer(model, config.pnp)
+    results = []
+    for frame in progress_bar(queries, f"{scene.id} {name}"):
+        loc = localizer.localize_image(frame.image_path, frame.camera)
+        results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
+    row = {
+        "teacher": teacher or config.teacher or default_teacher(scene),
+        "map_mb": getattr(model, "file_mb", path.stat().st_size / 2**20),
+        "num_params": getattr(model, "num_params", None),
+        "student": getattr(model, "name", None),
+        "model": str(path),
+        **extra,
+    }
+    return row, results
+
+
+def run_sift(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+    """Localize ``queries`` with the SIFT + SfM-map baseline."""
+    from slocal.bench.sift import SiftConfig, SiftLocalizer
+
+    sift = SiftLocalizer.build(scene, runs_root, SiftConfig(pnp=config.pnp))
+    results = [_baseline_query(sift.localize, f) for f in progress_bar(queries, f"{scene.id} sift")]
+    return {"teacher": None, "map_mb": sift.map_mb}, results
+
+
+def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+    """Localize ``queries`` with the DUSt3R baseline.
+
+    Without a checkpoint the network has random weights (``timing_only``): only
+    ``config.timing_queries`` queries are run and only their timings are reported.
+    """
+    from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig
+
+    baseline = Dust3rBaseline.build(scene, config.checkpoint, config.device, Dust3rBaselineConfig(pnp=config.pnp))
+    row: dict = {"teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only)}
+    if baseline.timing_only:
+        queries = select_queries(queries, config.timing_queries)
+        row.update(n_timed=len(queries), timing_note=baseline.timing_note)
+    results = [_baseline_query(baseline.localize, f) for f in progress_bar(queries, f"{scene.id} dust3r")]
+    return row, results
+
+
+def run_method(scene: Scene, method: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+    """One (scene, method) row and its per-query results."""
+    if method == "sift":
+        row, results = run_sift(scene, queries, runs_root, config)
+    elif method == "dust3r":
+        row, results = run_dust3r(scene, queries, runs_root, config)
+    else:
+        row, results = run_student(scene, method, queries, runs_root, config)
+    stats = summarize(results)
+    if row.get("timing_only"):
+        # A few timed queries say nothing about accuracy: report timings only.
+        stats = {k: (None if k.startswith(("median_", "acc_")) or k == "n_failed" else v) for k, v in stats.items()}
+        stats["n_queries"] = len(queries)
+    return {"scene": scene.id, "method": method, **stats, **row}, results
+
+
+def resolve_scenes(data_root: Path, scenes: Sequence[str] | None) -> list[str]:
+    """The requested scenes, or every scene under the data root (12Scenes protocol)."""
+    if scenes:
+        return list(scenes)
+    found = [scene_id for scene_id, _ in find_scenes(data_root)]
+    if not found:
+        raise SlocalError("no scenes found under the data root", data_root)
+    return found
+
+
+def run_bench(
+    data_root: str | Path,
+    runs_root: str | Path,
+    scenes: Sequence[str] | None,
+    methods: Sequence[str],
+    teacher: str | None,
+    out_dir: str | Path,
+    config: BenchConfig = BenchConfig(),
+    command: str = "",
+) -> BenchResult:
+    """Benchmark ``methods`` on ``scenes`` and write the report into ``out_dir``.
+
+    Args:
+        data_root: folder holding the scenes.
+        runs_root: folder with (or for) students and caches.
+        scenes: scene ids; None or empty: every scene under ``data_root``, plus an
+            ``average`` row per method as in the published 12Scenes tables.
+        methods: e.g. ``("cnn", "vit", "sift", "dust3r")``; overrides ``config.methods``.
+        teacher: teacher for students distilled here; overrides ``config.teacher``.
+        out_dir: report folder (results.json/.csv/.md, per_query.json, plots/).
+        config: other settings.
+        command: the command line, recorded in results.json.
+    """
+    data_root, runs_root = Path(data_root), Path(runs_root)
+    config = BenchConfig(**{**config.__dict__, "methods": tuple(methods), "teacher": teacher})
+    unknown = [m for m in config.methods if not m or "/" in m]
+    if unknown or not config.methods:
+        raise SlocalError(f"invalid method list {list(methods)!r}")
+    scene_ids = resolve_scenes(data_root, scenes)
+    rows: list[dict] = []
+    per_query: dict[tuple[str, str], list[QueryResult]] = {}
+    failures: list[str] = []
+    for scene_id in scene_ids:
+        try:
+            scene = load_scene(data_root, scene_id)
+            if not scene.query:
+                raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
+        except SlocalError as exc:
+            log.error("scene %s failed: %s", scene_id, exc)
+            failures.append(f"{scene_id}: {exc}")
+            rows += [{"scene": scene_id, "method": m, "failed": str(exc)} for m in config.methods]
+            continue
+        queries = select_queries(scene.query, config.max_queries)
+        for method in config.methods:
+            try:
+                row, results = run_method(scene, method, queries, runs_root, config)
+            except RECOVERABLE as exc:
+                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SlocalError) else str(exc)
+                log.error("%s / %s failed: %s", scene_id, method, reason)
+                log.debug("traceback", exc_info=True)
+                failures.append(f"{scene_id} / {method}: {reason}")
+                rows.append({"scene": scene_id, "method": method, "failed": reason})
+                continue
+            rows.append(row)
+            if not row.get("timing_only"):
+                per_query[(scene_id, method)] = results
+    if not scenes:
+        rows += average_rows(rows)
+    full = finalize_rows(rows)
+    paths = write_report(out_dir, full, machine_info(), command, per_query)
+    return BenchResult(full, per_query, paths, markdown_table(full), failures)
+
+
+__all__ = ["BenchConfig", "BenchResult", "DEFAULT_METHODS", "run_bench", "select_queries"]

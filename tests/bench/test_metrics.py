@@ -1,0 +1,62 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from slocal.bench.metrics import QueryResult, accuracy_summary, query_result, summarize, timing_summary
+from slocal.geometry import to_homogeneous
+
+
+def q(t_cm, r_deg, ms=None):
+    ok = math.isfinite(t_cm)
+    return QueryResult("img", ok, t_cm / 100.0, r_deg, 50 if ok else 0, ms or {})
+
+
+def test_accuracies_and_medians_on_known_errors():
+    results = [q(0.5, 0.5), q(1.5, 0.5), q(3.0, 1.0), q(4.0, 6.0), q(8.0, 4.0), q(math.inf, math.inf)]
+    s = accuracy_summary(results)
+    assert s["n_queries"] == 6 and s["n_failed"] == 1
+    assert s["acc_1cm1deg"] == pytest.approx(100 / 6)
+    assert s["acc_2cm2deg"] == pytest.approx(200 / 6)
+    assert s["acc_5cm5deg"] == pytest.approx(300 / 6)  # 4 cm / 6 deg fails the rotation bound
+    assert s["acc_10cm5deg"] == pytest.approx(400 / 6)
+    assert s["median_t_cm"] == pytest.approx(3.5)
+    assert s["median_r_deg"] == pytest.approx(2.5)
+
+
+def test_majority_failed_gives_infinite_median():
+    s = accuracy_summary([q(1.0, 1.0), q(math.inf, math.inf), q(math.inf, math.inf)])
+    assert math.isinf(s["median_t_cm"]) and math.isinf(s["median_r_deg"])
+    assert s["acc_10cm5deg"] == pytest.approx(100 / 3)
+
+
+def test_bounds_are_strict():
+    s = accuracy_summary([q(5.0, 1.0), q(4.999, 5.0)])
+    assert s["acc_5cm5deg"] == 0.0
+
+
+def test_empty_gives_none():
+    s = summarize([])
+    assert s["n_queries"] == 0 and s["median_t_cm"] is None and s["acc_1cm1deg"] is None and s["ms_per_query"] is None
+
+
+def test_timing_percentiles_per_stage():
+    ms = [{"load": 1.0, "network": 10.0 * i, "ransac": 2.0, "total": 13.0 + 10.0 * i} for i in range(1, 21)]
+    s = timing_summary(ms)
+    assert s["ms_network"] == pytest.approx(105.0)
+    assert s["ms_per_query"] == pytest.approx(118.0)
+    assert s["ms_p95"] == pytest.approx(np.percentile([13.0 + 10.0 * i for i in range(1, 21)], 95))
+    assert s["ms_load"] == 1.0 and s["ms_ransac"] == 2.0
+    assert timing_summary([{"network": 3.0, "total": 4.0}])["ms_load"] is None
+
+
+def test_query_result_compares_with_gt():
+    gt = to_homogeneous(Rotation.from_euler("y", 30, degrees=True).as_matrix(), [0.1, 0.2, 0.3])
+    est = gt.copy()
+    est[:3, :3] = Rotation.from_euler("x", 2, degrees=True).as_matrix() @ gt[:3, :3]
+    est[:3, 3] = est[:3, :3] @ (-gt[:3, :3].T @ gt[:3, 3] + np.array([0.03, 0, 0])) * -1
+    r = query_result("a", est, gt, 100, {"total": 5.0})
+    assert r.success and r.t_err_m == pytest.approx(0.03) and r.r_err_deg == pytest.approx(2.0)
+    f = query_result("b", None, gt, 3, {"total": 1.0})
+    assert not f.success and math.isinf(f.t_err_m) and f.num_inliers == 3

@@ -1,0 +1,36 @@
+import json
+
+from student_standin import SceneOracleStudent
+from typer.testing import CliRunner
+
+import slocal.bench.runner as bench_runner
+from slocal.data import load_scene
+from slocal.localize.localizer import default_model_path
+from slocal_cli.main import app
+
+runner = CliRunner()
+
+
+def test_bench_prints_table_and_plot_paths(tiny_twelve_scenes, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    path = default_model_path(runs, "apt0/tiny", "cnn")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"stand-in")
+    monkeypatch.setattr(
+        bench_runner, "load_model", lambda p, device="cpu", expect_scene=None, **kw: SceneOracleStudent(load_scene(tiny_twelve_scenes, expect_scene))
+    )
+    out = tmp_path / "out"
+    args = ["bench", "--scenes", "apt0/tiny", "--methods", "cnn", "--data-root", str(tiny_twelve_scenes), "--runs", str(runs), "--out", str(out)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "| apt0/tiny | cnn | depth | 2 |" in r.stdout and "reference" in r.stdout
+    assert "plot: " in r.stdout and "apt0_tiny_positions.png" in r.stdout
+    data = json.loads((out / "results.json").read_text())
+    assert data["command"].startswith("slocal ") and data["rows"][0]["acc_1cm1deg"] == 100.0
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["rows"][0]["method"] == "cnn"
+
+
+def test_bench_unknown_data_root_is_one_line_error(tmp_path):
+    r = runner.invoke(app, ["bench", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "data root not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
