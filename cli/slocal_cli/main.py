@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from slocal_cli.commands import scenes, teach
-from slocal_cli.commands import synth
-from slocal_cli.commands import localize
-from slocal_cli.commands import export
-from slocal_cli.commands import bench
+from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach
 
 app = typer.Typer(
     name="slocal",
@@ -23,16 +19,18 @@ app = typer.Typer(
 def _root() -> None:
     """Visual localization with small scene-specific students distilled from 3D teachers.
 
-    Pipeline: synth (demo scene) -> teach -> distill -> localize / bench.
+    Pipeline: synth (demo scene) -> teach -> distill -> localize / bench; `demo` runs it all.
     """
 
 
+app.command("demo")(demo.demo)
 app.command("scenes")(scenes.scenes)
-app.command("teach")(teach.teach)
 app.command("synth")(synth.synth)
+app.command("teach")(teach.teach)
+app.command("distill")(distill.distill)
 app.command("localize")(localize.localize)
-app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("export")(export.export)
 
 
 def main() -> None:

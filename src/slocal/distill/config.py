@@ -1,0 +1,320 @@
+"""Student and training settings: frozen dataclasses, named presets and YAML files.
+
+A preset (``cnn-small``, ``cnn-resnet18``, ``vit-tiny``, ``vit-small``; aliases
+``cnn`` and ``vit``) is a ``StudentConfig`` plus the ``TrainConfig`` overrides
+that suit it. ``configs/students/<preset>.yaml`` mirror the presets (a test keeps
+them equal) and are the starting point for custom files::
+
+    student:            # fields of StudentConfig
+      arch: cnn
+      widths: [32, 64, 128, 256]
+    train:              # fields of TrainConfig
+      lr: 0.002
+
+Unknown keys are errors naming the file, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slocal.errors import SlocalError
+
+ARCHS = ("cnn", "timm", "vit")
+NORMS = ("bn", "gn")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The student network.
+
+    Attributes:
+        name: preset or user-chosen name (used for the output folder and stored in the model).
+        arch: ``cnn`` (compact from-scratch ResNet), ``timm`` (a timm ``features_only``
+            backbone + regression head) or ``vit`` (a timm VisionTransformer + dense head).
+        max_side: longer side of the network input in pixels; the scene's camera
+            is rescaled to it (aspect kept, sides rounded to ``size_multiple``).
+        size_multiple: input sides are rounded to a multiple of this.
+        stride: output stride (coordinates on a grid of cells of this size).
+        uncertainty: predict a per-cell log-uncertainty channel (exposed as confidence).
+        widths: ``cnn``: channels at strides 2, 4, 8 and of the stride-16/32 context branch.
+        blocks8: ``cnn``: residual blocks at stride 8.
+        context: ``cnn``: add the stride-16/32 context branch (wider receptive field).
+        norm: ``cnn``: ``bn`` (BatchNorm) or ``gn`` (GroupNorm).
+        head_width, head_layers: the 1x1-conv regression head (hidden width, hidden layers).
+        backbone: ``timm``/``vit``: timm model name.
+        patch_size: ``vit``: patch size (8 or 16; None keeps the model's).
+        vit_depth, vit_embed_dim, vit_heads: ``vit``: overrides of the timm model (None keeps them).
+        mean, std: input normalisation of RGB in [0, 1].
+    """
+
+    name: str = "cnn-small"
+    arch: str = "cnn"
+    max_side: int = 320
+    size_multiple: int = 8
+    stride: int = 8
+    uncertainty: bool = False
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks8: int = 2
+    context: bool = True
+    norm: str = "bn"
+    head_width: int = 256
+    head_layers: int = 3
+    backbone: str = ""
+    patch_size: int | None = None
+    vit_depth: int | None = None
+    vit_embed_dim: int | None = None
+    vit_heads: int | None = None
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise SlocalError(f"student arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.norm not in NORMS:
+            raise SlocalError(f"student norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.stride != 8:
+            raise SlocalError(f"only output stride 8 is implemented, got {self.stride}")
+        if self.arch == "cnn" and len(self.widths) != 4:
+            raise SlocalError(f"cnn widths must have 4 entries (strides 2, 4, 8, context), got {list(self.widths)}")
+        if self.arch in ("timm", "vit") and not self.backbone:
+            raise SlocalError(f"student arch {self.arch!r} needs a timm backbone name")
+        if self.arch == "vit" and self.patch_size not in (None, 8, 16):
+            raise SlocalError(f"vit patch_size must be 8 or 16, got {self.patch_size}")
+        if self.max_side < 32 or self.size_multiple < 1 or self.size_multiple % self.stride:
+            raise SlocalError(f"bad input size settings max_side={self.max_side} size_multiple={self.size_multiple}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The distillation run.
+
+    Attributes:
+        minutes: wall-clock budget; the learning-rate schedule follows elapsed time.
+        iterations: fixed iteration count instead (reproducible; resume is bit-exact).
+            Exactly one of ``minutes`` and ``iterations`` is used; ``iterations`` wins.
+        batch_size: images per iteration (per process under DDP).
+        lr, weight_decay: AdamW settings; ``lr`` is the peak of the one-cycle schedule.
+        warmup: fraction of the run spent warming the learning rate up.
+        final_lr_factor: final learning rate as a fraction of ``lr``.
+        aug_scale: images are rescaled by a factor in [1/(1+a), 1+a] about the principal point.
+        aug_rotation: in-plane rotation range in degrees (about the principal point).
+        aug_color: brightness/contrast jitter amplitude.
+            Augmentation is off by default: on redkitchen (queries interleaved with the
+            mapping views) it slowed convergence within a 10-minute CPU budget (see
+            benchmarks/results/distill_redkitchen_cpu.md); it may help where queries
+            come from other viewpoints or lighting (e.g. scale 0.2, rotation 10, colour 0.2).
+        loss_clamp: soft clamp (metres) of the Euclidean coordinate loss: errors above it grow
+            only logarithmically (see ``losses.coordinate_loss``); None = plain distance.
+        reproj_weight: weight of the reprojection loss (pixels at 640 px width), 0 = off.
+        reproj_start: fraction of the run after which the reprojection loss is switched on.
+        reproj_tau_start, reproj_tau_end: soft clamp of the reprojection loss (px at 640 width),
+            tightened with a cosine schedule over the run.
+        precision: ``auto`` (bf16 autocast on CUDA with bf16 and CPUs with native bf16),
+            ``fp32`` or ``bf16``. The last layer always runs in fp32.
+        val_frames: mapping frames held out for validation (evenly spaced), 0 = none.
+        val_every_s: seconds between validations (also run at the end).
+        checkpoint_every_s: seconds between checkpoints (also written at the end).
+        seed: seeds torch, numpy and python; the data order follows from it.
+    """
+
+    minutes: float | None = 10.0
+    iterations: int | None = None
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.1
+    final_lr_factor: float = 1e-4
+    aug_scale: float = 0.0
+    aug_rotation: float = 0.0
+    aug_color: float = 0.0
+    loss_clamp: float | None = None
+    reproj_weight: float = 0.0
+    reproj_start: float = 0.0
+    reproj_tau_start: float = 50.0
+    reproj_tau_end: float = 2.0
+    precision: str = "auto"
+    val_frames: int = 4
+    val_every_s: float = 60.0
+    checkpoint_every_s: float = 120.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.minutes is None:
+            raise SlocalError("give a training budget: minutes or iterations")
+        if self.iterations is not None and self.iterations < 1:
+            raise SlocalError(f"iterations must be >= 1, got {self.iterations}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise SlocalError(f"minutes must be > 0, got {self.minutes}")
+        if self.batch_size < 1:
+            raise SlocalError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise SlocalError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise SlocalError(f"warmup must be in [0, 1), got {self.warmup}")
+
+
+# The presets. The CNN default is the recipe measured in benchmarks/results/distill_redkitchen_cpu.md.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cnn-small": {"student": {"name": "cnn-small", "arch": "cnn"}, "train": {}},
+    "cnn-resnet18": {
+        "student": {
+            "name": "cnn-resnet18",
+            "arch": "timm",
+            "backbone": "resnet18",
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+        },
+        "train": {"lr": 1e-3},
+    },
+    "vit-tiny": {
+        "student": {
+            "name": "vit-tiny",
+            "arch": "vit",
+            "backbone": "vit_tiny_patch16_224",
+            "patch_size": 16,
+            "size_multiple": 16,
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+        },
+        "train": {"lr": 5e-4, "weight_decay": 0.05},
+    },
+    "vit-small": {
+        "student": {
+            "name": "vit-small",
+            "arch": "vit",
+            "backbone": "vit_small_patch16_224",
+            "patch_size": 16,
+            "size_multiple": 16,
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+        },
+        "train": {"lr": 5e-4, "weight_decay": 0.05},
+    },
+}
+ALIASES = {"cnn": "cnn-small", "vit": "vit-tiny"}
+
+
+def _coerce(cls: type, values: dict[str, Any], source: str | Path | None, section: str) -> dict[str, Any]:
+    """Check keys against ``cls``'s fields and turn YAML lists into tuples."""
+    if not isinstance(values, dict):
+        raise SlocalError(f"section {section!r} must be a mapping, got {type(values).__name__}", source)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SlocalError(f"unknown key(s) {', '.join(unknown)} in section {section!r}; known: {', '.join(known)}", source)
+    out = {}
+    for key, value in values.items():
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _build(cls: type, values: dict[str, Any], source: str | Path | None, section: str):
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise SlocalError(f"bad value in section {section!r}: {exc}", source) from exc
+    except SlocalError as exc:
+        raise SlocalError(f"section {section!r}: {exc.message}", source) from exc
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS) + sorted(ALIASES)
+
+
+def resolve_preset(name: str) -> str:
+    """The preset a name or alias refers to."""
+    name = ALIASES.get(name, name)
+    if name not in PRESETS:
+        raise SlocalError(f"unknown student {name!r}; choose one of {', '.join(preset_names())} or pass --config FILE")
+    return name
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a student/train YAML file into checked ``{"student": {...}, "train": {...}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlocalError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SlocalError(f"not valid YAML: {exc}", path) from exc
+    if not isinstance(data, dict):
+        raise SlocalError("config must be a mapping with sections 'student' and/or 'train'", path)
+    unknown = sorted(set(data) - {"student", "train"})
+    if unknown:
+        raise SlocalError(f"unknown top-level key(s) {', '.join(map(str, unknown))}; expected 'student' and/or 'train'", path)
+    return {
+        "student": _coerce(StudentConfig, data.get("student") or {}, path, "student"),
+        "train": _coerce(TrainConfig, data.get("train") or {}, path, "train"),
+    }
+
+
+def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
+    """The settings of a YAML file alone (dataclass defaults + the file, no preset)."""
+    data = read_config_file(path)
+    return _build(StudentConfig, data["student"], path, "student"), _build(TrainConfig, data["train"], path, "train")
+
+
+def load_configs(
+    student: str = "cnn", config_file: str | Path | None = None, **train_overrides: Any
+) -> tuple[StudentConfig, TrainConfig]:
+    """The student and training settings: preset, then the YAML file, then overrides.
+
+    Args:
+        student: preset name or alias (``cnn``, ``vit``, ``cnn-small``, ...).
+        config_file: optional YAML file whose sections override the preset.
+        train_overrides: ``TrainConfig`` fields to set (None values are ignored).
+    """
+    preset = PRESETS[resolve_preset(student)]
+    s_values = dict(preset["student"])
+    t_values = dict(preset["train"])
+    source: str | Path | None = None
+    if config_file is not None:
+        source = config_file
+        data = read_config_file(config_file)
+        s_values.update(data["student"])
+        t_values.update(data["train"])
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    t_values.update(_coerce(TrainConfig, overrides, None, "train"))
+    if "iterations" in overrides and "minutes" not in overrides:
+        t_values["minutes"] = None
+    return _build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train")
+
+
+def to_plain(config: StudentConfig | TrainConfig) -> dict[str, Any]:
+    """A dict of plain values (tuples as lists) for model files and JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def student_from_plain(values: dict[str, Any], source: str | Path | None = None) -> StudentConfig:
+    """Rebuild a ``StudentConfig`` stored with ``to_plain``."""
+    return _build(StudentConfig, _coerce(StudentConfig, values, source, "student"), source, "student")
+
+
+def train_from_plain(values: dict[str, Any], source: str | Path | None = None) -> TrainConfig:
+    """Rebuild a ``TrainConfig`` stored with ``to_plain``."""
+    return _build(TrainConfig, _coerce(TrainConfig, values, source, "train"), source, "train")
+
+
+__all__ = [
+    "ALIASES",
+    "PRESETS",
+    "StudentConfig",
+    "TrainConfig",
+    "configs_from_file",
+    "load_configs",
+    "preset_names",
+    "read_config_file",
+    "resolve_preset",
+    "student_from_plain",
+    "to_plain",
+    "train_from_plain",
+]

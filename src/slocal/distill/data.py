@@ -1,0 +1,207 @@
+"""Training data: mapping images at the student's size, teacher targets, augmentation.
+
+Augmentation rescales and rotates the image in-plane about the principal
+point. For a pinhole camera that is exactly a change of focal length and a
+rotation of the camera about its optical axis, so the world-frame targets stay
+valid: each output cell centre is mapped back through the inverse warp onto
+the teacher's target grid (nearest target pixel), and the augmented camera
+(``K``, ``cam_from_world``) is given for the reprojection loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from slocal.data.scene import Frame, Scene
+from slocal.distill.config import TrainConfig
+from slocal.errors import SlocalError
+from slocal.geometry.camera import Camera, pixel_centers
+from slocal.io import read_image
+from slocal.progress import progress_bar
+from slocal.teach.targets import TargetSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainFrame:
+    """One mapping frame prepared for training.
+
+    Attributes:
+        name: frame name in the scene.
+        image_HW3: uint8 RGB at the student's input size.
+        camera: camera of ``image_HW3``.
+        cam_from_world: (4, 4) ground-truth pose.
+        coords_HW3: float32 targets relative to the scene centre on the target grid (0 where invalid).
+        valid_HW: bool target mask.
+        target_camera: camera of the target grid.
+    """
+
+    name: str
+    image_HW3: np.ndarray
+    camera: Camera
+    cam_from_world: np.ndarray
+    coords_HW3: np.ndarray
+    valid_HW: np.ndarray
+    target_camera: Camera
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """A training batch (numpy; the trainer moves it to torch).
+
+    Attributes:
+        images_BHW3: float32 RGB in [0, 1] (augmented).
+        coords_BN3: float32 targets relative to the centre, cells in row-major order.
+        valid_BN: bool.
+        K_B33: float32 intrinsics of the augmented images.
+        cam_from_world_B34: float32 augmented poses, world relative to the centre.
+    """
+
+    images_BHW3: np.ndarray
+    coords_BN3: np.ndarray
+    valid_BN: np.ndarray
+    K_B33: np.ndarray
+    cam_from_world_B34: np.ndarray
+
+
+def scene_centre(targets: TargetSet) -> np.ndarray:
+    """Mean of all valid target coordinates (float64, metres)."""
+    total = np.zeros(3)
+    count = 0
+    for t in targets.frames:
+        pts = t.coords_HW3[t.valid_HW].astype(np.float64)
+        total += pts.sum(0)
+        count += len(pts)
+    if count == 0:
+        raise SlocalError("the targets contain no valid point", targets.directory)
+    return total / count
+
+
+def load_train_frames(
+    scene: Scene, targets: TargetSet, image_size: tuple[int, int], centre: np.ndarray
+) -> list[TrainFrame]:
+    """Read the mapping images at ``image_size`` = (width, height) and pair them with targets.
+
+    Frames without targets are left out (the teacher skipped them).
+    """
+    by_name = targets.by_name()
+    frames: list[TrainFrame] = []
+    width, height = image_size
+    mapping: list[Frame] = [f for f in scene.mapping if f.name in by_name]
+    if not mapping:
+        raise SlocalError("no mapping frame has teacher targets", targets.directory)
+    for frame in progress_bar(mapping, "loading images"):
+        t = by_name[frame.name]
+        rgb = read_image(frame.image_path)
+        if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
+            raise SlocalError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
+                frame.image_path,
+            )
+        small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        coords = np.where(t.valid_HW[..., None], t.coords_HW3 - centre, 0.0).astype(np.float32)
+        frames.append(
+            TrainFrame(frame.name, small, frame.camera.scaled(width, height), frame.cam_from_world, coords, t.valid_HW.copy(), t.camera)
+        )
+    return frames
+
+
+def validation_split(num_frames: int, num_val: int) -> tuple[list[int], list[int]]:
+    """(train indices, held-out indices): ``num_val`` evenly spaced interior frames held out."""
+    if num_val <= 0 or num_frames < 2 * num_val + 1:
+        return list(range(num_frames)), []
+    val = sorted({int(round(v)) for v in np.linspace(0, num_frames - 1, num_val + 2)[1:-1]})
+    return [i for i in range(num_frames) if i not in val], val
+
+
+class BatchSampler:
+    """Deterministic batches from a shard of frames; its state resumes exactly.
+
+    Frames are visited in a fresh random permutation every epoch; batches run
+    across epoch boundaries. All randomness comes from one numpy Generator.
+    """
+
+    def __init__(
+        self, frames: list[TrainFrame], indices: list[int], config: TrainConfig, stride: int, seed: int, centre: np.ndarray
+    ):
+        if not indices:
+            raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
+        self.frames = frames
+        self.indices = list(indices)
+        self.config = config
+        self.stride = stride
+        self.centre = np.asarray(centre, np.float64).reshape(3)
+        self.rng = np.random.default_rng(seed)
+        self.order: list[int] = []
+        self.pos = 0
+        cam = frames[indices[0]].camera
+        self.uv_N2 = pixel_centers(cam.width, cam.height, stride).reshape(-1, 2)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": list(self.order), "pos": int(self.pos)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order = [int(i) for i in state["order"]]
+        self.pos = int(state["pos"])
+
+    def _next_index(self) -> int:
+        if self.pos >= len(self.order):
+            self.order = [self.indices[i] for i in self.rng.permutation(len(self.indices))]
+            self.pos = 0
+        idx = self.order[self.pos]
+        self.pos += 1
+        return idx
+
+    def next_batch(self) -> Batch:
+        samples = [self.sample(self._next_index()) for _ in range(self.config.batch_size)]
+        return Batch(*(np.stack(parts) for parts in zip(*samples)))
+
+    def sample(self, index: int) -> tuple[np.ndarray, ...]:
+        """One augmented frame: image, targets, validity, K, cam_from_world (centre-relative)."""
+        f = self.frames[index]
+        c = self.config
+        cam = f.camera
+        u = self.rng.uniform(-1.0, 1.0, size=5)
+        scale = math.exp(u[0] * math.log1p(c.aug_scale))
+        angle = u[1] * c.aug_rotation
+        # Image warp about the principal point: x' - c = scale * R(angle) (x - c).
+        M = cv2.getRotationMatrix2D((cam.cx, cam.cy), angle, scale)
+        image = f.image_HW3
+        if scale != 1.0 or angle != 0.0:
+            image = cv2.warpAffine(image, M, (cam.width, cam.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        img = image.astype(np.float32) * np.float32(1.0 / 255.0)
+        if c.aug_color > 0:
+            a = c.aug_color
+            mean = img.mean()
+            img = (img - mean) * np.float32(1.0 + a * u[2]) + mean * np.float32(1.0 + a * u[3]) + np.float32(0.1 * a * u[4])
+            np.clip(img, 0.0, 1.0, out=img)
+
+        # Cell centres of the augmented image -> un-augmented image -> target grid.
+        M_inv = cv2.invertAffineTransform(M)
+        src = self.uv_N2 @ M_inv[:, :2].T + M_inv[:, 2]
+        tc = f.target_camera
+        x_t = (src[:, 0] - cam.cx) / cam.fx * tc.fx + tc.cx
+        y_t = (src[:, 1] - cam.cy) / cam.fy * tc.fy + tc.cy
+        cols, rows = np.floor(x_t).astype(np.int64), np.floor(y_t).astype(np.int64)
+        inside = (cols >= 0) & (cols < tc.width) & (rows >= 0) & (rows < tc.height)
+        cols, rows = np.clip(cols, 0, tc.width - 1), np.clip(rows, 0, tc.height - 1)
+        coords = f.coords_HW3[rows, cols]
+        valid = f.valid_HW[rows, cols] & inside
+
+        # The augmented camera: focal lengths scaled, rotated about the optical axis.
+        rad = math.radians(angle)
+        R2 = np.array([[math.cos(rad), math.sin(rad), 0.0], [-math.sin(rad), math.cos(rad), 0.0], [0.0, 0.0, 1.0]])
+        K = np.array([[cam.fx * scale, 0.0, cam.cx], [0.0, cam.fy * scale, cam.cy], [0.0, 0.0, 1.0]], np.float32)
+        return img, coords, valid, K, self._pose(f, R2)
+
+    def _pose(self, f: TrainFrame, R2: np.ndarray) -> np.ndarray:
+        R, t = f.cam_from_world[:3, :3], f.cam_from_world[:3, 3]
+        t_rel = t + R @ self.centre
+        return np.concatenate([R2 @ R, (R2 @ t_rel)[:, None]], axis=1).astype(np.float32)

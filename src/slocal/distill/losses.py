@@ -1,0 +1,82 @@
+"""Distillation losses: robust 3D distance to the teacher and a soft-clamped reprojection error."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def coordinate_loss(
+    pred_BN3: torch.Tensor,
+    target_BN3: torch.Tensor,
+    valid_BN: torch.Tensor,
+    soft_clamp: float | None = None,
+    log_unc_BN: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean Euclidean distance (metres) over valid cells, optionally soft-clamped.
+
+    With ``soft_clamp = c`` a distance ``d > c`` costs ``c (1 + log(d / c))``:
+    continuous, still pulling (a hard cap would give no gradient at all early
+    in training, when every prediction is far off), but far less than ``d``,
+    so a few hopeless cells (occlusion edges, wrong depth) do not dominate.
+    With ``log_unc_BN`` the loss is the negative log-likelihood of a
+    Laplace-like distance model, ``d / sigma + log sigma`` (sigma = exp(log_unc)).
+    """
+    d = (pred_BN3 - target_BN3).norm(dim=-1)
+    if soft_clamp is not None:
+        c = soft_clamp
+        d = torch.where(d <= c, d, c * (1.0 + torch.log(d.clamp(min=c) / c)))
+    if log_unc_BN is not None:
+        d = d * torch.exp(-log_unc_BN) + log_unc_BN
+    w = valid_BN.to(d.dtype)
+    return (d * w).sum() / w.sum().clamp(min=1.0)
+
+
+def reprojection_loss(
+    pred_BN3: torch.Tensor,
+    uv_N2: torch.Tensor,
+    K_B33: torch.Tensor,
+    cam_from_world_B34: torch.Tensor,
+    tau: float,
+    pixel_scale: float,
+) -> torch.Tensor:
+    """Soft-clamped reprojection error of the predicted points (ACE-style).
+
+    ``tau * tanh(e / tau)`` with ``e`` the pixel error scaled by ``pixel_scale``
+    (to 640-px-width pixels): behaves like ``e`` for small errors and saturates
+    at ``tau``. Points behind or too close to the camera, or absurdly far off,
+    are left out (the coordinate loss handles them).
+
+    Args:
+        pred_BN3: predicted points, world frame (relative to the scene centre).
+        uv_N2: image coordinates of the cells.
+        K_B33, cam_from_world_B34: the (augmented) cameras, same world frame.
+        tau: clamp in (scaled) pixels.
+        pixel_scale: 640 / image width.
+    """
+    R = cam_from_world_B34[:, :, :3]
+    t = cam_from_world_B34[:, :, 3]
+    pc = pred_BN3 @ R.transpose(1, 2) + t[:, None, :]
+    z = pc[..., 2]
+    zc = z.clamp(min=0.1)
+    u = pc[..., 0] / zc * K_B33[:, None, 0, 0] + K_B33[:, None, 0, 2]
+    v = pc[..., 1] / zc * K_B33[:, None, 1, 1] + K_B33[:, None, 1, 2]
+    e = torch.sqrt((u - uv_N2[None, :, 0]) ** 2 + (v - uv_N2[None, :, 1]) ** 2 + 1e-8) * pixel_scale
+    ok = ((z > 0.1) & (e < 1000.0)).to(e.dtype)
+    terms = tau * torch.tanh(e / tau)
+    return (terms * ok).sum() / ok.sum().clamp(min=1.0)
+
+
+def cosine_ramp(start: float, end: float, progress: float) -> float:
+    """Cosine interpolation from ``start`` (progress 0) to ``end`` (progress 1)."""
+    p = min(max(progress, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * p))
+
+
+def one_cycle_lr(peak: float, progress: float, warmup: float, final_factor: float) -> float:
+    """One-cycle learning rate at ``progress`` in [0, 1]: cosine warm-up from peak/25, cosine decay to peak*final_factor."""
+    p = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and p < warmup:
+        return cosine_ramp(peak / 25.0, peak, p / warmup)
+    return cosine_ramp(peak, peak * final_factor, (p - warmup) / max(1e-12, 1.0 - warmup))

@@ -1,0 +1,551 @@
+"""The distillation trainer: teacher targets -> a scene-coordinate student.
+
+One process, or DDP under ``torchrun`` (nccl on GPUs, gloo on CPU): each rank
+trains on its own shard of the mapping frames, gradients are averaged, only
+rank 0 validates and writes files.
+
+Budget: ``iterations`` (the schedule follows the iteration count; resume is
+bit-exact) or ``minutes`` (the schedule follows elapsed wall time, so a busy
+machine trains fewer iterations rather than overrunning; elapsed time is
+checkpointed, so a resumed run gets the remaining time).
+
+Checkpoints (``<model>.ckpt``, written atomically every ``checkpoint_every_s``
+and at the end) hold the model, optimizer, iteration, elapsed time and the
+RNG states of torch, numpy (the data sampler: order and augmentation) and
+python of every rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from slocal.data.scene import Scene
+from slocal.distill.config import StudentConfig, TrainConfig, load_configs, to_plain, train_from_plain
+from slocal.distill.data import BatchSampler, TrainFrame, load_train_frames, scene_centre, validation_split
+from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
+from slocal.distill.model_file import save_student, use_bf16
+from slocal.distill.students import StudentNet, build_student, input_size, load_pretrained, num_params
+from slocal.errors import SlocalError
+from slocal.geometry.camera import pixel_centers
+from slocal.geometry.pose import pose_error
+from slocal.io import atomic_path
+from slocal.progress import make_progress
+from slocal.teach.targets import TargetSet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "slocal-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class DistillResult:
+    """What a distillation run produced (rank 0's view)."""
+
+    model_path: Path
+    checkpoint_path: Path
+    student: str
+    scene_id: str
+    teacher: str
+    iterations: int
+    train_seconds: float
+    final_loss: float
+    image_size: tuple[int, int]
+    num_params: int
+    file_mb: float
+    world_size: int
+    precision: str
+    resumed_from: int | None = None
+    validation: dict = field(default_factory=dict)
+    rank: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "model": str(self.model_path),
+            "checkpoint": str(self.checkpoint_path),
+            "student": self.student,
+            "scene": self.scene_id,
+            "teacher": self.teacher,
+            "iterations": self.iterations,
+            "train_minutes": self.train_seconds / 60.0,
+            "its_per_s": self.iterations / self.train_seconds if self.train_seconds > 0 else None,
+            "final_loss": self.final_loss,
+            "image_size": list(self.image_size),
+            "num_params": self.num_params,
+            "file_mb": self.file_mb,
+            "world_size": self.world_size,
+            "precision": self.precision,
+            "resumed_from": self.resumed_from,
+            "validation": self.validation,
+        }
+
+
+def checkpoint_path_for(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".ckpt")
+
+
+def default_student_path(runs_root: str | Path, scene_id: str, student: str) -> Path:
+    """``<runs>/<scene>/students/<student>/model.pt`` (the localizer's default location)."""
+    return Path(runs_root) / scene_id / "students" / student / "model.pt"
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device) -> tuple[DistEnv, bool]:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1).
+
+    Returns:
+        The environment and whether this call created the group (and must destroy it).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistEnv(), False
+    created = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        created = True
+    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))), created
+
+
+def resolve_device(device: str | None, env: DistEnv | None = None) -> torch.device:
+    """``None`` -> cuda if available else cpu; under DDP each rank takes ``cuda:LOCAL_RANK``."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SlocalError(f"device {device!r} requested but CUDA is not available")
+        local = int(os.environ.get("LOCAL_RANK", "0")) if env is None else env.local_rank
+        if dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def _max_over_ranks(value: float, env: DistEnv, device: torch.device) -> float:
+    if not env.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(net: StudentNet, frames: list[TrainFrame], centre: np.ndarray, bf16: bool, device: torch.device, mean, std) -> dict:
+    """Pose accuracy on held-out frames through the localizer's PnP-RANSAC."""
+    from slocal.localize.pnp import PnpConfig, solve_pnp
+
+    was_training = net.training
+    net.eval()
+    errors = []
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        for f in frames:
+            x = (torch.from_numpy(f.image_HW3).permute(2, 0, 1)[None].float() / 255.0 - m) / s
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = net(x.to(device))
+            xyz = out[0, :3].permute(1, 2, 0).reshape(-1, 3).double().cpu().numpy() + centre
+            uv = pixel_centers(f.camera.width, f.camera.height, net.config.stride).reshape(-1, 2)
+            result = solve_pnp(uv, xyz, f.camera, PnpConfig())
+            if result.success:
+                errors.append(pose_error(result.cam_from_world, f.cam_from_world))
+            else:
+                errors.append((math.inf, math.inf))
+    net.train(was_training)
+    if not errors:
+        return {}
+    e = np.asarray(errors)
+    return {
+        "frames": len(frames),
+        "median_cm": float(np.median(e[:, 0]) * 100),
+        "median_deg": float(np.median(e[:, 1])),
+        "pct_5cm5deg": float(np.mean((e[:, 0] < 0.05) & (e[:, 1] < 5)) * 100),
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state(sampler: BatchSampler) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy_sampler": sampler.state_dict(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict, sampler: BatchSampler) -> None:
+    torch.set_rng_state(state["torch"])
+    sampler.load_state_dict(state["numpy_sampler"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise SlocalError("no checkpoint to resume from (train without --resume first)", path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise SlocalError(f"unreadable checkpoint: {str(exc).splitlines()[0][:200]}", path) from exc
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("version") != CHECKPOINT_VERSION:
+        raise SlocalError("not a slocal training checkpoint of this version", path)
+    return ck
+
+
+def _check_resume(ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig, train_cfg: TrainConfig, world: int, teacher: str) -> None:
+    problems = []
+    if ck["scene_fingerprint"] != scene.fingerprint or ck["scene_id"] != scene.id:
+        problems.append(f"scene {ck['scene_id']} ({ck['scene_fingerprint']}) vs {scene.id} ({scene.fingerprint})")
+    if ck["student"] != to_plain(student_cfg):
+        diff = [k for k, v in to_plain(student_cfg).items() if ck["student"].get(k) != v]
+        problems.append(f"student settings differ ({', '.join(diff)})")
+    stored = to_plain(train_from_plain(ck["train_config"], path))
+    diff = [f"{k} {stored[k]} vs {v}" for k, v in to_plain(train_cfg).items() if stored.get(k) != v]
+    if diff:
+        problems.append(f"training settings differ ({'; '.join(diff)})")
+    if ck["world_size"] != world:
+        problems.append(f"it was trained with {ck['world_size']} process(es), now {world}")
+    if ck["teacher"] != teacher:
+        problems.append(f"teacher {ck['teacher']} vs {teacher}")
+    if problems:
+        raise SlocalError("cannot resume: " + "; ".join(problems) + " (resume with the original settings)", path)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_student(
+    scene: Scene,
+    targets: TargetSet,
+    student_cfg: StudentConfig,
+    train_cfg: TrainConfig,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    resume: bool = False,
+    pretrained: str | Path | None = None,
+    teacher: str | None = None,
+    stop_after: int | None = None,
+) -> DistillResult:
+    """Train a student on ``targets`` and write the model file ``out`` (rank 0).
+
+    Args:
+        scene: the scene (mapping frames, fingerprint).
+        targets: the teacher's targets for the mapping frames.
+        out: model file path; the checkpoint goes next to it (``out + '.ckpt'``).
+        device: torch device (default: cuda if available).
+        resume: continue from the checkpoint next to ``out``.
+        pretrained: ``"timm"`` (timm's own weights, needs the network) or a local
+            weights file for the backbone; None trains from scratch.
+        teacher: teacher name stored in the model (default: ``targets.teacher``).
+        stop_after: pause after this many iterations in total (checkpoint and model
+            written); ``resume`` continues the same schedule.
+
+    Raises:
+        SlocalError: unusable targets, bad pretrained weights, an incompatible checkpoint.
+    """
+    out = Path(out)
+    ckpt_path = checkpoint_path_for(out)
+    teacher = teacher or targets.teacher
+    dev0 = resolve_device(device)
+    env, created_group = init_distributed(dev0)
+    dev = resolve_device(device, env) if env.active else dev0
+    try:
+        return _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after) -> DistillResult:
+    cfg = train_cfg
+    ref_camera = scene.mapping[0].camera
+    image_size = input_size(student_cfg, ref_camera.width, ref_camera.height)
+    train_camera = ref_camera.scaled(*image_size)
+    ck = None
+    if resume:
+        ck = _load_checkpoint(ckpt_path)
+        _check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
+        centre = np.asarray(ck["centre"], np.float64)
+    else:
+        centre = scene_centre(targets)
+
+    frames = load_train_frames(scene, targets, image_size, centre)
+    train_idx, val_idx = validation_split(len(frames), cfg.val_frames)
+    shard = train_idx[env.rank :: env.world_size]
+    sampler = BatchSampler(frames, shard, cfg, student_cfg.stride, seed=cfg.seed * 1000 + env.rank, centre=centre)
+
+    torch.manual_seed(cfg.seed)
+    # On resume the weights come from the checkpoint: no download, no file.
+    net = build_student(student_cfg, image_size, pretrained_timm=pretrained == "timm" and ck is None)
+    if pretrained is not None and pretrained != "timm" and ck is None:
+        counts = load_pretrained(net, pretrained)
+        log.info("loaded %d backbone tensors from %s", counts["loaded"], pretrained)
+    channels_last = student_cfg.arch != "vit"
+    net = net.to(dev)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model: torch.nn.Module = net
+    if env.active:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bf16 = use_bf16(cfg.precision, dev)
+
+    iteration, elapsed0, resumed_from = 0, 0.0, None
+    loss_ema = math.nan
+    history: list[dict] = []
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        iteration, elapsed0, resumed_from = int(ck["iteration"]), float(ck["elapsed_s"]), int(ck["iteration"])
+        loss_ema = float(ck["loss_ema"])
+        history = list(ck.get("validation", []))
+        _set_rng_state(ck["rng"][env.rank], sampler)
+        log.info("resuming from iteration %d (%.1f min trained)", iteration, elapsed0 / 60)
+    else:
+        torch.manual_seed(cfg.seed + env.rank)
+        random.seed(cfg.seed + env.rank)
+
+    uv_N2 = torch.from_numpy(sampler.uv_N2).float().to(dev)
+    mean = torch.tensor(student_cfg.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(student_cfg.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    pixel_scale = 640.0 / image_size[0]
+    budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0
+    val_frames = [frames[i] for i in val_idx]
+
+    def progress_of(it: int, elapsed: float) -> float:
+        return it / cfg.iterations if cfg.iterations is not None else elapsed / budget_s
+
+    def checkpoint_payload(it: int, elapsed: float, rng_states: list) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "scene_id": scene.id,
+            "scene_fingerprint": scene.fingerprint,
+            "teacher": teacher,
+            "student": to_plain(student_cfg),
+            "train_config": to_plain(cfg),
+            "world_size": env.world_size,
+            "centre": [float(v) for v in centre],
+            "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "iteration": it,
+            "elapsed_s": elapsed,
+            "loss_ema": loss_ema,
+            "rng": rng_states,
+            "validation": history,
+        }
+
+    def write_checkpoint(it: int, elapsed: float) -> None:
+        states = [_rng_state(sampler)]
+        if env.active:
+            gathered: list = [None] * env.world_size
+            dist.all_gather_object(gathered, states[0])
+            states = gathered
+        if env.is_main:
+            _save_checkpoint(ckpt_path, checkpoint_payload(it, elapsed, states))
+
+    if env.is_main:
+        log.info(
+            "distilling %s (%s, %.2f M params) on %s at %dx%d, %d train / %d val frames, %s, %s%s",
+            student_cfg.name, student_cfg.arch, num_params(net) / 1e6, scene.id, image_size[0], image_size[1],
+            len(train_idx), len(val_idx), "bf16" if bf16 else "fp32",
+            f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min",
+            f" x {env.world_size} processes" if env.active else "",
+        )  # fmt: skip
+
+    model.train()
+    t_start = time.monotonic()
+    last_ckpt = last_val = 0.0
+    elapsed = elapsed0
+    it_start = iteration
+    total_for_bar = cfg.iterations if cfg.iterations is not None else int(round(budget_s))
+    bar = make_progress(transient=False)
+    if not env.is_main:
+        bar.disable = True
+    with bar:
+        task = bar.add_task(f"distill {student_cfg.name}" + (" (s)" if budget_s else ""), total=total_for_bar, info="")
+        while progress_of(iteration, elapsed) < 1.0 and (stop_after is None or iteration < stop_after):
+            p = progress_of(iteration, elapsed)
+            lr = one_cycle_lr(cfg.lr, p, cfg.warmup, cfg.final_lr_factor)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = sampler.next_batch()
+            x = torch.from_numpy(batch.images_BHW3).to(dev).permute(0, 3, 1, 2)
+            x = (x - mean) / std
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = torch.from_numpy(batch.coords_BN3).to(dev)
+            valid = torch.from_numpy(batch.valid_BN).to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                out_B = model(x)
+            pred = out_B[:, :3].flatten(2).transpose(1, 2)
+            log_unc = out_B[:, 3].flatten(1) if student_cfg.uncertainty else None
+            loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc)
+            if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
+                tau = cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start))
+                K = torch.from_numpy(batch.K_B33).to(dev)
+                pose = torch.from_numpy(batch.cam_from_world_B34).to(dev)
+                loss = loss + cfg.reproj_weight * reprojection_loss(pred, uv_N2, K, pose, tau, pixel_scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            iteration += 1
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise SlocalError(f"training diverged (loss {value}) at iteration {iteration}; lower the learning rate")
+            loss_ema = value if math.isnan(loss_ema) else 0.98 * loss_ema + 0.02 * value
+            wall = time.monotonic() - t_start
+            elapsed = _max_over_ranks(elapsed0 + wall, env, dev)
+            if env.is_main:
+                ips = (iteration - it_start) / max(wall, 1e-9)
+                bar.update(task, completed=iteration if budget_s is None else min(elapsed, budget_s), info=f"loss {loss_ema:.4f}  {ips:.2f} it/s  lr {lr:.1e}")
+            run_s = elapsed - elapsed0
+            done = progress_of(iteration, elapsed) >= 1.0 or (stop_after is not None and iteration >= stop_after)
+            if env.is_main and val_frames and not done and run_s - last_val >= cfg.val_every_s:
+                last_val = run_s
+                v = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
+                history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **v})
+                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, _fmt_val(v))
+            if not done and run_s - last_ckpt >= cfg.checkpoint_every_s:
+                last_ckpt = run_s
+                write_checkpoint(iteration, elapsed)
+    train_seconds = elapsed - elapsed0
+
+    write_checkpoint(iteration, elapsed)
+    validation: dict = {}
+    if env.is_main:
+        if val_frames:
+            validation = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
+            history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **validation})
+            log.info("final: loss %.4f, val %s", loss_ema, _fmt_val(validation))
+        net.eval()
+        train_info = {
+            "iterations": iteration,
+            "minutes": elapsed / 60.0,
+            "final_loss": loss_ema,
+            "world_size": env.world_size,
+            "precision": "bf16" if bf16 else "fp32",
+            "validation_frames": [frames[i].name for i in val_idx],
+            "validation": history,
+            "settings": to_plain(cfg),
+            "pretrained": None if pretrained is None else str(pretrained),
+        }
+        save_student(
+            out, net, scene_id=scene.id, scene_fingerprint=scene.fingerprint, centre=centre, image_size=image_size,
+            camera=train_camera, teacher=teacher, train=train_info,
+        )  # fmt: skip
+        log.info("wrote %s (%.2f MB, %.2f M params)", out, out.stat().st_size / 2**20, num_params(net) / 1e6)
+    if env.active:
+        dist.barrier()
+    return DistillResult(
+        model_path=out,
+        checkpoint_path=ckpt_path,
+        student=student_cfg.name,
+        scene_id=scene.id,
+        teacher=teacher,
+        iterations=iteration,
+        train_seconds=train_seconds,
+        final_loss=loss_ema,
+        image_size=image_size,
+        num_params=num_params(net),
+        file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
+        world_size=env.world_size,
+        precision="bf16" if bf16 else "fp32",
+        resumed_from=resumed_from,
+        validation=validation,
+        rank=env.rank,
+    )
+
+
+def _fmt_val(v: dict) -> str:
+    if not v:
+        return "-"
+    return f"{v['pct_5cm5deg']:.0f}% @5cm5deg, median {v['median_cm']:.1f} cm / {v['median_deg']:.2f} deg"
+
+
+def distill_student(
+    scene: Scene,
+    runs_root: str | Path,
+    student: str = "cnn",
+    *,
+    teacher: str | None = None,
+    minutes: float | None = None,
+    iterations: int | None = None,
+    device: str | None = None,
+    config_file: str | Path | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    pretrained: str | Path | None = None,
+    seed: int | None = None,
+) -> DistillResult:
+    """Distill a student for ``scene``: targets (computed if missing), training, model file.
+
+    Args:
+        student: preset name or alias (``cnn``, ``vit``, ``cnn-small``, ...).
+        teacher: ``depth``/``sfm``/``dust3r`` (default: depth when the scene has it, else sfm).
+        minutes, iterations: training budget (default: the preset's, 10 minutes).
+        config_file: YAML overriding the preset (sections ``student``, ``train``).
+        out: model path (default ``<runs>/<scene>/students/<student>/model.pt``).
+        resume, pretrained, device: see ``train_student``.
+    """
+    from slocal.teach import default_teacher, ensure_targets, make_teacher
+
+    student_cfg, train_cfg = load_configs(student, config_file, minutes=minutes, iterations=iterations, seed=seed)
+    teacher = teacher or default_teacher(scene)
+    out_path = Path(out) if out is not None else default_student_path(runs_root, scene.id, student)
+    if resume and not checkpoint_path_for(out_path).is_file():
+        raise SlocalError("no checkpoint to resume from (train without --resume first)", checkpoint_path_for(out_path))
+    env, created_group = init_distributed(resolve_device(device))
+    try:
+        # Rank 0 computes missing targets; the others then read the cache.
+        if env.active and not env.is_main:
+            dist.barrier()
+        targets = ensure_targets(scene, make_teacher(teacher), runs_root)
+        if env.active and env.is_main:
+            dist.barrier()
+        return train_student(
+            scene, targets, student_cfg, train_cfg, out_path, device=device, resume=resume, pretrained=pretrained, teacher=teacher
+        )
+    finally:
+        if created_group:
+            dist.destroy_process_group()

@@ -1,0 +1,48 @@
+import json
+
+import yaml
+from distill_fixtures import TINY_STUDENT, tiny_train
+from typer.testing import CliRunner
+
+from slocal.distill.config import to_plain
+from slocal.distill.model_file import load_student
+from slocal_cli.main import app
+
+runner = CliRunner()
+
+
+def _config(tmp_path):
+    train = {k: v for k, v in to_plain(tiny_train()).items() if k not in ("minutes", "iterations")}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"student": to_plain(TINY_STUDENT), "train": train}))
+    return path
+
+
+def test_distill_computes_targets_trains_and_resumes(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    base = ["distill", "--scene", "tiny", "--config", str(_config(tmp_path)), "--data-root", str(tiny_data), "--runs", str(runs)]
+    result = runner.invoke(app, [*base, "--iterations", "4", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    model = runs / "tiny" / "students" / "cnn" / "model.pt"
+    assert summary["model"] == str(model) and summary["iterations"] == 4 and summary["teacher"] == "depth"
+    assert list((runs / "tiny" / "targets").iterdir())  # the teach step ran first
+    assert load_student(model, expect_scene="tiny").train_info["iterations"] == 4
+    # Nothing left to do: resuming a finished run rewrites the same model.
+    again = runner.invoke(app, [*base, "--iterations", "4", "--resume", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["resumed_from"] == 4
+
+
+def test_distill_errors_are_one_line(tiny_data, tmp_path):
+    base = ["distill", "--scene", "tiny", "--data-root", str(tiny_data), "--runs", str(tmp_path / "runs")]
+    result = runner.invoke(app, [*base, "--config", str(_config(tmp_path)), "--iterations", "2", "--resume"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "no checkpoint" in lines[0], result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr0: 1\n")
+    result = runner.invoke(app, [*base, "--config", str(bad)])
+    assert result.exit_code == 1 and "lr0" in result.stderr and str(bad) in result.stderr
+    result = runner.invoke(app, [*base, "--student", "resnet999"])
+    assert result.exit_code == 1 and "unknown student" in result.stderr

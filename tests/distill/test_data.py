@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+from distill_fixtures import tiny_train
+
+from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
+from slocal.errors import SlocalError
+
+
+@pytest.fixture(scope="module")
+def frames(tiny_scene, tiny_targets):
+    centre = scene_centre(tiny_targets)
+    return load_train_frames(tiny_scene, tiny_targets, (64, 48), centre), centre
+
+
+def _project(batch, i):
+    P = batch.coords_BN3[i].astype(np.float64)
+    R, t = batch.cam_from_world_B34[i][:, :3], batch.cam_from_world_B34[i][:, 3]
+    pc = P @ R.T + t
+    K = batch.K_B33[i]
+    return np.stack([pc[:, 0] / pc[:, 2] * K[0, 0] + K[0, 2], pc[:, 1] / pc[:, 2] * K[1, 1] + K[1, 2]], 1)
+
+
+def test_augmented_targets_project_onto_their_cells(frames):
+    """Scale + in-plane rotation: targets, augmented camera and cell centres stay consistent."""
+    train_frames, centre = frames
+    cfg = tiny_train(batch_size=6, aug_scale=0.3, aug_rotation=20.0)
+    sampler = BatchSampler(train_frames, list(range(len(train_frames))), cfg, 8, seed=0, centre=centre)
+    batch = sampler.next_batch()
+    assert batch.images_BHW3.shape == (6, 48, 64, 3) and batch.coords_BN3.shape == (6, 48, 3)
+    for i in range(6):
+        ok = batch.valid_BN[i]
+        assert ok.sum() > 10
+        err = np.linalg.norm(_project(batch, i)[ok] - sampler.uv_N2[ok], axis=1)
+        # Nearest target pixel: at most half a target pixel (the target grid is 2x finer) plus rounding.
+        assert err.max() < 0.5, err.max()
+    # Without augmentation the targets are the un-augmented stride-8 samples of the target map.
+    plain = BatchSampler(train_frames, [0], tiny_train(batch_size=1, aug_scale=0, aug_rotation=0, aug_color=0), 8, 0, centre)
+    b = plain.next_batch()
+    f = train_frames[0]
+    np.testing.assert_array_equal(b.coords_BN3[0].reshape(6, 8, 3), f.coords_HW3[8::16, 8::16])
+    np.testing.assert_allclose(b.images_BHW3[0], f.image_HW3 / 255.0, atol=1e-6)
+
+
+def test_sampler_state_resumes_exactly(frames):
+    train_frames, centre = frames
+    a = BatchSampler(train_frames, [0, 2, 4, 6, 8], tiny_train(batch_size=3), 8, seed=5, centre=centre)
+    for _ in range(3):
+        a.next_batch()
+    b = BatchSampler(train_frames, [0, 2, 4, 6, 8], tiny_train(batch_size=3), 8, seed=99, centre=centre)
+    b.load_state_dict(a.state_dict())
+    for _ in range(4):
+        x, y = a.next_batch(), b.next_batch()
+        np.testing.assert_array_equal(x.images_BHW3, y.images_BHW3)
+        np.testing.assert_array_equal(x.coords_BN3, y.coords_BN3)
+
+
+def test_epochs_visit_every_frame_once(frames):
+    train_frames, centre = frames
+    s = BatchSampler(train_frames, [1, 3, 5, 7], tiny_train(batch_size=1), 8, seed=0, centre=centre)
+    seen = [s._next_index() for _ in range(8)]
+    assert sorted(seen[:4]) == [1, 3, 5, 7] and sorted(seen[4:]) == [1, 3, 5, 7]
+    with pytest.raises(SlocalError, match="no training frames"):
+        BatchSampler(train_frames, [], tiny_train(), 8, 0, centre)
+
+
+def test_validation_split():
+    train, val = validation_split(125, 4)
+    assert val == [25, 50, 74, 99] and len(train) == 121 and not set(train) & set(val)
+    assert validation_split(5, 4) == ([0, 1, 2, 3, 4], [])
+    assert validation_split(10, 0)[1] == []

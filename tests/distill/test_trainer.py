@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from slocal.distill.data import load_train_frames, scene_centre
+from slocal.distill.model_file import load_student, read_model_payload
+from slocal.distill.students import build_student
+from slocal.distill.trainer import checkpoint_path_for, train_student
+from slocal.errors import SlocalError
+
+from distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
+
+
+def _mean_error(net, frames) -> float:
+    """Mean Euclidean error (m) of ``net`` on the un-augmented frames' valid stride-8 cells."""
+    net.eval()
+    errors = []
+    mean = torch.tensor(TINY_STUDENT.mean).view(1, 3, 1, 1)
+    std = torch.tensor(TINY_STUDENT.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        for f in frames:
+            x = (torch.from_numpy(f.image_HW3).permute(2, 0, 1)[None].float() / 255 - mean) / std
+            pred = net(x)[0, :3].permute(1, 2, 0).numpy()
+            # Targets at the cell centres (the target grid is finer than the 64x48 input).
+            h, w = pred.shape[:2]
+            tc, cam = f.target_camera, f.camera
+            u = (np.arange(w) * 8 + 4 - cam.cx) / cam.fx * tc.fx + tc.cx
+            v = (np.arange(h) * 8 + 4 - cam.cy) / cam.fy * tc.fy + tc.cy
+            cols, rows = np.floor(u).astype(int), np.floor(v).astype(int)
+            tgt = f.coords_HW3[rows][:, cols]
+            ok = f.valid_HW[rows][:, cols]
+            errors.append(np.linalg.norm(pred - tgt, axis=-1)[ok])
+    return float(np.concatenate(errors).mean())
+
+
+def test_training_reduces_the_error_by_a_real_factor(tiny_scene, tiny_targets, trained_tiny):
+    result = trained_tiny
+    cfg = tiny_train(**LOSS_TEST_TRAIN)
+    centre = scene_centre(tiny_targets)
+    frames = load_train_frames(tiny_scene, tiny_targets, result.image_size, centre)
+    torch.manual_seed(cfg.seed)
+    before = _mean_error(build_student(TINY_STUDENT, result.image_size), frames)
+    after = _mean_error(load_student(result.model_path, precision="fp32").module, frames)
+    assert after < before / 3, (before, after)
+    assert result.iterations == 300 and result.final_loss < before
+
+
+def _params(path):
+    return read_model_payload(path)["state_dict"]
+
+
+def test_resume_is_bit_exact(tiny_scene, tiny_targets, tmp_path):
+    straight = train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=12), tmp_path / "a.pt", device="cpu")
+    # The interrupted run validates and checkpoints every iteration: neither may disturb training.
+    cfg = tiny_train(iterations=12, val_every_s=0.0, checkpoint_every_s=0.0)
+    first = train_student(tiny_scene, tiny_targets, TINY_STUDENT, cfg, tmp_path / "b.pt", device="cpu", stop_after=6)
+    assert first.iterations == 6
+    half = _params(tmp_path / "b.pt")
+    resumed = train_student(tiny_scene, tiny_targets, TINY_STUDENT, cfg, tmp_path / "b.pt", device="cpu", resume=True)
+    assert resumed.resumed_from == 6 and resumed.iterations == 12
+    a, b = _params(straight.model_path), _params(resumed.model_path)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(half[k], b[k]) for k in b)  # the second half did train
+    ck_a = torch.load(checkpoint_path_for(straight.model_path), weights_only=True)
+    ck_b = torch.load(checkpoint_path_for(resumed.model_path), weights_only=True)
+    for sa, sb in zip(ck_a["optimizer"]["state"].values(), ck_b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert ck_a["rng"][0]["numpy_sampler"] == ck_b["rng"][0]["numpy_sampler"]
+
+
+def test_resume_refusals(tiny_scene, tiny_targets, tmp_path):
+    with pytest.raises(SlocalError, match="no checkpoint"):
+        train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(), tmp_path / "x.pt", device="cpu", resume=True)
+    train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", stop_after=2)
+    with pytest.raises(SlocalError, match="training settings differ.*iterations 4 vs 8"):
+        train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=8), tmp_path / "x.pt", device="cpu", resume=True)
+    other = TINY_STUDENT.__class__(**{**TINY_STUDENT.__dict__, "blocks8": 2})
+    with pytest.raises(SlocalError, match="student settings differ.*blocks8"):
+        train_student(tiny_scene, tiny_targets, other, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True)
+
+
+def test_minutes_budget_stops_on_time_and_writes_the_model(tiny_scene, tiny_targets, tmp_path):
+    cfg = tiny_train(iterations=None, minutes=0.03, val_every_s=0.5)
+    result = train_student(tiny_scene, tiny_targets, TINY_STUDENT, cfg, tmp_path / "t.pt", device="cpu")
+    assert result.iterations > 0
+    assert 1.8 <= result.train_seconds < 1.8 + 10.0
+    info = read_model_payload(result.model_path)["train"]
+    assert info["iterations"] == result.iterations
+    assert info["validation"] and "pct_5cm5deg" in info["validation"][-1]
