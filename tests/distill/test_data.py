@@ -68,3 +68,23 @@ def test_validation_split():
     assert val == [25, 50, 74, 99] and len(train) == 121 and not set(train) & set(val)
     assert validation_split(5, 4) == ([0, 1, 2, 3, 4], [])
     assert validation_split(10, 0)[1] == []
+
+
+def test_confidence_weights_normalise_by_the_median(tmp_path):
+    from slocal.distill.data import confidence_weights
+    from slocal.geometry import Camera
+    from slocal.teach.targets import FrameTargets, TargetSet
+
+    cam = Camera(2, 1, 1.0, 1.0, 1.0, 0.5)
+    coords = np.zeros((1, 2, 3), np.float32)
+    frames = (
+        FrameTargets("a", cam, coords, np.array([[2.0, 4.0]], np.float32), np.array([[True, True]])),
+        FrameTargets("b", cam, coords, np.array([[4.0, 9.0]], np.float32), np.array([[True, False]])),
+    )
+    weights = confidence_weights(TargetSet("x", {}, tmp_path, frames, {}))
+    # Valid confidences 2, 4, 4 -> median 4; invalid cells get weight 0.
+    np.testing.assert_allclose(weights["a"], [[0.5, 1.0]])
+    np.testing.assert_allclose(weights["b"], [[1.0, 0.0]])
+    bad = (FrameTargets("a", cam, coords, np.zeros((1, 2), np.float32), np.array([[True, True]])),)
+    with pytest.raises(SlocalError, match="not positive"):
+        confidence_weights(TargetSet("x", {}, tmp_path, bad, {}))

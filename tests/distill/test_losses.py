@@ -37,3 +37,13 @@ def test_one_cycle_lr():
     assert one_cycle_lr(1.0, 0.1, 0.1, 1e-4) == pytest.approx(1.0)
     assert one_cycle_lr(1.0, 1.0, 0.1, 1e-4) == pytest.approx(1e-4)
     assert one_cycle_lr(1.0, 0.55, 0.1, 1e-4) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_confidence_weights_the_coordinate_loss():
+    pred = torch.zeros(1, 2, 3)
+    target = torch.tensor([[[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True]])
+    assert coordinate_loss(pred, target, valid).item() == pytest.approx(2.0)
+    weight = torch.tensor([[3.0, 1.0]])
+    assert coordinate_loss(pred, target, valid, weight_BN=weight).item() == pytest.approx((3 * 1 + 1 * 3) / 4)
+    assert coordinate_loss(pred, target, torch.tensor([[True, False]]), weight_BN=weight).item() == pytest.approx(1.0)

@@ -16,7 +16,7 @@ from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Ve
 def demo(
     minutes: Annotated[float, typer.Option("--minutes", help="Distillation budget of the student.")] = DemoConfig.minutes,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scene.")] = DemoConfig.seed,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [default: RUNS/demo-bench].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUNS/demo-bench).")] = None,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.teach import teacher_options
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
 
 
@@ -17,6 +18,7 @@ def distill(
     student: Annotated[str, typer.Option("--student", help="cnn (= cnn-small, the CPU default), vit (= vit-tiny), cnn-resnet18, vit-small.")] = "cnn",
     config: Annotated[Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r (default: depth if the scene has depth, else sfm).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets.")] = None,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock training budget (default: 10).", min=0.01)] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out (same settings).")] = False,
@@ -39,6 +41,7 @@ def distill(
     result = distill_student(
         sc, runs, student, teacher=teacher, minutes=minutes, iterations=iterations, device=device, config_file=config,
         out=out, resume=resume, pretrained=pretrained, seed=seed,
+        teacher_options=teacher_options(teacher, checkpoint, device) if teacher else None,
     )  # fmt: skip
     if result.rank != 0:
         return  # under torchrun only rank 0 reports

@@ -19,8 +19,8 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 def export(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) [default: the scene's default student under --runs].")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file [default: beside the model, model.onnx / model.ts.pt].")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) (default: the scene's default student under --runs).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside the model, model.onnx / model.ts.pt).")] = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,

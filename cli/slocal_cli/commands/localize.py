@@ -47,10 +47,10 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 def localize(
     images: Annotated[list[Path], typer.Argument(help="Query images, or folders of .jpg/.jpeg/.png images.", show_default=False)],
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) [default: the scene's default student under --runs].")] = None,
-    intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy of the query images in pixels [default: the scene's camera, rescaled to the image size].")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) (default: the scene's default student under --runs).")] = None,
+    intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy of the query images in pixels (default: the scene's camera, rescaled to the image size).")] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the network (torch and onnxruntime) [default: their choice].", min=1)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the network (torch and onnxruntime) (default: their choice).", min=1)] = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,

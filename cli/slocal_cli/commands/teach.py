@@ -8,21 +8,11 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.teach import default_teacher, ensure_targets, make_teacher
+from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
 
 SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
-
-
-def teacher_options(teacher: str, checkpoint: Path | None, device: str | None) -> dict:
-    """Options of the named teacher that the command line sets."""
-    if teacher == "dust3r":
-        opts: dict = {"checkpoint": str(checkpoint) if checkpoint else None}
-        if device:
-            opts["device"] = device
-        return opts
-    return {}
 
 
 @handle_errors

@@ -28,7 +28,7 @@ from slocal.io import read_image
 from slocal.localize.localizer import Localizer, default_model_path, load_model
 from slocal.localize.pnp import PnpConfig
 from slocal.progress import progress_bar
-from slocal.teach import default_teacher
+from slocal.teach import default_teacher, teacher_options
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,10 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
     from slocal.distill.trainer import distill_student
 
     log.info("%s: distilling the missing %s student", scene.id, name)
-    result = distill_student(scene, runs_root, name, teacher=config.teacher, minutes=config.distill_minutes, device=config.device)
+    options = teacher_options(config.teacher, config.checkpoint, config.device) if config.teacher else None
+    result = distill_student(
+        scene, runs_root, name, teacher=config.teacher, minutes=config.distill_minutes, device=config.device, teacher_options=options
+    )
     if not path.is_file():
         raise SlocalError(f"distillation finished but wrote no model at {path}", path)
     return path, {"distill_minutes": result.train_seconds / 60.0}

@@ -40,6 +40,7 @@ class TrainFrame:
         coords_HW3: float32 targets relative to the scene centre on the target grid (0 where invalid).
         valid_HW: bool target mask.
         target_camera: camera of the target grid.
+        weight_HW: float32 loss weight from the teacher confidence (see ``confidence_weights``).
     """
 
     name: str
@@ -49,6 +50,7 @@ class TrainFrame:
     coords_HW3: np.ndarray
     valid_HW: np.ndarray
     target_camera: Camera
+    weight_HW: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +63,7 @@ class Batch:
         valid_BN: bool.
         K_B33: float32 intrinsics of the augmented images.
         cam_from_world_B34: float32 augmented poses, world relative to the centre.
+        weight_BN: float32 per-cell loss weight (teacher confidence).
     """
 
     images_BHW3: np.ndarray
@@ -68,6 +71,20 @@ class Batch:
     valid_BN: np.ndarray
     K_B33: np.ndarray
     cam_from_world_B34: np.ndarray
+    weight_BN: np.ndarray
+
+
+def confidence_weights(targets: TargetSet) -> dict[str, np.ndarray]:
+    """Per-frame loss weights: teacher confidence divided by its median over all valid targets.
+
+    Normalising keeps the loss scale independent of the teacher's confidence
+    units (DUSt3R's conf >= 1, SfM's in (0, 1], depth's constant 1 -> weight 1).
+    """
+    valid_conf = np.concatenate([t.conf_HW[t.valid_HW] for t in targets.frames])
+    median = float(np.median(valid_conf)) if valid_conf.size else 1.0
+    if not np.isfinite(median) or median <= 0:
+        raise SlocalError(f"teacher confidences are not positive (median {median})", targets.directory)
+    return {t.name: np.where(t.valid_HW, t.conf_HW / median, 0.0).astype(np.float32) for t in targets.frames}
 
 
 def scene_centre(targets: TargetSet) -> np.ndarray:
@@ -91,6 +108,7 @@ def load_train_frames(
     Frames without targets are left out (the teacher skipped them).
     """
     by_name = targets.by_name()
+    weights = confidence_weights(targets)
     frames: list[TrainFrame] = []
     width, height = image_size
     mapping: list[Frame] = [f for f in scene.mapping if f.name in by_name]
@@ -107,7 +125,10 @@ def load_train_frames(
         small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         coords = np.where(t.valid_HW[..., None], t.coords_HW3 - centre, 0.0).astype(np.float32)
         frames.append(
-            TrainFrame(frame.name, small, frame.camera.scaled(width, height), frame.cam_from_world, coords, t.valid_HW.copy(), t.camera)
+            TrainFrame(
+                frame.name, small, frame.camera.scaled(width, height), frame.cam_from_world, coords, t.valid_HW.copy(), t.camera,
+                weights[frame.name],
+            )
         )
     return frames
 
@@ -164,7 +185,7 @@ class BatchSampler:
         return Batch(*(np.stack(parts) for parts in zip(*samples)))
 
     def sample(self, index: int) -> tuple[np.ndarray, ...]:
-        """One augmented frame: image, targets, validity, K, cam_from_world (centre-relative)."""
+        """One augmented frame: image, targets, validity, K, cam_from_world (centre-relative), weights."""
         f = self.frames[index]
         c = self.config
         cam = f.camera
@@ -199,7 +220,7 @@ class BatchSampler:
         rad = math.radians(angle)
         R2 = np.array([[math.cos(rad), math.sin(rad), 0.0], [-math.sin(rad), math.cos(rad), 0.0], [0.0, 0.0, 1.0]])
         K = np.array([[cam.fx * scale, 0.0, cam.cx], [0.0, cam.fy * scale, cam.cy], [0.0, 0.0, 1.0]], np.float32)
-        return img, coords, valid, K, self._pose(f, R2)
+        return img, coords, valid, K, self._pose(f, R2), f.weight_HW[rows, cols]
 
     def _pose(self, f: TrainFrame, R2: np.ndarray) -> np.ndarray:
         R, t = f.cam_from_world[:3, :3], f.cam_from_world[:3, 3]

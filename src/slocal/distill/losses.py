@@ -13,8 +13,9 @@ def coordinate_loss(
     valid_BN: torch.Tensor,
     soft_clamp: float | None = None,
     log_unc_BN: torch.Tensor | None = None,
+    weight_BN: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean Euclidean distance (metres) over valid cells, optionally soft-clamped.
+    """Weighted mean Euclidean distance (metres) over valid cells, optionally soft-clamped.
 
     With ``soft_clamp = c`` a distance ``d > c`` costs ``c (1 + log(d / c))``:
     continuous, still pulling (a hard cap would give no gradient at all early
@@ -22,6 +23,7 @@ def coordinate_loss(
     so a few hopeless cells (occlusion edges, wrong depth) do not dominate.
     With ``log_unc_BN`` the loss is the negative log-likelihood of a
     Laplace-like distance model, ``d / sigma + log sigma`` (sigma = exp(log_unc)).
+    ``weight_BN`` (e.g. teacher confidence) weights each valid cell.
     """
     d = (pred_BN3 - target_BN3).norm(dim=-1)
     if soft_clamp is not None:
@@ -30,7 +32,9 @@ def coordinate_loss(
     if log_unc_BN is not None:
         d = d * torch.exp(-log_unc_BN) + log_unc_BN
     w = valid_BN.to(d.dtype)
-    return (d * w).sum() / w.sum().clamp(min=1.0)
+    if weight_BN is not None:
+        w = w * weight_BN.to(d.dtype)
+    return (d * w).sum() / w.sum().clamp(min=1e-6)
 
 
 def reprojection_loss(

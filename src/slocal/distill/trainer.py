@@ -416,11 +416,12 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
                 x = x.contiguous(memory_format=torch.channels_last)
             target = torch.from_numpy(batch.coords_BN3).to(dev)
             valid = torch.from_numpy(batch.valid_BN).to(dev)
+            weight = torch.from_numpy(batch.weight_BN).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out_B = model(x)
             pred = out_B[:, :3].flatten(2).transpose(1, 2)
             log_unc = out_B[:, 3].flatten(1) if student_cfg.uncertainty else None
-            loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc)
+            loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc, weight)
             if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
                 tau = cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start))
                 K = torch.from_numpy(batch.K_B33).to(dev)
@@ -517,6 +518,7 @@ def distill_student(
     resume: bool = False,
     pretrained: str | Path | None = None,
     seed: int | None = None,
+    teacher_options: dict | None = None,
 ) -> DistillResult:
     """Distill a student for ``scene``: targets (computed if missing), training, model file.
 
@@ -527,6 +529,8 @@ def distill_student(
         config_file: YAML overriding the preset (sections ``student``, ``train``).
         out: model path (default ``<runs>/<scene>/students/<student>/model.pt``).
         resume, pretrained, device: see ``train_student``.
+        teacher_options: settings of the teacher (e.g. ``{"checkpoint": ...}`` for dust3r); they
+            must equal those ``slocal teach`` used for its cached targets to be reused.
     """
     from slocal.teach import default_teacher, ensure_targets, make_teacher
 
@@ -540,7 +544,7 @@ def distill_student(
         # Rank 0 computes missing targets; the others then read the cache.
         if env.active and not env.is_main:
             dist.barrier()
-        targets = ensure_targets(scene, make_teacher(teacher), runs_root)
+        targets = ensure_targets(scene, make_teacher(teacher, **(teacher_options or {})), runs_root)
         if env.active and env.is_main:
             dist.barrier()
         return train_student(

@@ -19,6 +19,7 @@ __all__ = [
     "ensure_targets",
     "load_targets",
     "make_teacher",
+    "teacher_options",
     "target_stats",
 ]
 
@@ -26,6 +27,16 @@ __all__ = [
 def default_teacher(scene) -> str:
     """``depth`` when the scene has depth for every mapping frame, else ``sfm``."""
     return "depth" if scene.has_depth else "sfm"
+
+
+def teacher_options(name: str, checkpoint: str | None = None, device: str | None = None) -> dict:
+    """The options of teacher ``name`` that users set from outside (a DUSt3R checkpoint and device)."""
+    if name != "dust3r":
+        return {}
+    options: dict = {"checkpoint": str(checkpoint) if checkpoint else None}
+    if device:
+        options["device"] = device
+    return options
 
 
 def make_teacher(name: str, **options) -> Teacher:
