@@ -159,7 +159,7 @@ def markdown(report: dict) -> str:
         f"- load average (1/5/15 min) before teacher / before SIFT / at end: {t['loadavg_before']} / "
         f"{s['loadavg_before']} / {report['loadavg_end']} (shared machine: timings are noisy)",
         f"- data: {report['data_root']}/redkitchen, 125 mapping frames (seq-01), 25 queries (seq-02), "
-        "colour intrinsics from camera-intrinsics.txt (f = 585)",
+        "loader intrinsics: colour f = 525, depth f = 585 (camera-intrinsics.txt; see colour_focal_redkitchen.md)",
         "",
         "## SfM teacher (targets vs registered depth)",
         "",

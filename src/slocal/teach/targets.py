@@ -33,7 +33,6 @@ from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import transform_points
 from slocal.io import atomic_path, read_json, write_json
-from slocal.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
