@@ -34,7 +34,7 @@ class DemoConfig:
     scene: str = "synth-room"
     seed: int = 0
     student: str = "cnn"
-    minutes: float = 4.0
+    minutes: float = 5.0
     methods: tuple[str, ...] = ("cnn", "sift", "dust3r")
     timing_queries: int = 1
 

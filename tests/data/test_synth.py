@@ -152,7 +152,7 @@ def test_images_are_textured_everywhere(small_scene):
 def test_query_poses_are_new_but_within_the_mapped_volume():
     config = SynthConfig()
     mapping, query = trajectory(config, "mapping"), trajectory(config, "query")
-    assert len(mapping) == 60 and len(query) == 15
+    assert len(mapping) == 150 and len(query) == 15
     for q in query:
         errors = np.array([pose_error(invert(m), invert(q)) for m in mapping])
         assert errors[:, 0].min() > 0.02 or errors[:, 1].min() > 1.0  # not a copy of a mapping pose

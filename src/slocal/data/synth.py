@@ -69,7 +69,7 @@ class SynthConfig:
         exposure_jitter: per-frame gain drawn uniformly from 1 +- this.
     """
 
-    mapping_frames: int = 60
+    mapping_frames: int = 150
     query_frames: int = 15
     seed: int = 0
     color_size: tuple[int, int] = (320, 240)
@@ -627,12 +627,13 @@ def look_pose(position_3: np.ndarray, yaw: float, pitch: float, roll: float = 0.
 def trajectory(config: SynthConfig, split: str) -> list[np.ndarray]:
     """Camera poses (``world_from_cam``) of the mapping or query trajectory.
 
-    Mapping: two smooth loops around the room centre, looking outwards at the
+    Mapping: a smooth half loop around the room centre, looking outwards at the
     walls and furniture with yaw swinging +-30 degrees, pitch and height
-    varying. Query: the same loops sampled between the mapping frames, plus a
-    perturbation of position (up to ~14 cm) and orientation (a few degrees),
-    so every query is a new view but lies within the mapped volume (5-20 cm
-    and 3-12 degrees from the nearest mapping frame with the defaults).
+    varying; with the default 150 frames consecutive frames are ~4 cm apart,
+    a dense capture like the RGB-D benchmarks. Query: the same loop sampled
+    between the mapping frames, plus a perturbation of position (up to ~5 cm)
+    and orientation (~2 degrees), so every query is a new view within the
+    mapped volume.
     """
     if split not in ("mapping", "query"):
         raise ValueError(f"split must be 'mapping' or 'query', got {split!r}")
@@ -645,7 +646,7 @@ def trajectory(config: SynthConfig, split: str) -> list[np.ndarray]:
     poses = []
     for i in range(n):
         s = i / n if split == "mapping" else (i + 0.5 + 0.3 * math.sin(7.0 * i + phase[6])) / n
-        theta = 4 * math.pi * s + phase[0]
+        theta = math.pi * s + phase[0]
         radial = 1.0 + 0.12 * math.sin(6 * math.pi * s + phase[1])
         pos = np.array([W / 2 + ax * radial * math.cos(theta), D / 2 + ay * radial * math.sin(theta), 0.0])
         pos[2] = 1.45 + 0.3 * math.sin(6 * math.pi * s + phase[2]) + 0.1 * math.sin(14 * math.pi * s + phase[3])
@@ -654,10 +655,10 @@ def trajectory(config: SynthConfig, split: str) -> list[np.ndarray]:
         roll = 0.05 * math.sin(12 * math.pi * s + phase[7])
         if split == "query":
             wobble = [math.sin(5.3 * i + phase[8]), math.cos(4.1 * i + phase[9]), math.sin(3.7 * i + phase[10])]
-            pos += 0.08 * np.array(wobble)
-            yaw += 0.08 * math.sin(2.9 * i + phase[11])
-            pitch += 0.06 * math.cos(3.3 * i + phase[11])
-            roll += 0.03 * math.sin(1.9 * i)
+            pos += 0.03 * np.array(wobble)
+            yaw += 0.03 * math.sin(2.9 * i + phase[11])
+            pitch += 0.02 * math.cos(3.3 * i + phase[11])
+            roll += 0.01 * math.sin(1.9 * i)
         poses.append(look_pose(pos, yaw, pitch, roll))
     return poses
 
