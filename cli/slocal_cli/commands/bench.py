@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from slocal.bench.report import json_safe
-from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, run_bench
+from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
 
 
@@ -59,6 +59,11 @@ def bench(
     if json_out:
         print_json({"rows": json_safe(result.rows), "files": _files(result.paths), "failures": result.failures})
         return
+    echo_result(result)
+
+
+def echo_result(result: BenchResult) -> None:
+    """Print the Markdown table, the report files and plots, and the failures (on stderr)."""
     typer.echo(result.markdown)
     for kind, path in result.paths.items():
         if kind != "plots":

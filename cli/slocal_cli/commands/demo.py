@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from slocal.demo import DemoConfig, run_demo
+from slocal_cli.commands.bench import echo_result
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
 
 
@@ -25,12 +26,6 @@ def demo(
     out = out or runs / "demo-bench"
     command = shlex.join(["slocal", "demo", "--minutes", str(minutes), "--seed", str(seed), "--data-root", str(data_root), "--runs", str(runs), "--out", str(out)])
     result = run_demo(data_root, runs, out, DemoConfig(seed=seed, minutes=minutes), command)
-    typer.echo(result.markdown)
-    for kind, path in result.paths.items():
-        if kind != "plots":
-            typer.echo(f"{kind}: {path}")
-    for path in result.paths.get("plots", []):
-        typer.echo(f"plot: {path}")
+    echo_result(result)
     if result.failures:
-        typer.echo(f"{len(result.failures)} failed: " + "; ".join(result.failures), err=True)
         raise typer.Exit(1)
