@@ -68,3 +68,13 @@ def test_invalid_intrinsics_rejected(bad):
     args = dict(width=640, height=480, fx=500.0, fy=500.0, cx=320.0, cy=240.0) | bad
     with pytest.raises(SlocalError):
         Camera(**args)
+
+
+def test_visible_fraction():
+    from slocal.geometry.camera import visible_fraction
+
+    cam = Camera(64, 48, 50.0, 50.0, 32.0, 24.0)
+    # In front and inside, in front but outside the image, behind the camera.
+    pts = np.array([[[0.0, 0.0, 2.0], [5.0, 0.0, 1.0], [0.0, 0.0, -1.0], [0.1, 0.1, 1.0]]])
+    intr = np.array([[cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height]])
+    np.testing.assert_allclose(visible_fraction(pts, np.eye(4)[None], intr), [0.5])

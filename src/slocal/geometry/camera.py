@@ -133,3 +133,24 @@ def pixel_centers(width: int, height: int, stride: int = 1) -> np.ndarray:
     ys = np.arange(height // stride) * stride + stride / 2.0
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx, gy], axis=-1)
+
+
+def visible_fraction(points_MS3: np.ndarray, cam_from_world_M44: np.ndarray, intrinsics_M6: np.ndarray) -> np.ndarray:
+    """Fraction of each row's world points that camera m sees (in front, inside the image).
+
+    Args:
+        points_MS3: (M, S, 3) world points, one set per camera.
+        cam_from_world_M44: (M, 4, 4) poses.
+        intrinsics_M6: (M, 6) rows of (fx, fy, cx, cy, width, height).
+
+    Returns:
+        (M,) fractions in [0, 1].
+    """
+    p = np.einsum("mab,msb->msa", cam_from_world_M44[:, :3, :3], points_MS3) + cam_from_world_M44[:, None, :3, 3]
+    fx, fy, cx, cy, w, h = (intrinsics_M6[:, k : k + 1] for k in range(6))
+    z = p[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = fx * p[..., 0] / z + cx
+        v = fy * p[..., 1] / z + cy
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return inside.mean(axis=1)

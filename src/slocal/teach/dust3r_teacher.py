@@ -116,7 +116,7 @@ from scipy.spatial import cKDTree
 
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
-from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.camera import Camera, pixel_centers, visible_fraction
 from slocal.geometry.pose import invert, transform_points
 from slocal.io import read_image
 from slocal.progress import make_progress
@@ -307,18 +307,11 @@ def _overlap_samples(frames: Sequence[Frame], depths: Sequence[float]) -> np.nda
 
 def _inside_fraction(points_MS3: np.ndarray, frames: Sequence[Frame]) -> np.ndarray:
     """Fraction of each row's world points that frame m sees (in front, inside the image), (M,)."""
-    cfw = np.stack([f.cam_from_world for f in frames])
-    p = np.einsum("mij,msj->msi", cfw[:, :3, :3], points_MS3) + cfw[:, None, :3, 3]
+    cam_from_world = np.stack([f.cam_from_world for f in frames])
     intrinsics = np.array(
         [[f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy, f.camera.width, f.camera.height] for f in frames]
     )
-    fx, fy, cx, cy, w, h = (col[:, None] for col in intrinsics.T)
-    z = p[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * p[..., 0] / z + cx
-        v = fy * p[..., 1] / z + cy
-    inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    return inside.mean(axis=1)
+    return visible_fraction(points_MS3, cam_from_world, intrinsics)
 
 
 def rank_partners(frames: Sequence[Frame], config: PairSettings) -> list[list[tuple[int, float]]]:

@@ -53,7 +53,7 @@ import numpy as np
 
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
-from slocal.geometry.camera import Camera
+from slocal.geometry.camera import Camera, visible_fraction
 from slocal.geometry.pose import transform_points
 from slocal.io import read_image
 from slocal.progress import make_progress, progress_bar
@@ -232,18 +232,6 @@ def _frustum_samples(frame: Frame, depth_m: float, n: int = 4) -> np.ndarray:
     return transform_points(frame.world_from_cam, pts)
 
 
-def _visible_fraction(points_JS3: np.ndarray, cam_from_world_J44: np.ndarray, intrinsics_J6: np.ndarray) -> np.ndarray:
-    """Fraction of each point set that projects inside its camera (fx, fy, cx, cy, width, height), (J,)."""
-    p = np.einsum("jab,jsb->jsa", cam_from_world_J44[:, :3, :3], points_JS3) + cam_from_world_J44[:, None, :3, 3]
-    fx, fy, cx, cy, w, h = (intrinsics_J6[:, k : k + 1] for k in range(6))
-    z = p[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * p[..., 0] / z + cx
-        v = fy * p[..., 1] / z + cy
-        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    return inside.mean(axis=1)
-
-
 def pair_scores(frames: Sequence[Frame], config: SfmTeacherConfig) -> np.ndarray:
     """Symmetric (N, N) pair scores from the known poses; 0 where a pair fails a threshold.
 
@@ -272,8 +260,8 @@ def pair_scores(frames: Sequence[Frame], config: SfmTeacherConfig) -> np.ndarray
         if not len(js):
             continue
         m = len(js)
-        ov_ij = _visible_fraction(np.broadcast_to(samples[i], (m, *samples[i].shape)), cam_from_world[js], intrinsics[js])
-        ov_ji = _visible_fraction(
+        ov_ij = visible_fraction(np.broadcast_to(samples[i], (m, *samples[i].shape)), cam_from_world[js], intrinsics[js])
+        ov_ji = visible_fraction(
             samples[js], np.broadcast_to(cam_from_world[i], (m, 4, 4)), np.broadcast_to(intrinsics[i], (m, 6))
         )
         overlap = np.minimum(ov_ij, ov_ji)
