@@ -8,6 +8,7 @@ import torch
 
 from slocal.errors import SlocalError
 
+#: precision settings: ``auto`` (bf16 where the hardware has it natively), ``fp32``, ``bf16``.
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

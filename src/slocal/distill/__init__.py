@@ -6,12 +6,11 @@ localizer. The trainer is not imported here: loading a model for inference must
 not pull in torch.distributed, the teachers or rich.
 """
 
-from slocal.distill.config import PRESETS, StudentConfig, TrainConfig, load_configs, preset_names
+from slocal.distill.config import StudentConfig, TrainConfig, load_configs, preset_names
 from slocal.distill.model_file import Student, StudentOutput, load_student, save_student
 from slocal.distill.students import build_student, input_size
 
 __all__ = [
-    "PRESETS",
     "Student",
     "StudentConfig",
     "StudentOutput",
