@@ -190,8 +190,8 @@ class TrainConfig:
             raise SlocalError(f"reproj_tau_start and reproj_tau_end must be > 0, got {self.reproj_tau_start}, {self.reproj_tau_end}")
         if self.val_frames < 0:
             raise SlocalError(f"val_frames must be >= 0, got {self.val_frames}")
-        if self.val_every_s <= 0 or self.checkpoint_every_s <= 0:
-            raise SlocalError(f"val_every_s and checkpoint_every_s must be > 0, got {self.val_every_s}, {self.checkpoint_every_s}")
+        if self.val_every_s < 0 or self.checkpoint_every_s < 0:
+            raise SlocalError(f"val_every_s and checkpoint_every_s must be >= 0, got {self.val_every_s}, {self.checkpoint_every_s}")
         if self.seed < 0:
             raise SlocalError(f"seed must be >= 0 (numpy's seeds are), got {self.seed}")
 
