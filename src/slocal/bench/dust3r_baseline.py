@@ -17,7 +17,7 @@ Per query:
 
    * ``pair`` (default; needs only known poses, like the teacher): the (m, p)
      prediction is aligned to the known relative pose exactly as the teacher
-     aligns a pair (:func:`slocal.teach.dust3r_teacher.align_pair`), giving
+     aligns a pair (:func:`slocal.teach.dust3r.align.align_pair`), giving
      ``s_mp``. Both predictions contain view m's own point map in camera m's
      frame; the median ratio of their point distances over pixels confident
      in both converts: ``s = s_mp * median(|M_mp| / |M_mq|)``.
@@ -58,16 +58,10 @@ from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
 from slocal.teach.dust3r.preprocess import preprocess_image
-from slocal.teach.dust3r_teacher import (
-    ALIGNMENTS,
-    AMP_MODES,
-    PairView,
-    Predictor,
-    align_pair,
-    checkpoint_help,
-    prepare_view,
-    rank_partners,
-)
+from slocal.teach.dust3r.align import ALIGNMENTS, align_pair
+from slocal.teach.dust3r.checkpoint import checkpoint_help
+from slocal.teach.dust3r.teacher import AMP_MODES, PairView, Predictor, prepare_view
+from slocal.teach.pairs import rank_partners
 
 log = logging.getLogger(__name__)
 
