@@ -8,8 +8,6 @@ known rays (``rays``) or from camera 2's predicted centre (``centre``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
 import numpy as np
 
 from slocal.geometry.camera import Camera, pixel_centers
@@ -19,15 +17,35 @@ ALIGNMENTS = ("rays", "centre")
 PAIR_STATUSES = ("ok", "degenerate", "inconsistent", "failed")
 
 
-class AlignSettings(Protocol):
-    """The settings ``align_pair`` reads (a ``Dust3rTeacherConfig``, or the bench baseline's)."""
+@dataclass(frozen=True)
+class PairSettings:
+    """Pair ranking and alignment settings, shared by the DUSt3R teacher and the bench baseline.
 
-    alignment: str
-    min_conf: float
-    min_triangulation_deg: float
-    max_residual_deg: float
-    fit_points: int
-    min_baseline: float
+    Attributes:
+        min_baseline: metres; shorter camera baselines are never paired.
+        target_baseline: metres; baselines up to this are preferred increasingly.
+        max_angle_deg: largest angle between the optical axes of a pair.
+        min_overlap: smallest co-visibility estimate of a pair (0..1).
+        overlap_depths: depths (metres) at which the overlap estimate samples rays.
+        candidate_pool: nearest cameras considered per frame.
+        alignment: ``rays`` (1-DoF scale from view 2's rays) or ``centre`` (baseline ratio).
+        min_conf: network confidence below which a point is ignored (fit and targets).
+        min_triangulation_deg: pairs whose median triangulation angle is smaller are degenerate.
+        max_residual_deg: pairs whose median angular residual after alignment is larger are rejected.
+        fit_points: at most this many view-2 points enter the scale fit (evenly subsampled).
+    """
+
+    min_baseline: float = 0.05
+    target_baseline: float = 0.4
+    max_angle_deg: float = 45.0
+    min_overlap: float = 0.3
+    overlap_depths: tuple[float, ...] = (1.0, 2.0, 4.0)
+    candidate_pool: int = 128
+    alignment: str = "rays"
+    min_conf: float = 3.0
+    min_triangulation_deg: float = 2.0
+    max_residual_deg: float = 5.0
+    fit_points: int = 20000
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,7 @@ def align_pair(
     conf_2_HW: np.ndarray,
     camera_2: Camera,
     cam1_from_cam2: np.ndarray,
-    config: AlignSettings,
+    config: PairSettings,
 ) -> PairAlignment:
     """Scale of one pair's prediction from view 2's point map and the known relative pose.
 

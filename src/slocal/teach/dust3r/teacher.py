@@ -20,7 +20,7 @@ from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.io import read_image
 from slocal.progress import make_progress
-from slocal.teach.dust3r.align import ALIGNMENTS, PAIR_STATUSES, PairAlignment, align_pair, pair_depths
+from slocal.teach.dust3r.align import ALIGNMENTS, PAIR_STATUSES, PairAlignment, PairSettings, align_pair, pair_depths
 from slocal.teach.dust3r.checkpoint import checkpoint_help, checkpoint_identity, load_dust3r
 from slocal.teach.dust3r.fusion import RESAMPLING, frame_targets, resample_to
 from slocal.teach.dust3r.inference import Dust3rRunner
@@ -35,8 +35,10 @@ AMP_MODES = ("bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
-class Dust3rTeacherConfig:
-    """Settings of the DUSt3R teacher (see the module docstring for the method).
+class Dust3rTeacherConfig(PairSettings):
+    """Settings of the DUSt3R teacher (method: ``docs/dust3r_teacher.md``).
+
+    Pair ranking and alignment settings (``min_baseline`` ... ``fit_points``) are those of ``PairSettings``.
 
     Attributes:
         checkpoint: DUSt3R checkpoint (official ``.pth``, or a folder / state dict
@@ -47,17 +49,6 @@ class Dust3rTeacherConfig:
         batch_size: pairs per forward pass.
         pairs_per_frame: pairs each mapping frame takes part in (at least, when it has candidates).
         symmetrize: also run every pair in the other order (twice the cost, two estimates per pair).
-        min_baseline: metres; shorter camera baselines are never paired.
-        target_baseline: metres; baselines up to this are preferred increasingly.
-        max_angle_deg: largest angle between the optical axes of a pair.
-        min_overlap: smallest co-visibility estimate of a pair (0..1).
-        overlap_depths: depths (metres) at which the overlap estimate samples rays.
-        candidate_pool: nearest cameras considered per frame.
-        alignment: ``rays`` (1-DoF scale from view 2's rays) or ``centre`` (baseline ratio).
-        min_conf: network confidence below which a point is ignored (fit and targets).
-        min_triangulation_deg: pairs whose median triangulation angle is smaller are degenerate.
-        max_residual_deg: pairs whose median angular residual after alignment is larger are rejected.
-        fit_points: at most this many view-2 points enter the scale fit (evenly subsampled).
         max_side: longer side of the target grid.
         resample: ``bilinear`` (nearest across depth edges) or ``nearest`` from the network grid to the target grid.
         fusion_tolerance: relative depth difference within which estimates agree.
@@ -73,17 +64,6 @@ class Dust3rTeacherConfig:
     batch_size: int = 4
     pairs_per_frame: int = 3
     symmetrize: bool = False
-    min_baseline: float = 0.05
-    target_baseline: float = 0.4
-    max_angle_deg: float = 45.0
-    min_overlap: float = 0.3
-    overlap_depths: tuple[float, ...] = (1.0, 2.0, 4.0)
-    candidate_pool: int = 128
-    alignment: str = "rays"
-    min_conf: float = 3.0
-    min_triangulation_deg: float = 2.0
-    max_residual_deg: float = 5.0
-    fit_points: int = 20000
     max_side: int = 320
     resample: str = "bilinear"
     fusion_tolerance: float = 0.05
