@@ -26,6 +26,7 @@ LAYERS = {
     "progress": 0,
     "runs": 0,
     "device": 0,
+    "torch_io": 0,
     "geometry": 0,
     "data": 1,
     "teach": 2,

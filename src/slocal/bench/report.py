@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from slocal.bench.metrics import ACCURACY_THRESHOLDS, QueryResult
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.geometry.pose import invert
 from slocal.io import atomic_path, write_json, write_text
 
@@ -40,7 +41,7 @@ ROW_FIELDS = (
 )
 AVERAGE_SCENE = "average"
 BASELINES = ("sift", "dust3r")
-PREFERRED_REFERENCE = "cnn"
+PREFERRED_REFERENCE = DEFAULT_STUDENT
 
 
 def scene_slug(scene: str) -> str:

@@ -25,6 +25,7 @@ from slocal.bench.report import average_rows, finalize_rows, markdown_table, wri
 from slocal.bench.sift import SiftConfig, SiftLocalizer
 from slocal.data import find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import PnpConfig
@@ -35,7 +36,7 @@ from slocal.teach import default_teacher, teacher_options
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("cnn", "vit", "sift", "dust3r")
+DEFAULT_METHODS = (DEFAULT_STUDENT, "sift", "dust3r")
 # Failures of one scene/method that must not stop the others: bad input, and
 # runtime failures of the heavy libraries (torch, COLMAP, ONNX) on that input.
 RECOVERABLE = (SlocalError, RuntimeError, OSError, MemoryError, ImportError)

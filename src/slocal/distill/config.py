@@ -33,7 +33,11 @@ from pydantic import TypeAdapter, ValidationError
 from slocal.device import PRECISIONS
 from slocal.errors import SlocalError
 
-ARCHS = ("cnn", "timm", "vit")
+# The student ``slocal distill``, ``localize``, ``bench`` and the demo use when none is named.
+DEFAULT_STUDENT = "ace"
+ARCHS = ("cnn", "timm", "vit", "ace", "hybrid")
+# Students that run on a frozen pretrained encoder and train from a feature buffer.
+BUFFER_ARCHS = ("ace", "hybrid")
 NORMS = ("bn", "gn")
 ALIASES_FILE = "aliases.yaml"
 
@@ -45,7 +49,10 @@ class StudentConfig:
     Attributes:
         name: preset or user-chosen name (used for the output folder and stored in the model).
         arch: ``cnn`` (compact from-scratch ResNet), ``timm`` (a timm ``features_only``
-            backbone + regression head) or ``vit`` (a timm VisionTransformer + dense head).
+            backbone + regression head), ``vit`` (a timm VisionTransformer + dense head),
+            ``ace`` (frozen pretrained ``encoder`` + per-cell MLP head, trained ACE-style
+            from a feature buffer) or ``hybrid`` (frozen ``encoder`` + transformer blocks over
+            its stride-16 tokens + MLP head, trained from the same buffer).
         max_side: longer side of the network input in pixels; the scene's camera
             is rescaled to it (aspect kept, sides rounded to ``size_multiple``).
         size_multiple: input sides are rounded to a multiple of this.
@@ -57,8 +64,12 @@ class StudentConfig:
         norm: ``cnn``: ``bn`` (BatchNorm) or ``gn`` (GroupNorm).
         head_width, head_layers: the 1x1-conv regression head (hidden width, hidden layers).
         backbone: ``timm``/``vit``: timm model name.
+        encoder: ``ace``/``hybrid``: pretrained encoder (``slocal.distill.encoder.ENCODERS``).
+        tune_encoder: ``ace``/``hybrid``: fine-tune the encoder's stride-16/32 stages per scene
+            (the buffer then holds the frozen stride-8 map, and the model file the tuned stages).
         patch_size: ``vit``: patch size (8 or 16; None keeps the model's).
-        vit_depth, vit_embed_dim, vit_heads: ``vit``: overrides of the timm model (None keeps them).
+        vit_depth, vit_embed_dim, vit_heads: ``vit``: overrides of the timm model (None keeps them);
+            ``hybrid``: the transformer over the encoder tokens (depth 4, dim 192, 3 heads if None).
         mean, std: input normalisation of RGB in [0, 1].
     """
 
@@ -75,6 +86,8 @@ class StudentConfig:
     head_width: int = 256
     head_layers: int = 3
     backbone: str = ""
+    encoder: str = ""
+    tune_encoder: bool = False
     patch_size: int | None = None
     vit_depth: int | None = None
     vit_embed_dim: int | None = None
@@ -91,6 +104,10 @@ class StudentConfig:
             raise SlocalError(f"only output stride 8 is implemented, got {self.stride}")
         if self.arch == "cnn" and len(self.widths) != 4:
             raise SlocalError(f"cnn widths must have 4 entries (strides 2, 4, 8, context), got {list(self.widths)}")
+        if self.arch in BUFFER_ARCHS and not self.encoder:
+            raise SlocalError(f"student arch {self.arch!r} needs a pretrained encoder name")
+        if self.arch in BUFFER_ARCHS and self.size_multiple % 32:
+            raise SlocalError(f"student arch {self.arch!r} needs size_multiple a multiple of 32, got {self.size_multiple}")
         if self.arch in ("timm", "vit") and not self.backbone:
             raise SlocalError(f"student arch {self.arch!r} needs a timm backbone name")
         if self.arch == "vit" and self.patch_size not in (None, 8, 16):
@@ -133,6 +150,21 @@ class TrainConfig:
         precision: ``auto`` (bf16 autocast on CUDA with bf16 and CPUs with native bf16),
             ``fp32`` or ``bf16``. The last layer always runs in fp32.
         val_frames: mapping frames held out for validation (evenly spaced), 0 = none.
+        val_stretch: instead of ``val_frames``: hold out this fraction of the mapping frames as one
+            contiguous stretch at the end of the trajectory (frames in name order), so validation
+            measures localization away from the mapped views, as queries do. 0 = off.
+        buffer_passes: ``ace``/``hybrid``: passes over each mapping image when filling the
+            feature buffer; pass 0 is unaugmented, the others use the ``aug_*`` ranges.
+        buffer_max_gb: feature buffer kept in RAM up to this size; a larger buffer is
+            memory-mapped from a file next to the model (and refused if the disk lacks room).
+        batch_cells: ``ace``: buffer cells per iteration (``hybrid`` and ``tune_encoder`` students
+            train on ``batch_size`` whole maps).
+        encoder_lr_factor: learning rate of fine-tuned encoder stages relative to ``lr``.
+        view_passes: of the ``buffer_passes``, this many show the mapping image from a random nearby
+            viewpoint, rendered by splatting its dense targets (novel-view augmentation: teaches
+            the head what the scene looks like off the mapping trajectory). Frames whose targets
+            are sparse (< 50 % valid: SfM, COLMAP) use in-plane passes instead.
+        view_translation, view_rotation: the largest camera motion of a novel view (metres, degrees).
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.
@@ -155,6 +187,14 @@ class TrainConfig:
     reproj_tau_end: float = 2.0
     precision: str = "auto"
     val_frames: int = 4
+    val_stretch: float = 0.0
+    buffer_passes: int = 8
+    buffer_max_gb: float = 6.0
+    batch_cells: int = 4096
+    encoder_lr_factor: float = 0.1
+    view_passes: int = 0
+    view_translation: float = 0.3
+    view_rotation: float = 10.0
     val_every_s: float = 60.0
     checkpoint_every_s: float = 120.0
     seed: int = 0
@@ -170,6 +210,17 @@ class TrainConfig:
             raise SlocalError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.precision not in PRECISIONS:
             raise SlocalError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0.0 <= self.val_stretch < 0.5:
+            raise SlocalError(f"val_stretch must be in [0, 0.5), got {self.val_stretch}")
+        if self.buffer_passes < 1 or self.batch_cells < 1 or self.buffer_max_gb <= 0:
+            raise SlocalError(
+                f"buffer settings must be positive (buffer_passes={self.buffer_passes}, "
+                f"batch_cells={self.batch_cells}, buffer_max_gb={self.buffer_max_gb})"
+            )
+        if not 0 <= self.view_passes < self.buffer_passes:
+            raise SlocalError(f"view_passes must be in [0, buffer_passes), got {self.view_passes}")
+        if self.view_translation < 0 or self.view_rotation < 0:
+            raise SlocalError(f"view_translation and view_rotation must be >= 0, got {self.view_translation}, {self.view_rotation}")
         if not 0.0 <= self.warmup < 1.0:
             raise SlocalError(f"warmup must be in [0, 1), got {self.warmup}")
         if self.lr <= 0:
@@ -317,7 +368,7 @@ def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
 
 
 def load_configs(
-    student: str = "cnn", config_file: str | Path | None = None, **train_overrides: Any
+    student: str = DEFAULT_STUDENT, config_file: str | Path | None = None, **train_overrides: Any
 ) -> tuple[StudentConfig, TrainConfig]:
     """The student and training settings: preset, then the YAML file, then overrides.
 

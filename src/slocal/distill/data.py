@@ -4,7 +4,7 @@ Augmentation rescales and rotates the image in-plane about the principal
 point. For a pinhole camera that is exactly a change of focal length and a
 rotation of the camera about its optical axis, so the world-frame targets stay
 valid: each output cell centre is mapped back through the inverse warp onto
-the teacher's target grid (nearest target pixel), and the augmented camera
+the teacher's target grid (``sample_target_maps``: the target at the exact cell centre), and the augmented camera
 (``K``, ``cam_from_world``) is given for the reprojection loss.
 """
 
@@ -21,9 +21,10 @@ from slocal.data.scene import Frame, Scene
 from slocal.distill.config import TrainConfig
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.pose import invert
 from slocal.io import read_image
 from slocal.progress import progress_bar
-from slocal.teach.targets import TargetSet
+from slocal.teach.targets import TargetSet, sample_target_maps
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,25 @@ class TrainFrame:
     valid_HW: np.ndarray
     target_camera: Camera
     weight_HW: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ValFrame:
+    """A held-out mapping frame at the student's input size (what validation localizes)."""
+
+    name: str
+    image_HW3: np.ndarray
+    camera: Camera
+    cam_from_world: np.ndarray
+
+
+def load_val_frames(frames: list[Frame], image_size: tuple[int, int]) -> list[ValFrame]:
+    """Read held-out frames resized to ``image_size`` = (width, height), cameras scaled with them."""
+    out = []
+    for frame in frames:
+        rgb = cv2.resize(read_image(frame.image_path), image_size, interpolation=cv2.INTER_AREA)
+        out.append(ValFrame(frame.name, rgb, frame.camera.scaled(*image_size), frame.cam_from_world))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,8 +153,19 @@ def load_train_frames(
     return frames
 
 
-def validation_split(num_frames: int, num_val: int) -> tuple[list[int], list[int]]:
-    """(train indices, held-out indices): ``num_val`` evenly spaced interior frames held out."""
+def validation_split(num_frames: int, num_val: int, stretch: float = 0.0) -> tuple[list[int], list[int]]:
+    """(train indices, held-out indices) of the mapping frames (in trajectory order).
+
+    With ``stretch > 0`` the last ``round(stretch * num_frames)`` frames are held out as one
+    contiguous stretch: the model must localize them from views of the rest of the
+    trajectory, as it must the queries. Otherwise ``num_val`` evenly spaced interior
+    frames are held out (each between two training neighbours: a test of memory).
+    """
+    if stretch > 0:
+        count = int(round(stretch * num_frames))
+        if count < 1 or num_frames - count < 2:
+            return list(range(num_frames)), []
+        return list(range(num_frames - count)), list(range(num_frames - count, num_frames))
     if num_val <= 0 or num_frames < 2 * num_val + 1:
         return list(range(num_frames)), []
     val = sorted({int(round(v)) for v in np.linspace(0, num_frames - 1, num_val + 2)[1:-1]})
@@ -210,17 +241,15 @@ class BatchSampler:
         tc = f.target_camera
         x_t = (src[:, 0] - cam.cx) / cam.fx * tc.fx + tc.cx
         y_t = (src[:, 1] - cam.cy) / cam.fy * tc.fy + tc.cy
-        cols, rows = np.floor(x_t).astype(np.int64), np.floor(y_t).astype(np.int64)
-        inside = (cols >= 0) & (cols < tc.width) & (rows >= 0) & (rows < tc.height)
-        cols, rows = np.clip(cols, 0, tc.width - 1), np.clip(rows, 0, tc.height - 1)
-        coords = f.coords_HW3[rows, cols]
-        valid = f.valid_HW[rows, cols] & inside
+        origin = invert(f.cam_from_world)[:3, 3] - self.centre  # the targets are centre-relative
+        coords, weight, valid = sample_target_maps(f.coords_HW3, f.weight_HW, f.valid_HW, np.stack([x_t, y_t], 1), origin)
+        coords = np.where(valid[:, None], coords, 0.0).astype(np.float32)
 
         # The augmented camera: focal lengths scaled, rotated about the optical axis.
         rad = math.radians(angle)
         R2 = np.array([[math.cos(rad), math.sin(rad), 0.0], [-math.sin(rad), math.cos(rad), 0.0], [0.0, 0.0, 1.0]])
         K = np.array([[cam.fx * scale, 0.0, cam.cx], [0.0, cam.fy * scale, cam.cy], [0.0, 0.0, 1.0]], np.float32)
-        return img, coords, valid, K, self._pose(f, R2), f.weight_HW[rows, cols]
+        return img, coords, valid, K, self._pose(f, R2), weight
 
     def _pose(self, f: TrainFrame, R2: np.ndarray) -> np.ndarray:
         R, t = f.cam_from_world[:3, :3], f.cam_from_world[:3, 3]

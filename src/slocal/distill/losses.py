@@ -44,6 +44,7 @@ def reprojection_loss(
     cam_from_world_B34: torch.Tensor,
     tau: float,
     pixel_scale: float,
+    mask_BN: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft-clamped reprojection error of the predicted points (ACE-style).
 
@@ -54,10 +55,11 @@ def reprojection_loss(
 
     Args:
         pred_BN3: predicted points, world frame (relative to the scene centre).
-        uv_N2: image coordinates of the cells.
+        uv_N2: image coordinates of the cells, shared (N, 2) or per image (B, N, 2).
         K_B33, cam_from_world_B34: the (augmented) cameras, same world frame.
         tau: clamp in (scaled) pixels.
         pixel_scale: 640 / image width.
+        mask_BN: cells to include (e.g. those showing the image, not a warp border); None = all.
     """
     R = cam_from_world_B34[:, :, :3]
     t = cam_from_world_B34[:, :, 3]
@@ -66,8 +68,12 @@ def reprojection_loss(
     zc = z.clamp(min=0.1)
     u = pc[..., 0] / zc * K_B33[:, None, 0, 0] + K_B33[:, None, 0, 2]
     v = pc[..., 1] / zc * K_B33[:, None, 1, 1] + K_B33[:, None, 1, 2]
-    e = torch.sqrt((u - uv_N2[None, :, 0]) ** 2 + (v - uv_N2[None, :, 1]) ** 2 + 1e-8) * pixel_scale
-    ok = ((z > 0.1) & (e < 1000.0)).to(e.dtype)
+    uv_BN2 = uv_N2 if uv_N2.dim() == 3 else uv_N2[None]
+    e = torch.sqrt((u - uv_BN2[..., 0]) ** 2 + (v - uv_BN2[..., 1]) ** 2 + 1e-8) * pixel_scale
+    ok = (z > 0.1) & (e < 1000.0)
+    if mask_BN is not None:
+        ok = ok & mask_BN
+    ok = ok.to(e.dtype)
     terms = tau * torch.tanh(e / tau)
     return (terms * ok).sum() / ok.sum().clamp(min=1.0)
 

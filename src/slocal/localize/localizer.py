@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
@@ -33,7 +34,6 @@ ASPECT_TOLERANCE = 0.01
 # The principal point may lie off-centre, but not this far (fraction of the
 # image size) outside the image: that means intrinsics for another image.
 PRINCIPAL_POINT_MARGIN = 0.25
-DEFAULT_STUDENT = "cnn"
 
 
 class ScenePredictor(Protocol):
@@ -204,16 +204,19 @@ class Localizer:
         return Localization(result.cam_from_world, result.success, result.num_inliers, result.num_correspondences, ms)
 
     def _warn_if_distorted(self, camera: Camera, image: str | Path | None) -> None:
-        size = getattr(self.model, "image_size", None)
+        # The mapping images' shape (a model without a reference camera: its input size).
+        ref = getattr(self.model, "reference_camera", None)
+        size = ref.size if ref is not None else getattr(self.model, "image_size", None)
         if size is None or self._warned_aspect:
             return
-        net_aspect, aspect = size[0] / size[1], camera.width / camera.height
-        if abs(net_aspect - aspect) / net_aspect > ASPECT_TOLERANCE:
-            # The network input is resized to its training size: the image gets stretched
-            # (geometry stays exact, the camera is scaled the same way), which costs accuracy.
+        ref_aspect, aspect = size[0] / size[1], camera.width / camera.height
+        if abs(ref_aspect - aspect) / ref_aspect > ASPECT_TOLERANCE:
+            # The network input is resized to its training size: an image of another shape than the
+            # mapping images gets stretched differently (geometry stays exact, the camera is scaled
+            # the same way), so the network sees a distortion it was not trained on.
             log.warning(
-                "%s: image aspect %.3f differs from the student's %dx%d input (%.3f); it is stretched",
-                image if image is not None else "query", aspect, size[0], size[1], net_aspect,
+                "%s: image aspect %.3f differs from the mapping images' %dx%d (%.3f); it is stretched",
+                image if image is not None else "query", aspect, size[0], size[1], ref_aspect,
             )
             self._warned_aspect = True
 

@@ -1,0 +1,143 @@
+"""Distill students on a scene and bench them against SIFT+PnP on its queries, in one run per seed.
+
+For each seed, as subprocesses (the product's own commands)::
+
+    slocal distill --scene S --student X --seed K --minutes M --runs RUNS/seedK --json     (each student)
+    slocal bench --scenes S --methods X1,...,sift --no-distill --runs RUNS/seedK --out ...
+
+Every method of a seed is measured in the same bench run, on the same queries; the
+table lists each seed's rows (accuracy, median error, ms per query, map size) and the
+distillation wall time (encoding included). Results: ``benchmarks/results/<name>.{json,md}``
+and each seed's bench report under ``benchmarks/results/<name>/seedK/``.
+
+Usage::
+
+    python benchmarks/student_table.py --scene redkitchen-split --students ace --seeds 0,1 --name redkitchen_split_cpu
+    python benchmarks/student_table.py --scene redkitchen-split --students cnn,ace,vit,hybrid-lite0 --minutes 5 \\
+        --name seed_table_redkitchen_split_cpu
+    python benchmarks/student_table.py --scene redkitchen --students ace --seeds 0 --name redkitchen_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, write_results
+
+from slocal.distill.config import resolve_preset
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
+REPORT_FILES = ("results.json", "results.md", "results.csv", "per_query.json")
+
+
+def run(cmd: list[str], stdout=None) -> tuple[subprocess.CompletedProcess, float]:
+    print("$", shlex.join(["slocal", *cmd[3:]]), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=stdout, text=True, check=False)
+    return proc, time.perf_counter() - start
+
+
+def one_seed(args, seed: int, students: list[str]) -> dict:
+    runs = args.runs / f"seed{seed}"
+    base = [sys.executable, "-m", "slocal_cli.main"]
+    common = ["--data-root", str(args.data_root), "--runs", str(runs)]
+    distilled = {}
+    for student in students:
+        # distill writes where bench looks (slocal's one model-path rule), so no --out here.
+        cmd = [*base, "distill", "--scene", args.scene, "--student", student, "--seed", str(seed), "--minutes", f"{args.minutes:g}",
+               "--device", "cpu", "--json", *common]  # fmt: skip
+        existing = [p for name in {student, resolve_preset(student)} if (p := runs / args.scene / "students" / name / "model.pt").is_file()]
+        if args.reuse and existing:
+            distilled[student] = {"reused": str(existing[0])}
+            continue
+        proc, wall = run(cmd, stdout=subprocess.PIPE)
+        if proc.returncode != 0:
+            raise SystemExit(f"distill {student} failed with exit code {proc.returncode}")
+        distilled[student] = {**json.loads(proc.stdout), "wall_s": wall, "command": shlex.join(["slocal", *cmd[3:]])}
+    out = args.results_dir / args.name / f"seed{seed}"
+    tmp_out = runs / "bench-report"
+    cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join([*students, *args.baselines]), "--no-distill",
+           "--device", "cpu", "--out", str(tmp_out), *common]  # fmt: skip
+    proc, wall = run(cmd)
+    if not (tmp_out / "results.json").is_file():
+        raise SystemExit(f"bench wrote no results (exit code {proc.returncode})")
+    report = json.loads((tmp_out / "results.json").read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in REPORT_FILES:
+        if (tmp_out / name).is_file():
+            shutil.copy2(tmp_out / name, out / name)
+    return {"seed": seed, "distill": distilled, "bench_command": shlex.join(["slocal", *cmd[3:]]), "bench_exit": proc.returncode,
+            "bench_wall_s": wall, "rows": report["rows"]}  # fmt: skip
+
+
+def fmt(v, digits=1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(payload: dict) -> str:
+    lines = [
+        f"# {payload['scene']}: students vs baselines, one bench run per seed\n",
+        "{header}",
+        f"Budget per student: {payload['minutes']:g} min of mapping on this CPU (feature encoding included). "
+        "Every row of a seed comes from the same `slocal bench` run on the same queries.\n",
+        "| seed | method | queries | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | ms/query p50 | speed vs first student | map MB | distill wall min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run_ in payload["runs"]:
+        rows = [r for r in run_["rows"] if r.get("scene") == payload["scene"]]
+        ref = next((r for r in rows if r["method"] == payload["students"][0] and r.get("ms_per_query")), None)
+        for r in rows:
+            d = run_["distill"].get(r["method"], {})
+            wall = d.get("wall_s")
+            speed = "-" if not ref or not r.get("ms_per_query") else f"x{r['ms_per_query'] / ref['ms_per_query']:.1f}"
+            if r.get("failed"):
+                lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | |")
+                continue
+            lines.append(
+                f"| {run_['seed']} | {r['method']} | {r['n_queries']} | {fmt(r['acc_10cm5deg'], 0)} | {fmt(r['acc_5cm5deg'], 0)} | "
+                f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {fmt(r.get('ms_per_query'))} | "
+                f"{speed} | {fmt(r.get('map_mb'))} | {fmt(wall / 60 if wall else None)} |"
+            )
+    lines += ["", "Commands:", ""]
+    for run_ in payload["runs"]:
+        for student, d in run_["distill"].items():
+            lines.append(f"- `{d.get('command', 'reused ' + str(d.get('reused')))}`")
+        lines.append(f"- `{run_['bench_command']}`")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", default="redkitchen-split")
+    parser.add_argument("--students", default="ace")
+    parser.add_argument("--baselines", default="sift")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--name", required=True, help="result file name under benchmarks/results/")
+    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--reuse", action="store_true", help="bench an existing model instead of distilling it again")
+    args = parser.parse_args()
+    args.baselines = [b for b in args.baselines.split(",") if b]
+    students = [s for s in args.students.split(",") if s]
+    runs = [one_seed(args, int(seed), students) for seed in args.seeds.split(",")]
+    payload = {"scene": args.scene, "students": students, "minutes": args.minutes, "runs": runs}
+    write_results(args.name, payload, markdown(payload))
+    print(markdown(payload).replace("{header}", ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

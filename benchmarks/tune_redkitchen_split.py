@@ -1,0 +1,107 @@
+"""Choose the mapping recipe on validation frames carved from the mapping set, never on the queries.
+
+Every variant is ``slocal distill`` on ``redkitchen-split`` with a YAML override from
+``benchmarks/tuning/`` plus ``val_stretch`` (the last 15 % of the mapping trajectory,
+15 frames, held out as one stretch: 26 cm / 2.2 deg median from the nearest training
+camera, like the queries' 28 cm / 11 deg). The student never sees those frames; the
+table reports how well it localizes them. The queries are not read.
+
+Usage::
+
+    python benchmarks/tune_redkitchen_split.py frozen-320 tuned-320      # variants by file name
+    python benchmarks/tune_redkitchen_split.py --minutes 8 --seed 1 tuned-320
+
+Results (machine, date, command, every variant's validation numbers) go to
+``benchmarks/results/tune_redkitchen_split.{json,md}``; variants already in that file
+are kept unless run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from common import RESULTS, write_results
+
+from slocal.distill.model_file import read_model_payload
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
+VARIANTS = Path(__file__).resolve().parent / "tuning"
+VAL_STRETCH = 0.15
+
+
+def run_variant(name: str, args, runs: Path) -> dict:
+    override = yaml.safe_load((VARIANTS / f"{name}.yaml").read_text()) or {}
+    student = override.pop("preset", "ace-lite0")
+    override.setdefault("train", {}).update(val_stretch=VAL_STRETCH, val_every_s=1e9, seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(override))
+        out = runs / "tuning" / f"{name}-seed{args.seed}" / "model.pt"
+        if args.reuse and out.is_file():
+            print(f"reusing {out}", flush=True)
+            return _row(name, student, args.seed, override, out)
+        cmd = [
+            sys.executable, "-m", "slocal_cli.main", "distill", "--scene", "redkitchen-split", "--student", student,
+            "--config", str(config), "--minutes", str(args.minutes), "--data-root", str(args.data_root),
+            "--runs", str(runs), "--out", str(out), "--device", "cpu",
+        ]  # fmt: skip
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return _row(name, student, args.seed, override, out)
+
+
+def _row(name: str, student: str, seed: int, override: dict, out: Path) -> dict:
+    train = read_model_payload(out)["train"]
+    val = train["validation"][-1]
+    return {
+        "variant": name, "student": student, "seed": seed, "override": override, "minutes": train["minutes"],
+        "encode_minutes": train.get("encode_minutes"), "iterations": train["iterations"],
+        "validation_frames": len(train["validation_frames"]), **{k: val[k] for k in val if k != "iteration"},
+    }  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="+", help=f"names of YAML files in {VARIANTS}")
+    parser.add_argument("--minutes", type=float, default=8.0, help="whole mapping budget per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--runs", type=Path, default=REPO / "runs")
+    parser.add_argument("--reuse", action="store_true", help="take a variant's existing model instead of training it again")
+    args = parser.parse_args()
+    new_rows = [run_variant(name, args, args.runs) for name in args.variants]
+    # Read the earlier rows only now: another run of this script may have written them meanwhile.
+    previous = RESULTS / "tune_redkitchen_split.json"
+    rows = json.loads(previous.read_text())["rows"] if previous.is_file() else []
+    done = {(r["variant"], r["seed"]) for r in new_rows}
+    rows = [r for r in rows if (r["variant"], r["seed"]) not in done] + new_rows
+    lines = [
+        "# Recipe choice on validation frames of redkitchen-split (never the queries)\n",
+        "{header}",
+        f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
+        "each variant is trained on the rest for the stated budget (encoding included) on this CPU.\n",
+        "| variant | student | seed | minutes | iterations | val frames | % @10cm5° | % @5cm5° | median cm / ° |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['student']} | {r['seed']} | {r['minutes']:.1f} | {r['iterations']} | {r['validation_frames']} "
+            f"| {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} |"
+        )
+    lines.append("\nOverrides (on top of the preset):\n")
+    for r in rows:
+        lines.append(f"- `{r['variant']}`: `{json.dumps(r['override'])}`")
+    write_results("tune_redkitchen_split", {"val_stretch": VAL_STRETCH, "rows": rows}, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

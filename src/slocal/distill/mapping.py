@@ -1,0 +1,343 @@
+"""ACE-style mapping: a scene-specific head trained on a frozen pretrained encoder's feature buffer.
+
+The encoder runs once per augmented pass of each mapping image
+(``buffer.build_buffer``); training then only runs the small head, on large
+random batches of buffer cells (``ace``) or whole buffer maps (``hybrid``).
+That is what lets a CPU afford millions of supervised cells per minute: the
+end-to-end trainer (``trainer.py``) pushes every image through the whole
+network at every step.
+
+Loss per cell: the Euclidean distance to the teacher's target where one
+exists (weighted by its confidence), plus ``reproj_weight`` times the
+tanh-clamped reprojection error through the pass's exact camera, with a clamp
+that tightens from ``reproj_tau_start`` to ``reproj_tau_end`` px over the run
+(ACE's schedule). The reprojection term also reaches cells without a target,
+which is what sparse (SfM, COLMAP) and noisy (DUSt3R) teachers need.
+
+Budget: ``minutes`` covers encoding *and* training (the learning-rate schedule
+follows the time left after encoding), or a fixed number of ``iterations``.
+Checkpoints hold the head, optimizer, iteration, elapsed time and the batch
+generator's state; the buffer is rebuilt on resume from the same seed, so a
+resumed run with ``iterations`` is bit-exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from slocal.data.scene import Frame, Scene
+from slocal.distill.buffer import FeatureBuffer, build_buffer
+from slocal.distill.config import StudentConfig, TrainConfig, to_plain
+from slocal.distill.data import load_val_frames, validation_split
+from slocal.distill.encoder import DenseEncoder
+from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
+from slocal.device import resolve_device, use_bf16
+from slocal.distill.model_file import save_student
+from slocal.distill.runtime import (
+    DistEnv,
+    DistillResult,
+    check_resume,
+    checkpoint_payload,
+    format_validation,
+    gather_states,
+    init_distributed,
+    load_checkpoint,
+    max_over_ranks,
+    next_loss_ema,
+    save_checkpoint,
+    validate,
+)
+from slocal.distill.students import BufferStudent, build_student, input_size, num_params
+from slocal.errors import SlocalError
+from slocal.progress import make_progress
+from slocal.teach.targets import TargetSet
+
+log = logging.getLogger(__name__)
+
+
+class _HeadStep(torch.nn.Module):
+    """The trainable part as one module, so DDP sees a forward: features -> coordinates (B, 3, h, w)."""
+
+    def __init__(self, net: BufferStudent):
+        super().__init__()
+        self.net = net
+
+    def forward(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(feat_BChw)
+
+
+def split_frames(scene: Scene, targets: TargetSet, cfg: TrainConfig) -> tuple[list[Frame], list[Frame]]:
+    """(training, validation) mapping frames with targets, in trajectory order (``validation_split``)."""
+    names = targets.by_name()
+    frames = [f for f in scene.mapping if f.name in names]
+    if not frames:
+        raise SlocalError("no mapping frame has teacher targets", targets.directory)
+    train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
+    return [frames[i] for i in train_idx], [frames[i] for i in val_idx]
+
+
+def centre_of(targets: TargetSet, frames: list[Frame]) -> np.ndarray:
+    """Mean of the valid targets of ``frames`` (float64, metres)."""
+    by_name = targets.by_name()
+    pts = [by_name[f.name].coords_HW3[by_name[f.name].valid_HW].astype(np.float64) for f in frames]
+    total = sum(len(p) for p in pts)
+    if total == 0:
+        raise SlocalError("the targets contain no valid point", targets.directory)
+    return np.sum([p.sum(0) for p in pts], axis=0) / total
+
+
+class CellSampler:
+    """Random batches of buffer cells (``ace``) or passes (``hybrid``) from one seeded torch Generator."""
+
+    def __init__(self, buffer: FeatureBuffer, seed: int):
+        self.buffer = buffer
+        self.generator = torch.Generator().manual_seed(seed)
+        self.cells = torch.from_numpy(np.flatnonzero(buffer.inside_PN.reshape(-1)))
+        if len(self.cells) == 0:
+            raise SlocalError("the feature buffer has no usable cell (do the images show what the targets see?)")
+
+    def cell_batch(self, size: int) -> dict[str, torch.Tensor]:
+        """``size`` cells as a batch of one-cell images: feat (B, C, 1, 1), coords (B, 1, 3), uv/K/pose per cell."""
+        b = self.buffer
+        idx = self.cells[torch.randint(len(self.cells), (size,), generator=self.generator)].numpy()
+        N = b.feat_PNC.shape[1]
+        p, n = idx // N, idx % N
+        return {
+            "feat": torch.from_numpy(b.feat_PNC[p, n].astype(np.float32))[:, :, None, None],
+            "coords": torch.from_numpy(b.coords_PN3[p, n])[:, None],
+            "valid": torch.from_numpy(b.valid_PN[p, n])[:, None],
+            "inside": torch.ones(size, 1, dtype=torch.bool),
+            "weight": torch.from_numpy(b.weight_PN[p, n])[:, None],
+            "uv": torch.from_numpy(b.uv_N2[n])[:, None],
+            "K": torch.from_numpy(b.K_P33[p]),
+            "pose": torch.from_numpy(b.cam_from_world_P34[p]),
+        }
+
+    def map_batch(self, size: int) -> dict[str, torch.Tensor]:
+        """``size`` whole passes: feat (B, C, h, w), per-cell arrays (B, N, ...), uv (N, 2)."""
+        b = self.buffer
+        p = torch.randint(b.num_passes, (size,), generator=self.generator).numpy()
+        h, w = b.grid
+        feat = torch.from_numpy(b.feat_PNC[p].astype(np.float32))
+        return {
+            "feat": feat.reshape(size, h, w, -1).permute(0, 3, 1, 2).contiguous(),
+            "coords": torch.from_numpy(b.coords_PN3[p]),
+            "valid": torch.from_numpy(b.valid_PN[p]),
+            "inside": torch.from_numpy(b.inside_PN[p]),
+            "weight": torch.from_numpy(b.weight_PN[p]),
+            "uv": torch.from_numpy(b.uv_N2),
+            "K": torch.from_numpy(b.K_P33[p]),
+            "pose": torch.from_numpy(b.cam_from_world_P34[p]),
+        }
+
+
+def train_buffer_student(
+    scene: Scene,
+    targets: TargetSet,
+    student_cfg: StudentConfig,
+    train_cfg: TrainConfig,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    resume: bool = False,
+    teacher: str | None = None,
+    stop_after: int | None = None,
+    checkpoint_path: Path,
+) -> DistillResult:
+    """Map ``scene`` with an ``ace``/``hybrid`` student and write the model file ``out`` (rank 0).
+
+    Args: as ``trainer.train_student`` (no ``pretrained``: the encoder is the pretrained part).
+    """
+    out = Path(out)
+    teacher = teacher or targets.teacher
+    dev0 = resolve_device(device)
+    env, created_group = init_distributed(dev0)
+    dev = resolve_device(device, env.local_rank) if env.active else dev0
+    try:
+        return _map(scene, targets, student_cfg, train_cfg, out, checkpoint_path, dev, env, resume, teacher, stop_after)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after) -> DistillResult:
+    t0 = time.monotonic()
+    ck = None
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
+    train_frames, val_frames_src = split_frames(scene, targets, cfg)
+    centre = np.asarray(ck["centre"], np.float64) if ck is not None else centre_of(targets, train_frames)
+    ref = train_frames[0].camera
+    image_size = input_size(student_cfg, ref.width, ref.height)
+    encoder = DenseEncoder(student_cfg.encoder).to(dev)
+    shard = train_frames[env.rank :: env.world_size]
+    if not shard:
+        raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
+    buffer = build_buffer(
+        shard, targets.by_name(), encoder, image_size, centre, cfg, seed=cfg.seed * 1000 + env.rank,
+        spill_path=out.with_name(f"{out.name}.buffer{env.rank}.npy"), mean=student_cfg.mean, std=student_cfg.std,
+        part="bottom" if student_cfg.tune_encoder else "levels",
+    )  # fmt: skip
+    try:
+        return _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after, ck, buffer, encoder, centre,
+                    image_size, train_frames, val_frames_src, t0)  # fmt: skip
+    finally:
+        buffer.release()
+
+
+def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after, ck, buffer, encoder, centre, image_size,
+         train_frames, val_frames_src, t0) -> DistillResult:  # fmt: skip
+    encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
+    torch.manual_seed(cfg.seed)
+    net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
+    assert isinstance(net, BufferStudent)
+    step_module: torch.nn.Module = _HeadStep(net)
+    if env.active:
+        step_module = torch.nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if dev.type == "cuda" else None)
+    enc_params = [p for p in net.encoder.parameters() if p.requires_grad]
+    enc_ids = {id(p) for p in enc_params}
+    head_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
+    params = head_params + enc_params
+    groups = [{"params": head_params, "lr_factor": 1.0}]
+    if enc_params:
+        groups.append({"params": enc_params, "lr_factor": cfg.encoder_lr_factor})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bf16 = use_bf16(cfg.precision, dev)
+    sampler = CellSampler(buffer, seed=cfg.seed * 1000 + 17 + env.rank)
+
+    iteration, elapsed0, resumed_from, loss_ema, history = 0, 0.0, None, math.nan, []
+    if ck is not None:
+        net.load_scene_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        iteration, elapsed0, resumed_from = int(ck["iteration"]), float(ck["elapsed_s"]), int(ck["iteration"])
+        loss_ema = float(ck["loss_ema"])
+        history = list(ck.get("validation", []))
+        sampler.generator.set_state(ck["rng"][env.rank]["sampler"])
+        log.info("resuming from iteration %d (%.1f min trained)", iteration, elapsed0 / 60)
+    else:
+        elapsed0 = encode_s
+
+    val_frames = load_val_frames(val_frames_src, image_size) if env.is_main else []
+    pixel_scale = 640.0 / image_size[0]
+    budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0
+    train_budget = None if budget_s is None else budget_s - encode_s
+    if train_budget is not None and train_budget <= 0:
+        raise SlocalError(
+            f"encoding the mapping images took {encode_s / 60:.1f} min, the whole budget of {cfg.minutes:g} min; "
+            "give more --minutes or lower train.buffer_passes"
+        )
+    per_map = student_cfg.arch == "hybrid" or student_cfg.tune_encoder
+
+    def progress_of(it: int, elapsed: float) -> float:
+        if cfg.iterations is not None:
+            return it / cfg.iterations
+        return (elapsed - encode_s) / train_budget
+
+    def write_checkpoint(it: int, elapsed: float) -> None:
+        states = gather_states({"sampler": sampler.generator.get_state()}, env)
+        if env.is_main:
+            save_checkpoint(ckpt_path, checkpoint_payload(
+                scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=cfg, world_size=env.world_size,
+                centre=centre, model_state=net.scene_state_dict(), optimizer=opt, iteration=it, elapsed_s=elapsed,
+                loss_ema=loss_ema, rng=states, history=history,
+            ))  # fmt: skip
+
+    if env.is_main:
+        log.info(
+            "mapping %s (%s on %s, head %.2f M params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
+            "(%.1f s to encode), %s",
+            student_cfg.name, student_cfg.arch, student_cfg.encoder, sum(p.numel() for p in params) / 1e6, scene.id,
+            image_size[0], image_size[1], len(train_frames), len(val_frames_src), buffer.num_passes, encode_s,
+            f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
+        )  # fmt: skip
+
+    step_module.train()
+    t_start = time.monotonic()
+    last_ckpt = last_val = 0.0
+    elapsed, it_start = elapsed0, iteration
+    bar = make_progress(transient=False)
+    bar.disable = bar.disable or not env.is_main
+    total_for_bar = cfg.iterations if cfg.iterations is not None else int(round(train_budget))
+    with bar:
+        task = bar.add_task(f"map {student_cfg.name}" + (" (s)" if budget_s else ""), total=total_for_bar, info="")
+        while progress_of(iteration, elapsed) < 1.0 and (stop_after is None or iteration < stop_after):
+            p = progress_of(iteration, elapsed)
+            lr = one_cycle_lr(cfg.lr, p, cfg.warmup, cfg.final_lr_factor)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_factor"]
+            batch = sampler.map_batch(cfg.batch_size) if per_map else sampler.cell_batch(cfg.batch_cells)
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                out_B3hw = step_module(batch["feat"])
+            pred_BN3 = out_B3hw.flatten(2).transpose(1, 2)
+            loss = coordinate_loss(pred_BN3, batch["coords"], batch["valid"], cfg.loss_clamp, None, batch["weight"])
+            if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
+                tau = cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start))
+                loss = loss + cfg.reproj_weight * reprojection_loss(
+                    pred_BN3, batch["uv"], batch["K"], batch["pose"], tau, pixel_scale, batch["inside"]
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            iteration += 1
+            loss_ema = next_loss_ema(loss_ema, float(loss.detach()), iteration)
+            wall = time.monotonic() - t_start
+            elapsed = max_over_ranks(elapsed0 + wall, env, dev)
+            if env.is_main:
+                ips = (iteration - it_start) / max(wall, 1e-9)
+                done_s = min(elapsed - encode_s, train_budget) if budget_s is not None else iteration
+                bar.update(task, completed=done_s, info=f"loss {loss_ema:.4f}  {ips:.1f} it/s  lr {lr:.1e}")
+            run_s = elapsed - elapsed0
+            done = progress_of(iteration, elapsed) >= 1.0 or (stop_after is not None and iteration >= stop_after)
+            if env.is_main and val_frames and not done and run_s - last_val >= cfg.val_every_s:
+                last_val = run_s
+                v = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
+                history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **v})
+                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, format_validation(v))
+            if not done and run_s - last_ckpt >= cfg.checkpoint_every_s:
+                last_ckpt = run_s
+                write_checkpoint(iteration, elapsed)
+    write_checkpoint(iteration, elapsed)
+    validation: dict = {}
+    if env.is_main:
+        if val_frames:
+            validation = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
+            history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **validation})
+            log.info("final: loss %.4f, val %s", loss_ema, format_validation(validation))
+        net.eval()
+        train_info = {
+            "recipe": "buffer",
+            "iterations": iteration,
+            "minutes": elapsed / 60.0,
+            "encode_minutes": encode_s / 60.0,
+            "buffer_passes": buffer.num_passes,
+            "final_loss": loss_ema,
+            "world_size": env.world_size,
+            "precision": "bf16" if bf16 else "fp32",
+            "validation_frames": [f.name for f in val_frames_src],
+            "validation": history,
+            "settings": to_plain(cfg),
+            "pretrained": student_cfg.encoder,
+        }
+        save_student(
+            out, net, scene_id=scene.id, scene_fingerprint=scene.fingerprint, centre=centre, image_size=image_size,
+            camera=train_frames[0].camera, teacher=teacher, train=train_info,
+        )  # fmt: skip
+        log.info("wrote %s (%.2f MB)", out, out.stat().st_size / 2**20)
+    if env.active:
+        dist.barrier()
+    return DistillResult(
+        model_path=out, checkpoint_path=ckpt_path, student=student_cfg.name, scene_id=scene.id, teacher=teacher,
+        iterations=iteration, train_seconds=elapsed - (elapsed0 if resumed_from is not None else 0.0), final_loss=loss_ema,
+        image_size=image_size, num_params=num_params(net), file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
+        world_size=env.world_size, precision="bf16" if bf16 else "fp32", resumed_from=resumed_from,
+        validation=validation, rank=env.rank,
+    )  # fmt: skip

@@ -1,0 +1,119 @@
+"""The mapping buffer: exact pass geometry, memory handling, and ACE-style mapping on the tiny scene."""
+
+from __future__ import annotations
+
+import shutil
+from collections import namedtuple
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from distill_fixtures import tiny_train
+
+from slocal.data.synth import SynthConfig, SynthWorld, trajectory
+from slocal.distill.buffer import allocate_features, pass_camera, pass_targets, render_pass, warp_matrix
+from slocal.distill.config import StudentConfig
+from slocal.distill.model_file import load_student, read_model_payload
+from slocal.distill.trainer import train_student
+from slocal.errors import SlocalError
+from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.pose import invert, transform_points
+from slocal.teach.targets import FrameTargets
+
+TINY_ACE = StudentConfig(
+    name="tiny-ace", arch="ace", encoder="efficientnet-lite0", max_side=128, size_multiple=32, head_width=64, head_layers=3,
+    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+)  # fmt: skip
+
+
+def _view():
+    config = SynthConfig(color_size=(160, 128), depth_size=(160, 128), focal=130.0, seed=5)
+    world_from_cam = trajectory(config, "mapping")[60]
+    camera = config.color_camera
+    depth = SynthWorld(config).render_depth(camera, world_from_cam)
+    uv = pixel_centers(camera.width, camera.height).reshape(-1, 2)
+    coords = transform_points(world_from_cam, camera.backproject(uv, depth.reshape(-1))).reshape(*depth.shape, 3)
+    valid = np.isfinite(depth) & (depth > 0)
+    return FrameTargets("v", camera, coords.astype(np.float32), valid.astype(np.float32), valid), camera, invert(world_from_cam)
+
+
+@pytest.mark.parametrize("scale,angle", [(1.0, 0.0), (1.4, 12.0), (0.7, -15.0)])
+def test_pass_targets_reproject_onto_their_cells(scale, angle):
+    """Targets of an augmented pass, projected with the pass's camera, land on the cell centres."""
+    targets, camera, cam_from_world = _view()
+    # The network camera is anisotropic (fx != fy), as after resizing 640x480 to 320x256.
+    net = camera.scaled(160, 120)
+    centre = np.array([0.3, -0.2, 1.0])
+    A = warp_matrix(net, scale, angle)
+    uv = pixel_centers(net.width, net.height, 8).reshape(-1, 2)
+    rel, valid, inside, weight = pass_targets(targets, net, A, uv, centre, 1.0)
+    assert valid.sum() > 0.3 * len(uv) and (valid <= inside).all() and (weight[valid] == 1.0).all()
+    K, pose = pass_camera(net, cam_from_world, scale, angle, centre)
+    p = rel[valid].astype(np.float64) @ pose[:, :3].T.astype(np.float64) + pose[:, 3]
+    proj = p[:, :2] / p[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    err = np.linalg.norm(proj - uv[valid], axis=1)
+    # float32 targets and bilinear blending leave ~1e-3 px; a half-pixel shift would show as 0.5.
+    assert np.median(err) < 5e-3 and np.quantile(err, 0.9) < 2e-2, np.quantile(err, [0.5, 0.9, 1.0])
+
+
+def test_render_pass_samples_the_image_where_the_warp_says():
+    H, W = 96, 128
+    y, x = np.mgrid[0:H, 0:W] + 0.5
+    img = np.stack([128 + 100 * np.sin(x / 9.0), 128 + 100 * np.cos(y / 7.0), 128 + 60 * np.sin((x + y) / 11.0)], -1)
+    img = img.astype(np.uint8)
+    cam = Camera(W, H, 110.0, 100.0, 60.0, 50.0)
+    A = warp_matrix(cam, 1.25, 10.0)
+    out = render_pass(img, cam, A)
+    uv = pixel_centers(W, H).reshape(-1, 2)
+    c = np.array([cam.cx, cam.cy])
+    src = (uv - c) @ np.linalg.inv(A).T + c
+    ok = (src[:, 0] > 2) & (src[:, 0] < W - 2) & (src[:, 1] > 2) & (src[:, 1] < H - 2)
+    expected = cv2.remap(img, (src[:, 0] - 0.5).astype(np.float32).reshape(H, W), (src[:, 1] - 0.5).astype(np.float32).reshape(H, W), cv2.INTER_LINEAR)
+    diff = np.abs(out.reshape(-1, 3).astype(int) - expected.reshape(-1, 3).astype(int))[ok]
+    assert diff.max() <= 2, diff.max()
+
+
+def test_buffer_spills_to_disk_and_refuses_what_does_not_fit(tmp_path, monkeypatch):
+    arr, path = allocate_features((4, 10, 8), max_gb=1e-9, spill_path=tmp_path / "buf.npy")
+    assert path == tmp_path / "buf.npy" and isinstance(arr, np.memmap) and arr.shape == (4, 10, 8)
+    arr, path = allocate_features((4, 10, 8), max_gb=1.0, spill_path=tmp_path / "b2.npy")
+    assert path is None and not isinstance(arr, np.memmap)
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10, 10, 10))
+    with pytest.raises(SlocalError, match=r"needs .* GB.*buffer_passes"):
+        allocate_features((4, 10, 8), max_gb=1e-9, spill_path=tmp_path / "b3.npy")
+
+
+def _head_state(path):
+    return read_model_payload(path)["state_dict"]
+
+
+def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene, tiny_targets, tmp_path):
+    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
+    result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
+    payload = read_model_payload(tmp_path / "a.pt")
+    assert not any(k.startswith("encoder.") for k in payload["state_dict"])
+    assert payload["encoder"]["name"] == "efficientnet-lite0" and result.file_mb < 1.0
+    assert payload["train"]["recipe"] == "buffer" and payload["train"]["buffer_passes"] == 2 * 10
+    student = load_student(tmp_path / "a.pt", precision="fp32")
+    errors = []
+    for frame in tiny_scene.mapping[:4]:
+        out = student.predict(cv2.cvtColor(cv2.imread(str(frame.image_path)), cv2.COLOR_BGR2RGB), frame.camera)
+        assert out.coords_hw3.shape == (96 // 8, 128 // 8, 3) and np.isfinite(out.coords_hw3).all()
+        t = tiny_targets.by_name()[frame.name]
+        uv = pixel_centers(out.camera.width, out.camera.height, 8).reshape(-1, 2) * (t.camera.width / out.camera.width)
+        target, _, ok = t.sample(uv)
+        pred = out.coords_hw3.reshape(-1, 3)[ok]
+        errors.append((np.linalg.norm(pred - target[ok], axis=1).mean(), np.linalg.norm(student.centre - target[ok], axis=1).mean()))
+    trained, centre_only = np.mean(errors, axis=0)
+    assert trained < 0.5 * centre_only, (trained, centre_only)
+
+    # 30 + resume 30 == 60 straight, bit for bit.
+    short = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002,
+                       checkpoint_every_s=0.0, val_every_s=0.0)  # fmt: skip
+    train_student(tiny_scene, tiny_targets, TINY_ACE, short, tmp_path / "b.pt", device="cpu", stop_after=30)
+    resumed = train_student(tiny_scene, tiny_targets, TINY_ACE, short, tmp_path / "b.pt", device="cpu", resume=True)
+    assert resumed.resumed_from == 30 and resumed.iterations == 60
+    a, b = _head_state(tmp_path / "a.pt"), _head_state(tmp_path / "b.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

