@@ -80,6 +80,12 @@ def load_twelve_scenes(root: Path, scene_id: str) -> Scene:
     query_ids = {i for seq, s, e in split if seq == 0 for i in range(s, e + 1)}
     listed = {i for _, s, e in split for i in range(s, e + 1)}
     data = root / "data"
+    missing = sorted(i for i in listed if not (data / f"frame-{i:06d}.pose.txt").is_file())
+    if missing:
+        raise SlocalError(
+            f"lists {len(missing)} frame(s) with no pose file in {data} (e.g. frame-{missing[0]:06d}.pose.txt)",
+            root / "split.txt",
+        )
     mapping: list[Frame] = []
     query: list[Frame] = []
     skipped = 0
