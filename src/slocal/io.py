@@ -75,6 +75,13 @@ def _remove_leftovers(parent: Path, name: str) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _default_mode(directory: bool) -> int:
+    # mkstemp/mkdtemp create 0600/0700 entries; published files get the usual umask-based mode.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def fsync_path(path: str | Path) -> None:
     """Flush a file's or a folder's data and metadata to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -101,6 +108,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _default_mode(directory=False))
         yield tmp_path
         fsync_path(tmp_path)
         os.replace(tmp_path, path)
@@ -131,6 +139,7 @@ def atomic_dir(path: str | Path, carry_over: Callable[[Path], bool] | None = Non
     _remove_leftovers(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{_owner_tag()}-"))
     try:
+        os.chmod(tmp, _default_mode(directory=True))
         yield tmp
         if carry_over is not None and path.is_dir():
             for entry in path.iterdir():

@@ -40,7 +40,10 @@ def _intrinsic(info: dict[str, str], key: str, size_keys: tuple[str, str], path:
         raise SlocalError(f"malformed value for {key!r} or image size: {exc}", path) from exc
     if M.size != 16:
         raise SlocalError(f"{key} must hold 16 numbers (row-major 4x4), found {M.size}", path)
-    return Camera.from_K(M.reshape(4, 4)[:3, :3], width, height)
+    try:
+        return Camera.from_K(M.reshape(4, 4)[:3, :3], width, height)
+    except SlocalError as exc:
+        raise SlocalError(f"{key}: {exc.message}", path) from None
 
 
 def read_split(path: Path) -> list[tuple[int, int, int]]:
