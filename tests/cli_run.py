@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # A leftover of an interrupted write: a temporary file, a partial folder or a replaced one.
 LEFTOVER_MARKERS = (".tmp", ".partial-", ".old-")
+# Iterations of the shared tiny model (tests/cli/conftest.py); the kill-and-resume test trains as many.
+TINY_ITERATIONS = 40
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -47,9 +49,10 @@ def run_slocal(*args: object, timeout: float = 300, env: dict | None = None) -> 
     return subprocess.run(slocal_argv(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {})))
 
 
-def start_slocal(*args: object, env: dict | None = None) -> subprocess.Popen:
-    """Start ``slocal ARGS`` in the background; stdout/stderr piped as text."""
-    return subprocess.Popen(slocal_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(**(env or {})))
+def start_slocal(*args: object, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """Start ``slocal ARGS`` in the background; stdout piped, stderr piped or written to ``log`` (readable while it runs)."""
+    stderr = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(slocal_argv(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env(**(env or {})))
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120, poll_s: float = 0.005) -> bool:

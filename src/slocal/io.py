@@ -198,7 +198,7 @@ def process_lock(path: str | Path, what: str, timeout_s: float | None = None) ->
         holder = _lock_holder(path)
         if timeout_s <= 0:
             raise SlocalError(f"{what} is in use by another slocal process ({holder}); wait for it to finish", path) from None
-        log.info("waiting up to %.0f s for %s: locked by %s (lock file %s)", timeout_s, what, holder, path)
+        log.info("waiting up to %g s for %s: locked by %s (lock file %s)", timeout_s, what, holder, path)
         try:
             lock.acquire(timeout=timeout_s)
         except Timeout:

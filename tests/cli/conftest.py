@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_run import run_slocal
+from cli_run import TINY_ITERATIONS, run_slocal
 from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 
 from slocal.data.synth import render_scene
 from slocal.distill.config import to_plain
-
-# Iterations of the shared tiny model; the kill-and-resume test trains the same number.
-TINY_ITERATIONS = 40
 
 
 @pytest.fixture(scope="session")
