@@ -104,7 +104,7 @@ for i, argv in enumerate(jobs):
             os.dup2(fo, 1); os.dup2(fe, 2)
             sys.argv = ["slocal", *argv]
             try:
-                main(argv)
+                main()
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
