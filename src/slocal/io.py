@@ -270,10 +270,10 @@ def check_image(path: str | Path) -> None:
         with Image.open(path) as im:
             im.load()
     except UnidentifiedImageError:
-        raise SlocalError("not a readable image (unknown or corrupt format)", path) from None
+        raise SlocalError("cannot decode image (corrupt or unsupported format)", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError/ValueError.
-        raise SlocalError(f"corrupt or truncated image ({str(exc).splitlines()[0][:120]})", path) from None
+        raise SlocalError(f"cannot decode image: corrupt or truncated ({str(exc).splitlines()[0][:120]})", path) from None
 
 
 def _looks_truncated(data: bytes) -> bool:
