@@ -85,10 +85,12 @@ class Outcome:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float  # wall time
+    cpu_seconds: float
 
 
 _FORK_RUNNER = r"""
-import json, os, sys
+import json, os, sys, time
 from slocal_cli.main import main
 
 jobs = json.load(open(sys.argv[1]))
@@ -96,6 +98,7 @@ results = []
 for i, argv in enumerate(jobs):
     out, err = f"{sys.argv[2]}.{i}.out", f"{sys.argv[2]}.{i}.err"
     sys.stdout.flush(); sys.stderr.flush()
+    start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -115,8 +118,9 @@ for i, argv in enumerate(jobs):
         finally:
             sys.stdout.flush(); sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    results.append({"returncode": os.waitstatus_to_exitcode(status), "stdout": open(out).read(), "stderr": open(err).read()})
+    _, status, usage = os.wait4(pid, 0)
+    results.append({"returncode": os.waitstatus_to_exitcode(status), "stdout": open(out).read(), "stderr": open(err).read(),
+                    "seconds": time.monotonic() - start, "cpu_seconds": usage.ru_utime + usage.ru_stime})
 json.dump(results, open(sys.argv[2], "w"))
 """
 
@@ -135,4 +139,4 @@ def run_many(jobs: list[list[object]], workdir: Path, timeout: float = 600) -> l
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     results = json.loads((workdir / "results.json").read_text())
-    return [Outcome(argv, r["returncode"], r["stdout"], r["stderr"]) for argv, r in zip(argvs, results)]
+    return [Outcome(argv, r["returncode"], r["stdout"], r["stderr"], r["seconds"], r["cpu_seconds"]) for argv, r in zip(argvs, results)]
