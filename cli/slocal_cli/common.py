@@ -68,6 +68,15 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def one_line_usage_error(exc: typer.TyperException) -> str:
+    """A usage error as one line: the command, what is wrong, where to look."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        return f"{ctx.command_path}: {message} (see --help)"
+    return message
+
+
 def print_json(obj: Any) -> None:
     """Write JSON to stdout (only JSON, so it can be piped)."""
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")

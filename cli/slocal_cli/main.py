@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach
+from slocal_cli.common import one_line_usage_error
 
 app = typer.Typer(
     name="slocal",
@@ -33,10 +36,23 @@ app.command("bench")(bench.bench)
 app.command("export")(export.export)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point.
 
+    A bad command line (unknown option, value out of range, missing argument) is shown as
+    one ``error:`` line naming the option, like every other slocal error, and exits with
+    its usage-error code (2) instead of Typer's framed box.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = app(args=args or ["--help"], prog_name="slocal", standalone_mode=False)
+    except typer.TyperException as exc:
+        sys.stderr.write(f"error: {one_line_usage_error(exc)}\n")
+        code = exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

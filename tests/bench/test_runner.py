@@ -81,3 +81,15 @@ def test_select_queries_is_even_and_keeps_ends():
     frames = list(range(10))
     assert select_queries(frames, 4) == [0, 3, 6, 9]
     assert select_queries(frames, None) == frames and select_queries(frames, 20) == frames
+
+
+def test_a_programming_error_is_not_a_failed_row(bench_setup, tmp_path, monkeypatch):
+    """Only SlocalError (bad input) makes a failed row; a bug must surface with its traceback."""
+    data_root, runs = bench_setup
+
+    def buggy(*args, **kwargs):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(runner, "run_student", buggy)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        run_bench(data_root, runs, ["apt0/tiny"], ["cnn"], None, tmp_path / "out", BenchConfig(distill_missing=False))

@@ -23,7 +23,7 @@ def test_two_gloo_processes_train_and_rank0_writes_one_model(tiny_data, tmp_path
     runs = tmp_path / "runs"  # empty: rank 0 computes the targets while rank 1 waits
     mp.spawn(ddp_worker, args=(2, _free_port(), str(tiny_data), str(runs), str(out)), nprocs=2, join=True)
 
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt", "model.pt.ckpt", "model.pt.yaml"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt", "model.pt.ckpt", "model.pt.lock", "model.pt.yaml"]
     student = load_student(out, expect_scene="tiny")
     assert student.train_info["world_size"] == 2 and student.train_info["iterations"] == 6
     ck = torch.load(out.with_name("model.pt.ckpt"), weights_only=True)

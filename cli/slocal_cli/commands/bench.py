@@ -35,7 +35,10 @@ def bench(
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
-    """Localize every query of each scene with each method and compare with ground truth."""
+    """Localize every query of each scene with each method and compare with ground truth.
+
+    Exits 1 when any scene or method failed (after writing the report, failures marked in the table).
+    """
     if threads is not None:
         import torch
 
@@ -58,8 +61,11 @@ def bench(
     result = run_bench(data_root, runs, split_list(scenes) or None, split_list(methods), teacher, out, config, command)
     if json_out:
         print_json({"rows": json_safe(result.rows), "files": _files(result.paths), "failures": result.failures})
-        return
-    echo_result(result)
+    else:
+        echo_result(result)
+    if result.failures:
+        # The report is written; the exit code tells scripts that it is incomplete.
+        raise typer.Exit(1)
 
 
 def echo_result(result: BenchResult) -> None:

@@ -4,8 +4,9 @@ Methods are students (``cnn``, ``vit`` or any other student name, distilled on
 demand when ``<runs>/<scene>/students/<name>/model.pt`` is missing) and the
 baselines ``sift`` (``slocal.bench.sift``: SIFT + SfM map) and ``dust3r``
 (``slocal.bench.dust3r_baseline``: DUSt3R on the query and a retrieved
-mapping image). A scene or method that fails is reported in its row
-(``failed``: why) while the others still run.
+mapping image). A scene or method that fails with a ``SlocalError`` (bad input,
+missing model, ...) is reported in its row (``failed``: why) while the others
+still run; any other exception is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -37,9 +38,6 @@ from slocal.teach import default_teacher, teacher_options
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = (DEFAULT_STUDENT, "sift", "dust3r")
-# Failures of one scene/method that must not stop the others: bad input, and
-# runtime failures of the heavy libraries (torch, COLMAP, ONNX) on that input.
-RECOVERABLE = (SlocalError, RuntimeError, OSError, MemoryError, ImportError)
 
 
 @dataclass(frozen=True)
@@ -253,8 +251,10 @@ def run_bench(
         for method in config.methods:
             try:
                 row, results = run_method(scene, method, queries, runs_root, config)
-            except RECOVERABLE as exc:
-                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SlocalError) else str(exc)
+            except SlocalError as exc:
+                # Only slocal's own errors (bad input, missing model, ...) make a failed row; anything
+                # else is a bug and stops the bench with its traceback rather than hiding in a row.
+                reason = str(exc)
                 log.error("%s / %s failed: %s", scene_id, method, reason)
                 log.debug("traceback", exc_info=True)
                 failures.append(f"{scene_id} / {method}: {reason}")

@@ -27,15 +27,23 @@ def read_pose(path: Path) -> np.ndarray | None:
     """Read a 4x4 camera-to-world pose file.
 
     Returns:
-        The orthonormalised pose, or None when the file holds INF/NaN (a
-        tracking failure marker in 12Scenes): the caller skips the frame.
+        The orthonormalised pose, or None when every entry is INF/NaN (the
+        tracking failure marker of 12Scenes): the caller skips the frame.
 
     Raises:
-        SlocalError: the file is missing, malformed or not a rigid transform.
+        SlocalError: the file is missing, malformed, mixes INF/NaN with numbers
+            (a corrupt pose, not the marker) or is not a rigid transform.
     """
     T = read_matrix(path, (4, 4))
-    if not np.all(np.isfinite(T)):
+    finite = np.isfinite(T)
+    if not finite.any():
         return None
+    if not finite.all():
+        raise SlocalError(
+            f"pose holds {int((~finite).sum())} INF/NaN value(s) among numbers (a tracking-failure marker "
+            "has INF in every entry)",
+            path,
+        )
     problem = check_rigid(T, tol=1e-2)
     if problem is not None:
         raise SlocalError(problem, path)

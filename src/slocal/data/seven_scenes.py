@@ -39,7 +39,10 @@ COLOR_INTRINSICS = "color-intrinsics.txt"
 def _camera(intrinsics_file: Path, size: tuple[int, int], default_f: float) -> Camera:
     """The camera from a 3x3 K file if present, else the default focal length with a centred principal point."""
     if intrinsics_file.is_file():
-        return Camera.from_K(read_matrix(intrinsics_file, (3, 3)), *size)
+        try:
+            return Camera.from_K(read_matrix(intrinsics_file, (3, 3)), *size)
+        except SlocalError as exc:
+            raise SlocalError(exc.message, exc.path or intrinsics_file) from None
     w, h = size
     return Camera(w, h, default_f, default_f, w / 2, h / 2)
 

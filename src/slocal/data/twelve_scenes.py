@@ -40,7 +40,10 @@ def _intrinsic(info: dict[str, str], key: str, size_keys: tuple[str, str], path:
         raise SlocalError(f"malformed value for {key!r} or image size: {exc}", path) from exc
     if M.size != 16:
         raise SlocalError(f"{key} must hold 16 numbers (row-major 4x4), found {M.size}", path)
-    return Camera.from_K(M.reshape(4, 4)[:3, :3], width, height)
+    try:
+        return Camera.from_K(M.reshape(4, 4)[:3, :3], width, height)
+    except SlocalError as exc:
+        raise SlocalError(f"{key}: {exc.message}", path) from None
 
 
 def read_split(path: Path) -> list[tuple[int, int, int]]:
@@ -80,6 +83,12 @@ def load_twelve_scenes(root: Path, scene_id: str) -> Scene:
     query_ids = {i for seq, s, e in split if seq == 0 for i in range(s, e + 1)}
     listed = {i for _, s, e in split for i in range(s, e + 1)}
     data = root / "data"
+    missing = sorted(i for i in listed if not (data / f"frame-{i:06d}.pose.txt").is_file())
+    if missing:
+        raise SlocalError(
+            f"lists {len(missing)} frame(s) with no pose file in {data} (e.g. frame-{missing[0]:06d}.pose.txt)",
+            root / "split.txt",
+        )
     mapping: list[Frame] = []
     query: list[Frame] = []
     skipped = 0

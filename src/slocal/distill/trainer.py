@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from slocal.distill.runtime import (
 )
 from slocal.distill.students import build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
+from slocal.io import process_lock
 from slocal.progress import make_progress
 from slocal.runs import checkpoint_path_for, default_student_path
 from slocal.teach import default_teacher, ensure_targets, make_teacher
@@ -342,16 +344,19 @@ def distill_student(
     if resume and not checkpoint_path_for(out_path).is_file():
         raise SlocalError("no checkpoint to resume from (train without --resume first)", checkpoint_path_for(out_path))
     env, created_group = init_distributed(resolve_device(device))
+    # A second run into the same model file would overwrite the first one's checkpoint: refuse at once.
+    lock = process_lock(out_path.with_name(out_path.name + ".lock"), f"model file {out_path}", timeout_s=0) if env.is_main else nullcontext()
     try:
-        # Rank 0 computes missing targets; the others then read the cache.
-        if env.active and not env.is_main:
-            dist.barrier()
-        targets = ensure_targets(scene, make_teacher(teacher, **(teacher_options or {})), runs_root)
-        if env.active and env.is_main:
-            dist.barrier()
-        return train_student(
-            scene, targets, student_cfg, train_cfg, out_path, device=device, resume=resume, pretrained=pretrained, teacher=teacher
-        )
+        with lock:
+            # Rank 0 computes missing targets; the others then read the cache.
+            if env.active and not env.is_main:
+                dist.barrier()
+            targets = ensure_targets(scene, make_teacher(teacher, **(teacher_options or {})), runs_root)
+            if env.active and env.is_main:
+                dist.barrier()
+            return train_student(
+                scene, targets, student_cfg, train_cfg, out_path, device=device, resume=resume, pretrained=pretrained, teacher=teacher
+            )
     finally:
         if created_group:
             dist.destroy_process_group()

@@ -11,9 +11,13 @@ Cache layout, one folder per teacher and settings::
         frames/<index>.npz    coords_HW3 (float32), conf_HW (float32), valid_HW (bool)
         index.json            settings, scene fingerprint, frame list, cameras, stats
 
-``index.json`` is written last: a folder without it is an interrupted run and
-is rebuilt. ``key`` hashes the teacher settings and the scene fingerprint, so
-changed settings or a changed scene give a new folder.
+The folder is built as a hidden ``.<teacher>-<key>.partial-*`` sibling and
+renamed into place when complete (``slocal.io.atomic_dir``), so a run killed
+mid-way leaves no folder that looks valid; the next run removes the leftover and
+rebuilds. ``<teacher>-<key>.lock`` serialises processes building the same cache:
+a second one waits (``SLOCAL_LOCK_TIMEOUT``), then reuses the finished cache.
+``key`` hashes the teacher settings and the scene fingerprint, so changed
+settings or a changed scene give a new folder.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import transform_points
-from slocal.io import atomic_path, read_json, write_json
+from slocal.io import atomic_dir, atomic_path, check_image, process_lock, read_json, write_json
 from slocal.runs import target_cache_dir
 
 log = logging.getLogger(__name__)
@@ -251,13 +255,31 @@ def load_targets(directory: str | Path) -> TargetSet:
     return TargetSet(index["teacher"], index["settings"], directory, frames, index["stats"])
 
 
+def check_mapping_images(scene: Scene) -> None:
+    """Decode every mapping colour image fully, so a truncated file fails here and not in distill.
+
+    Raises:
+        SlocalError: naming the first image that is missing, truncated or corrupt.
+    """
+    for frame in scene.mapping:
+        check_image(frame.image_path)
+
+
 def ensure_targets(scene: Scene, teacher: Teacher, runs_root: str | Path, overwrite: bool = False) -> TargetSet:
     """Load the cached targets of ``teacher`` for ``scene``, computing them if needed.
 
+    Another process building the same cache is waited for (see ``slocal.io.process_lock``).
+
     Raises:
-        SlocalError: the teacher produced no valid target for any frame.
+        SlocalError: a mapping image does not decode, or the teacher produced no
+            valid target for any frame.
     """
     directory = targets_dir(runs_root, scene, teacher)
+    with process_lock(directory.with_name(directory.name + ".lock"), f"the {teacher.name} targets of {scene.id}"):
+        return _ensure_targets_locked(scene, teacher, directory, overwrite)
+
+
+def _ensure_targets_locked(scene: Scene, teacher: Teacher, directory: Path, overwrite: bool) -> TargetSet:
     index_path = directory / "index.json"
     if index_path.is_file() and not overwrite:
         index = read_json(index_path)
@@ -265,34 +287,34 @@ def ensure_targets(scene: Scene, teacher: Teacher, runs_root: str | Path, overwr
             log.info("using cached %s targets in %s", teacher.name, directory)
             return load_targets(directory)
         log.info("cached targets in %s do not match; rebuilding", directory)
-    if index_path.exists():
-        index_path.unlink()
 
-    frames: list[FrameTargets] = []
-    skipped: list[str] = []
-    for t in teacher.teach(scene):
-        if t.num_valid == 0:
-            skipped.append(t.name)
-            continue
-        _save_frame(directory / "frames" / f"{len(frames):06d}.npz", t)
-        frames.append(t)
-    if skipped:
-        log.warning("%s teacher: %d frame(s) without any valid target skipped (e.g. %s)", teacher.name, len(skipped), skipped[0])
-    if not frames:
-        raise SlocalError(f"the {teacher.name} teacher produced no valid targets for any mapping frame", scene.root)
-    frames_t = tuple(frames)
-    stats = target_stats(scene, frames_t)
-    write_json(
-        index_path,
-        {
-            "teacher": teacher.name,
-            "settings": teacher.settings(),
-            "scene": scene.id,
-            "scene_fingerprint": scene.fingerprint,
-            "version": TARGETS_VERSION,
-            "frames": [{"name": t.name, "camera": t.camera.to_dict()} for t in frames_t],
-            "stats": stats,
-        },
-    )
+    check_mapping_images(scene)
+    with atomic_dir(directory) as building:
+        frames: list[FrameTargets] = []
+        skipped: list[str] = []
+        for t in teacher.teach(scene):
+            if t.num_valid == 0:
+                skipped.append(t.name)
+                continue
+            _save_frame(building / "frames" / f"{len(frames):06d}.npz", t)
+            frames.append(t)
+        if skipped:
+            log.warning("%s teacher: %d frame(s) without any valid target skipped (e.g. %s)", teacher.name, len(skipped), skipped[0])
+        if not frames:
+            raise SlocalError(f"the {teacher.name} teacher produced no valid targets for any mapping frame", scene.root)
+        frames_t = tuple(frames)
+        stats = target_stats(scene, frames_t)
+        write_json(
+            building / "index.json",
+            {
+                "teacher": teacher.name,
+                "settings": teacher.settings(),
+                "scene": scene.id,
+                "scene_fingerprint": scene.fingerprint,
+                "version": TARGETS_VERSION,
+                "frames": [{"name": t.name, "camera": t.camera.to_dict()} for t in frames_t],
+                "stats": stats,
+            },
+        )
     log.info("%s targets: %d frames, %d points -> %s", teacher.name, stats["frames"], stats["points"], directory)
     return TargetSet(teacher.name, teacher.settings(), directory, frames_t, stats)
