@@ -26,7 +26,7 @@ def test_real_redkitchen(seven_scenes_mini):
 def test_list_scenes_json_fields(seven_scenes_mini):
     rows = list_scenes(seven_scenes_mini)
     assert rows == [
-        {"scene": "redkitchen", "format": "7scenes", "mapping": 125, "query": 25, "skipped": 0, "depth": True,
+        {"scene": "redkitchen", "format": "7scenes", "mapping": 125, "query": 25, "skipped": 0, "depth": True, "metres_per_unit": 1.0,
          "path": str(seven_scenes_mini / "redkitchen")}
     ]
 
