@@ -52,6 +52,7 @@ class BenchConfig:
         pnp: RANSAC settings shared by every method.
         max_queries: use at most this many queries per scene, evenly spaced (None: all).
         timing_queries: queries a timing-only baseline is timed on.
+        metres_per_unit: scale of every scene's units (None: what each scene says).
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -63,6 +64,7 @@ class BenchConfig:
     pnp: PnpConfig = PnpConfig()
     max_queries: int | None = None
     timing_queries: int = 3
+    metres_per_unit: float | None = None
 
 
 @dataclass(eq=False)
@@ -191,7 +193,7 @@ def run_method(scene: Scene, method: str, queries: Sequence[Frame], runs_root: P
         row, results = run_dust3r(scene, queries, runs_root, config)
     else:
         row, results = run_student(scene, method, queries, runs_root, config)
-    stats = summarize(results)
+    stats = summarize(results, scene.metres_per_unit)
     if row.get("timing_only"):
         # A few timed queries say nothing about accuracy: report timings only.
         stats = {k: (None if k.startswith(("median_", "acc_")) or k == "n_failed" else v) for k, v in stats.items()}
@@ -241,9 +243,10 @@ def run_bench(
     rows: list[dict] = []
     per_query: dict[tuple[str, str], list[QueryResult]] = {}
     failures: list[str] = []
+    scales: dict[str, float | None] = {}
     for scene_id in scene_ids:
         try:
-            scene = load_scene(data_root, scene_id)
+            scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit)
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
         except SlocalError as exc:
@@ -251,6 +254,7 @@ def run_bench(
             failures.append(f"{scene_id}: {exc}")
             rows += [{"scene": scene_id, "method": m, "failed": str(exc)} for m in config.methods]
             continue
+        scales[scene_id] = scene.metres_per_unit
         queries = select_queries(scene.query, config.max_queries)
         for method in config.methods:
             try:
@@ -268,7 +272,7 @@ def run_bench(
     if not scenes:
         rows += average_rows(rows)
     full = finalize_rows(rows)
-    paths = write_report(out_dir, full, machine_info(), command, per_query)
+    paths = write_report(out_dir, full, machine_info(), command, per_query, scales)
     return BenchResult(full, per_query, paths, markdown_table(full), failures)
 
 
