@@ -12,7 +12,6 @@ MetresPerUnit = Annotated[
         "--metres-per-unit",
         help="Metres per scene unit, for COLMAP models in their own units (default: the scene's scale.txt, "
         "else errors are reported in model units).",
-        min=0.0,
-        min_open=True,
+        min=1e-12,
     ),
 ]
