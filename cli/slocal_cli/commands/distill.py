@@ -18,7 +18,7 @@ def distill(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
     student: Annotated[str, typer.Option("--student", help="cnn (= cnn-small, the CPU default), vit (= vit-tiny), cnn-resnet18, vit-small.")] = "cnn",
     config: Annotated[Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")] = None,
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r (default: depth if the scene has depth, else sfm).")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).")] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets.")] = None,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock training budget (default: 10).", min=0.01)] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1)] = None,

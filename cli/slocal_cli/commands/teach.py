@@ -19,7 +19,7 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene
 @handle_errors
 def teach(
     scene: SceneOpt,
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | dust3r (default: depth if the scene has depth, else sfm).")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).")] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="torch device for network teachers (cpu, cuda).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute even if cached targets match.")] = False,

@@ -278,5 +278,7 @@ def load_colmap_scene(root: Path, scene_id: str, cache_dir: Path | None = None) 
         )
     if not mapping:
         raise SlocalError("the COLMAP model has no registered mapping image", model_dir)
-    extra = {"model_dir": str(model_dir), "image_ids": image_ids}
+    points_file = next(model_dir / f"points3D{ext}" for ext in (".bin", ".txt") if (model_dir / f"points3D{ext}").is_file())
+    digest = hashlib.sha256(points_file.read_bytes()).hexdigest()[:16]
+    extra = {"model_dir": str(model_dir), "image_ids": image_ids, "model_digest": digest}
     return Scene(scene_id, root, "colmap", tuple(mapping), tuple(query), 0, extra, metres_per_unit)

@@ -146,6 +146,8 @@ class Scene:
             for f in frames:
                 h.update(f"{split}|{f.name}|{sorted(f.camera.to_dict().items())}".encode())
                 h.update(np.round(f.world_from_cam, 6).astype(np.float64).tobytes())
+        if "model_digest" in self.extra:  # a COLMAP model's points (the colmap teacher's input)
+            h.update(str(self.extra["model_digest"]).encode())
         return h.hexdigest()[:16]
 
     def frame(self, name: str) -> Frame:

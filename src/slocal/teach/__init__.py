@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
 
-TEACHERS = ("depth", "sfm", "dust3r")
+TEACHERS = ("depth", "sfm", "dust3r", "colmap")
 
 __all__ = [
     "TEACHERS",
@@ -25,8 +25,11 @@ __all__ = [
 
 
 def default_teacher(scene) -> str:
-    """``depth`` when the scene has depth for every mapping frame, else ``sfm``."""
-    return "depth" if scene.has_depth else "sfm"
+    """``depth`` when the scene has depth for every mapping frame, ``colmap`` for a COLMAP
+    model (its own points, no re-extraction), else ``sfm``."""
+    if scene.has_depth:
+        return "depth"
+    return "colmap" if scene.format == "colmap" else "sfm"
 
 
 def teacher_options(name: str, checkpoint: str | None = None, device: str | None = None) -> dict:
@@ -55,6 +58,10 @@ def make_teacher(name: str, **options) -> Teacher:
         from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
 
         return SfmTeacher(SfmTeacherConfig(**options))
+    if name == "colmap":
+        from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
+
+        return ColmapTeacher(ColmapTeacherConfig(**options))
     if name == "dust3r":
         from slocal.teach.dust3r_teacher import Dust3rTeacher, Dust3rTeacherConfig
 
