@@ -44,10 +44,14 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 
 
 def _listed_camera(cameras: dict, name: str, path: Path, list_file: Path):
-    for key in (name, path.as_posix(), path.name):
-        if key in cameras:
-            return cameras[key]
-    raise SlocalError(f"no line for image {name!r} (names are matched as given, relative to a folder, or by file name)", list_file)
+    if name in cameras:
+        return cameras[name]
+    # hloc lists name images relative to an image root, which may lie above the folder given here.
+    full = path.resolve().as_posix()
+    matches = [key for key in cameras if full.endswith("/" + key)]
+    if len(matches) == 1:
+        return cameras[matches[0]]
+    raise SlocalError(f"no line for image {name!r} (a list name must equal it or end its path)", list_file)
 
 
 @handle_errors
