@@ -11,7 +11,7 @@ import typer
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
-from slocal_cli.options import MetresPerUnit
+from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
 def split_list(text: str | None) -> list[str]:
@@ -32,6 +32,7 @@ def bench(
     device: Annotated[str, typer.Option("--device", help="torch device for students and DUSt3R (cpu, cuda).")] = "cpu",
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).", min=1)] = None,
     metres_per_unit: MetresPerUnit = None,
+    poses: PoseFiles = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -50,12 +51,15 @@ def bench(
         max_queries=max_queries,
         timing_queries=timing_queries,
         metres_per_unit=metres_per_unit,
+        pose_files=tuple(poses or ()),
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.
     parts = ["slocal", "bench", "--data-root", str(data_root), "--runs", str(runs), "--methods", methods, "--out", str(out)]
     for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries), ("--metres-per-unit", metres_per_unit)):
         if value is not None:
             parts += [flag, str(value)]
+    for p in poses or ():
+        parts += ["--poses", str(p)]
     parts += ["--timing-queries", str(timing_queries), "--device", device] + (["--threads", str(threads)] if threads else []) + (["--no-distill"] if no_distill else [])
     command = shlex.join(parts)
     result = run_bench(data_root, runs, split_list(scenes) or None, split_list(methods), teacher, out, config, command)

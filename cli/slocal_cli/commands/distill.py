@@ -10,7 +10,7 @@ import typer
 from slocal.data import load_scene
 from slocal.teach import teacher_options
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
-from slocal_cli.options import MetresPerUnit
+from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
 @handle_errors
@@ -28,6 +28,7 @@ def distill(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: 0).")] = None,
     metres_per_unit: MetresPerUnit = None,
+    poses: PoseFiles = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -39,7 +40,7 @@ def distill(
     """
     from slocal.distill.trainer import distill_student
 
-    sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit)
+    sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
     result = distill_student(
         sc, runs, student, teacher=teacher, minutes=minutes, iterations=iterations, device=device, config_file=config,
         out=out, resume=resume, pretrained=pretrained, seed=seed,

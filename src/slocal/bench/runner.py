@@ -53,6 +53,7 @@ class BenchConfig:
         max_queries: use at most this many queries per scene, evenly spaced (None: all).
         timing_queries: queries a timing-only baseline is timed on.
         metres_per_unit: scale of every scene's units (None: what each scene says).
+        pose_files: pseudo ground truth replacing the poses (one scene only).
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -65,6 +66,7 @@ class BenchConfig:
     max_queries: int | None = None
     timing_queries: int = 3
     metres_per_unit: float | None = None
+    pose_files: tuple[Path, ...] = ()
 
 
 @dataclass(eq=False)
@@ -240,13 +242,15 @@ def run_bench(
     if unknown or not config.methods:
         raise SlocalError(f"invalid method list {list(methods)!r}")
     scene_ids = resolve_scenes(data_root, scenes)
+    if config.pose_files and len(scene_ids) != 1:
+        raise SlocalError(f"--poses replaces one scene's poses; give exactly one scene, not {len(scene_ids)}")
     rows: list[dict] = []
     per_query: dict[tuple[str, str], list[QueryResult]] = {}
     failures: list[str] = []
     scales: dict[str, float | None] = {}
     for scene_id in scene_ids:
         try:
-            scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit)
+            scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit, pose_files=config.pose_files)
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
         except SlocalError as exc:
