@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach
+from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach, view
 
 app = typer.Typer(
     name="slocal",
@@ -31,6 +31,7 @@ app.command("distill")(distill.distill)
 app.command("localize")(localize.localize)
 app.command("bench")(bench.bench)
 app.command("export")(export.export)
+app.command("view")(view.view)
 
 
 def main() -> None:

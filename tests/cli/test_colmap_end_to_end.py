@@ -61,3 +61,4 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     row = report["rows"][0]
     assert row["failed"] is None and row["n_queries"] == 2 and row["median_t_cm"] is None
     assert " cm" not in (tmp_path / "bench" / "results.md").read_text().split("\n\n")[0]
+    assert f"view: {tmp_path / 'bench' / 'view_room.html'}" in r.stdout and (tmp_path / "bench" / "view_room.html").is_file()

@@ -73,10 +73,12 @@ def echo_result(result: BenchResult) -> None:
     """Print the Markdown table, the report files and plots, and the failures (on stderr)."""
     typer.echo(result.markdown)
     for kind, path in result.paths.items():
-        if kind != "plots":
+        if kind not in ("plots", "views"):
             typer.echo(f"{kind}: {path}")
     for path in result.paths.get("plots", []):
         typer.echo(f"plot: {path}")
+    for path in result.paths.get("views", []):
+        typer.echo(f"view: {path} (open in a browser: scene, targets, query errors in 3D)")
     if result.failures:
         typer.echo(f"{len(result.failures)} failed: " + "; ".join(result.failures), err=True)
 

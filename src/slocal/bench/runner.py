@@ -20,7 +20,8 @@ import numpy as np
 
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import QueryResult, query_result, summarize
-from slocal.bench.report import average_rows, finalize_rows, markdown_table, write_report
+from slocal.bench.report import average_rows, finalize_rows, markdown_table, scene_slug, write_report
+from slocal.bench.view import view_scene
 from slocal.data import find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
@@ -248,6 +249,7 @@ def run_bench(
     per_query: dict[tuple[str, str], list[QueryResult]] = {}
     failures: list[str] = []
     scales: dict[str, float | None] = {}
+    viewed: list[Scene] = []
     for scene_id in scene_ids:
         try:
             scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit, pose_files=config.pose_files)
@@ -259,6 +261,7 @@ def run_bench(
             rows += [{"scene": scene_id, "method": m, "failed": str(exc)} for m in config.methods]
             continue
         scales[scene_id] = scene.metres_per_unit
+        viewed.append(scene)
         queries = select_queries(scene.query, config.max_queries)
         for method in config.methods:
             try:
@@ -277,6 +280,10 @@ def run_bench(
         rows += average_rows(rows)
     full = finalize_rows(rows)
     paths = write_report(out_dir, full, machine_info(), command, per_query, scales)
+    paths["views"] = [
+        view_scene(scene, Path(out_dir) / f"view_{scene_slug(scene.id)}.html", runs_root, bench_dir=out_dir if "per_query" in paths else None)
+        for scene in viewed
+    ]
     return BenchResult(full, per_query, paths, markdown_table(full), failures)
 
 
