@@ -1,25 +1,62 @@
+import dataclasses
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from slocal.distill.config import (
-    PRESETS,
     StudentConfig,
     TrainConfig,
     configs_from_file,
     load_configs,
+    preset_file,
+    preset_names,
+    presets,
     resolve_preset,
     student_from_plain,
     to_plain,
 )
 from slocal.errors import SlocalError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "students"
+ROOT = Path(__file__).resolve().parents[2]
+PRESETS = ("cnn-resnet18", "cnn-small", "vit-small", "vit-tiny")
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_yaml_files_mirror_the_presets(name):
-    assert configs_from_file(CONFIGS / f"{name}.yaml") == load_configs(name)
+def test_presets_are_the_packaged_yaml_files():
+    # The YAML files are the one source of the presets; aliases come from aliases.yaml.
+    assert set(PRESETS) <= set(presets())
+    assert {"cnn", "vit"} <= set(preset_names()) - set(presets())
+    for name in presets():
+        file = preset_file(name)
+        assert file.name == f"{name}.yaml"
+        assert load_configs(name)[0].name == name
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_yaml_files_list_every_field(name):
+    # Each preset file is a complete starting point for a custom --config file.
+    text = preset_file(name).read_text()
+    for cls in (StudentConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            assert f"  {f.name}:" in text, f"{name}.yaml lacks {f.name}"
+    assert configs_from_file(Path(str(preset_file(name)))) == load_configs(name)
+
+
+@pytest.mark.slow
+def test_built_wheel_ships_the_presets(tmp_path):
+    # What an installed slocal finds: build the wheel and look inside.
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {out.stderr.strip().splitlines()[-1:]}")
+    [wheel] = tmp_path.glob("slocal-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in (*PRESETS, "aliases"):
+        assert f"slocal/distill/presets/{name}.yaml" in names
 
 
 def test_aliases():
@@ -40,6 +77,16 @@ def test_file_then_overrides(tmp_path):
     assert load_configs("cnn", path, minutes=2.5)[1].minutes == 2.5
 
 
+def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
+    # PyYAML reads 1e-3 (no dot) as the string "1e-3"; it must train with lr = 0.001.
+    path = tmp_path / "mine.yaml"
+    path.write_text("student:\n  mean: [0.5, 0.5, 0.5]\ntrain:\n  lr: 1e-3\n  batch_size: '4'\n  loss_clamp: 2\n")
+    s, t = load_configs("cnn", path)
+    assert t.lr == 0.001 and isinstance(t.lr, float)
+    assert t.batch_size == 4 and t.loss_clamp == 2.0
+    assert s.mean == (0.5, 0.5, 0.5) and isinstance(s.mean, tuple)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -50,6 +97,15 @@ def test_file_then_overrides(tmp_path):
         ("student:\n  arch: rnn\n", "arch must be one of"),
         ("train:\n  precision: fp8\n", "precision must be one of"),
         ("student: {widths: [1, 2\n", "not valid YAML"),
+        ("train:\n  lr: abc\n", "section 'train', key 'lr': expected float, got 'abc'"),
+        ("train:\n  batch_size: 2.5\n", "key 'batch_size': expected int, got 2.5"),
+        ("student:\n  mean: [0.5, 0.5]\n", "key 'mean\\[2\\]': expected tuple\\[float, float, float\\], got \\[0.5, 0.5\\]"),
+        ("train:\n  lr: -0.1\n", "lr must be > 0"),
+        ("train:\n  loss_clamp: 0\n", "loss_clamp must be > 0 or null"),
+        ("train:\n  reproj_start: 1.5\n", "reproj_start must be in \\[0, 1\\)"),
+        ("train:\n  val_frames: -1\n", "val_frames must be >= 0"),
+        ("train:\n  aug_rotation: -10\n", "aug_rotation must be >= 0"),
+        ("student:\n  std: [0.2, 0, 0.2]\n", "std must be > 0"),
     ],
 )
 def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
@@ -58,6 +114,7 @@ def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
     with pytest.raises(SlocalError, match=message) as info:
         load_configs("cnn", path)
     assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)  # one line for the CLI
 
 
 def test_missing_file():

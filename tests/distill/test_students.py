@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from slocal.distill.config import PRESETS, StudentConfig, load_configs
+from slocal.distill.config import StudentConfig, load_configs, presets
 from slocal.distill.students import build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
 
@@ -20,7 +20,7 @@ def _small(name: str) -> StudentConfig:
     return cfg
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", presets())
 def test_every_preset_gives_stride8_coordinates(name):
     torch.manual_seed(0)
     cfg = _small(name)
@@ -138,3 +138,11 @@ def test_unknown_backbone_and_missing_stride8():
         build_student(StudentConfig(name="x", arch="timm", backbone="resnet-does-not-exist"), (WIDTH, HEIGHT))
     with pytest.raises(SlocalError, match="patch size 32"):
         build_student(StudentConfig(name="x", arch="vit", backbone="vit_base_patch32_224", vit_depth=1), (WIDTH, HEIGHT))
+
+
+def test_tagged_timm_name_is_accepted():
+    # timm.is_model accepts pretrained tags; the net is built from scratch all the same.
+    cfg = StudentConfig(name="x", arch="timm", backbone="mobilenetv3_small_050.lamb_in1k")
+    net = build_student(cfg, (WIDTH, HEIGHT)).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, HEIGHT, WIDTH)).shape == (1, 3, HEIGHT // 8, WIDTH // 8)

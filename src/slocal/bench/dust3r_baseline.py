@@ -43,18 +43,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import torch
 
 from slocal.data.scene import Frame, Scene
+from slocal.device import resolve_device
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.pnp import PnpConfig, PnpResult, solve_pnp
 from slocal.geometry.pose import transform_points
 from slocal.io import read_image
-from slocal.localize.pnp import PnpConfig, PnpResult, solve_pnp
 from slocal.progress import progress_bar
+from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
+from slocal.teach.dust3r.preprocess import preprocess_image
 from slocal.teach.dust3r_teacher import (
     ALIGNMENTS,
     AMP_MODES,
@@ -64,11 +67,7 @@ from slocal.teach.dust3r_teacher import (
     checkpoint_help,
     prepare_view,
     rank_partners,
-    resolve_device,
 )
-
-if TYPE_CHECKING:
-    from slocal.teach.dust3r import Dust3rConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +199,6 @@ class Dust3rBaseline:
             random_config: architecture for the random network (default
                 ``Dust3rConfig.vitlarge_512_dpt()``; tests pass a tiny one).
         """
-        import torch
-
-        from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
-
         device = resolve_device(device)
         if checkpoint is not None:
             path = Path(checkpoint)
@@ -247,8 +242,6 @@ class Dust3rBaseline:
             The PnP result (``success=False`` when the scale or the pose cannot be found)
             and timings in ms: retrieval, preprocess, network, scale, pnp.
         """
-        from slocal.teach.dust3r.preprocess import preprocess_image
-
         c = self.config
         ms: dict[str, float] = {}
         start = time.perf_counter()

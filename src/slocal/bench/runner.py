@@ -18,16 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import QueryResult, query_result, summarize
 from slocal.bench.report import average_rows, finalize_rows, markdown_table, scene_slug, write_report
+from slocal.bench.sift import SiftConfig, SiftLocalizer
 from slocal.bench.view import view_scene
 from slocal.data import find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
+from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
+from slocal.geometry.pnp import PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, default_model_path, load_model
-from slocal.localize.pnp import PnpConfig
 from slocal.progress import progress_bar
 from slocal.teach import default_teacher, teacher_options
 
@@ -119,8 +122,6 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
         return path, {}
     if not config.distill_missing:
         raise SlocalError(f"no {name} student for scene {scene.id} (run `slocal distill --scene {scene.id} --student {name}`)", path)
-    from slocal.distill.trainer import distill_student
-
     log.info("%s: distilling the missing %s student", scene.id, name)
     options = teacher_options(config.teacher, config.checkpoint, config.device) if config.teacher else None
     result = distill_student(
@@ -164,8 +165,6 @@ def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Pa
 
 def run_sift(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
     """Localize ``queries`` with the SIFT + SfM-map baseline."""
-    from slocal.bench.sift import SiftConfig, SiftLocalizer
-
     sift = SiftLocalizer.build(scene, runs_root, SiftConfig(pnp=config.pnp))
     results = [_baseline_query(sift.localize, f) for f in progress_bar(queries, f"{scene.id} sift")]
     return {"teacher": None, "map_mb": sift.map_mb}, results
@@ -177,8 +176,6 @@ def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: 
     Without a checkpoint the network has random weights (``timing_only``): only
     ``config.timing_queries`` queries are run and only their timings are reported.
     """
-    from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig
-
     baseline = Dust3rBaseline.build(scene, config.checkpoint, config.device, Dust3rBaselineConfig(pnp=config.pnp))
     row: dict = {"teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only)}
     if baseline.timing_only:

@@ -34,7 +34,7 @@ from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.io import atomic_path, read_json, write_json
-from slocal.localize.pnp import PnpConfig, PnpResult, solve_pnp
+from slocal.geometry.pnp import PnpConfig, PnpResult, solve_pnp
 from slocal.progress import progress_bar
 from slocal.teach.sfm import SfmTeacherConfig, SiftExtractor, build_sfm_map, descriptors_to_float, kept_observations
 

@@ -1,9 +1,9 @@
 """Student and training settings: frozen dataclasses, named presets and YAML files.
 
 A preset (``cnn-small``, ``cnn-resnet18``, ``vit-tiny``, ``vit-small``; aliases
-``cnn`` and ``vit``) is a ``StudentConfig`` plus the ``TrainConfig`` overrides
-that suit it. ``configs/students/<preset>.yaml`` mirror the presets (a test keeps
-them equal) and are the starting point for custom files::
+``cnn`` and ``vit``) is a YAML file in ``slocal/distill/presets/`` (package data,
+the only source of the presets; ``aliases.yaml`` there maps the short names).
+Each lists every field and is the starting point for custom files::
 
     student:            # fields of StudentConfig
       arch: cnn
@@ -12,23 +12,30 @@ them equal) and are the starting point for custom files::
       lr: 0.002
 
 Unknown keys are errors naming the file, so a typo never silently falls back
-to a default.
+to a default. Values are coerced and type-checked by pydantic (PyYAML reads
+``1e-3`` as a string; it becomes 0.001), and a value of the wrong type is one
+line naming the file, the key, the expected type and the value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, fields
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
+from slocal.device import PRECISIONS
 from slocal.errors import SlocalError
 
 ARCHS = ("cnn", "timm", "vit")
 NORMS = ("bn", "gn")
-PRECISIONS = ("auto", "fp32", "bf16")
+ALIASES_FILE = "aliases.yaml"
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,12 @@ class StudentConfig:
             raise SlocalError(f"vit patch_size must be 8 or 16, got {self.patch_size}")
         if self.max_side < 32 or self.size_multiple < 1 or self.size_multiple % self.stride:
             raise SlocalError(f"bad input size settings max_side={self.max_side} size_multiple={self.size_multiple}")
+        if min(self.widths, default=1) < 1 or self.head_width < 1:
+            raise SlocalError(f"widths and head_width must be >= 1, got {list(self.widths)} and {self.head_width}")
+        if self.blocks8 < 0 or self.head_layers < 0:
+            raise SlocalError(f"blocks8 and head_layers must be >= 0, got {self.blocks8} and {self.head_layers}")
+        if min(self.std) <= 0:
+            raise SlocalError(f"std must be > 0, got {list(self.std)}")
 
 
 @dataclass(frozen=True)
@@ -159,102 +172,142 @@ class TrainConfig:
             raise SlocalError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.warmup < 1.0:
             raise SlocalError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.lr <= 0:
+            raise SlocalError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise SlocalError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.final_lr_factor <= 1.0:
+            raise SlocalError(f"final_lr_factor must be in (0, 1], got {self.final_lr_factor}")
+        for key in ("aug_scale", "aug_rotation", "aug_color", "reproj_weight"):
+            if getattr(self, key) < 0:
+                raise SlocalError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.loss_clamp is not None and self.loss_clamp <= 0:
+            raise SlocalError(f"loss_clamp must be > 0 or null, got {self.loss_clamp}")
+        # reproj_start >= 1 would silently never switch the reprojection loss on.
+        if not 0.0 <= self.reproj_start < 1.0:
+            raise SlocalError(f"reproj_start must be in [0, 1), got {self.reproj_start}")
+        if self.reproj_tau_start <= 0 or self.reproj_tau_end <= 0:
+            raise SlocalError(f"reproj_tau_start and reproj_tau_end must be > 0, got {self.reproj_tau_start}, {self.reproj_tau_end}")
+        if self.val_frames < 0:
+            raise SlocalError(f"val_frames must be >= 0, got {self.val_frames}")
+        if self.val_every_s < 0 or self.checkpoint_every_s < 0:
+            raise SlocalError(f"val_every_s and checkpoint_every_s must be >= 0, got {self.val_every_s}, {self.checkpoint_every_s}")
+        if self.seed < 0:
+            raise SlocalError(f"seed must be >= 0 (numpy's seeds are), got {self.seed}")
 
 
-# The presets. The CNN default is the recipe measured in benchmarks/results/distill_redkitchen_cpu.md.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "cnn-small": {"student": {"name": "cnn-small", "arch": "cnn"}, "train": {}},
-    "cnn-resnet18": {
-        "student": {
-            "name": "cnn-resnet18",
-            "arch": "timm",
-            "backbone": "resnet18",
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-        },
-        "train": {"lr": 1e-3},
-    },
-    "vit-tiny": {
-        "student": {
-            "name": "vit-tiny",
-            "arch": "vit",
-            "backbone": "vit_tiny_patch16_224",
-            "patch_size": 16,
-            "size_multiple": 16,
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-        },
-        "train": {"lr": 5e-4, "weight_decay": 0.05},
-    },
-    "vit-small": {
-        "student": {
-            "name": "vit-small",
-            "arch": "vit",
-            "backbone": "vit_small_patch16_224",
-            "patch_size": 16,
-            "size_multiple": 16,
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-        },
-        "train": {"lr": 5e-4, "weight_decay": 0.05},
-    },
-}
-ALIASES = {"cnn": "cnn-small", "vit": "vit-tiny"}
-
-
-def _coerce(cls: type, values: dict[str, Any], source: str | Path | None, section: str) -> dict[str, Any]:
-    """Check keys against ``cls``'s fields and turn YAML lists into tuples."""
+def _check_keys(cls: type, values: Any, source: str | Path | None, section: str) -> dict[str, Any]:
+    """``values`` as a dict, refusing keys that are not fields of ``cls``."""
     if not isinstance(values, dict):
         raise SlocalError(f"section {section!r} must be a mapping, got {type(values).__name__}", source)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(map(str, values)) - set(known))
     if unknown:
         raise SlocalError(f"unknown key(s) {', '.join(unknown)} in section {section!r}; known: {', '.join(known)}", source)
-    out = {}
-    for key, value in values.items():
-        out[key] = tuple(value) if isinstance(value, list) else value
-    return out
+    return dict(values)
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
 
 
 def _build(cls: type, values: dict[str, Any], source: str | Path | None, section: str):
+    """``cls(**values)`` with values coerced to the field types (``"1e-3"`` -> 0.001, lists -> tuples).
+
+    Raises:
+        SlocalError: one line naming ``source``, the key, the expected type and the value,
+            or what ``__post_init__`` refuses.
+    """
     try:
-        return cls(**values)
-    except TypeError as exc:
-        raise SlocalError(f"bad value in section {section!r}: {exc}", source) from exc
+        return _adapter(cls).validate_python(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err["loc"]
+        key = str(loc[0]) if loc else "?"
+        types = {f.name: f.type for f in fields(cls)}
+        value = values.get(key, err.get("input"))
+        where = f"{key}[{loc[1]}]" if len(loc) > 1 else key
+        raise SlocalError(
+            f"section {section!r}, key {where!r}: expected {types.get(key, '?')}, got {value!r} ({err['msg']})", source
+        ) from exc
     except SlocalError as exc:
         raise SlocalError(f"section {section!r}: {exc.message}", source) from exc
 
 
+def _presets_dir() -> Traversable:
+    return resources.files("slocal.distill") / "presets"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line (its message draws the line and a caret below it)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
+def _parse(text: str, source: str | Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SlocalError(f"not valid YAML: {_yaml_problem(exc)}", source) from exc
+    if not isinstance(data, dict):
+        raise SlocalError("config must be a mapping with sections 'student' and/or 'train'", source)
+    unknown = sorted(set(map(str, data)) - {"student", "train"})
+    if unknown:
+        raise SlocalError(f"unknown top-level key(s) {', '.join(unknown)}; expected 'student' and/or 'train'", source)
+    return {
+        "student": _check_keys(StudentConfig, data.get("student") or {}, source, "student"),
+        "train": _check_keys(TrainConfig, data.get("train") or {}, source, "train"),
+    }
+
+
+@functools.cache
+def _presets() -> dict[str, Traversable]:
+    return {f.name.removesuffix(".yaml"): f for f in _presets_dir().iterdir() if f.name.endswith(".yaml") and f.name != ALIASES_FILE}
+
+
+@functools.cache
+def _aliases() -> dict[str, str]:
+    file = _presets_dir() / ALIASES_FILE
+    aliases = yaml.safe_load(file.read_text()) or {}
+    bad = {a: p for a, p in aliases.items() if p not in _presets()}
+    if bad:
+        raise SlocalError(f"aliases of missing presets: {bad}", str(file))
+    return {str(a): str(p) for a, p in aliases.items()}
+
+
+def presets() -> list[str]:
+    """The presets, one YAML file each (no aliases)."""
+    return sorted(_presets())
+
+
 def preset_names() -> list[str]:
-    return sorted(PRESETS) + sorted(ALIASES)
+    """Every preset and alias."""
+    return presets() + sorted(_aliases())
 
 
 def resolve_preset(name: str) -> str:
     """The preset a name or alias refers to."""
-    name = ALIASES.get(name, name)
-    if name not in PRESETS:
+    name = _aliases().get(name, name)
+    if name not in _presets():
         raise SlocalError(f"unknown student {name!r}; choose one of {', '.join(preset_names())} or pass --config FILE")
     return name
 
 
+def preset_file(name: str) -> Traversable:
+    """The YAML file of a preset or alias (package data)."""
+    return _presets()[resolve_preset(name)]
+
+
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a student/train YAML file into checked ``{"student": {...}, "train": {...}}``."""
+    """Read a student/train YAML file into key-checked ``{"student": {...}, "train": {...}}`` (values not yet typed)."""
     path = Path(path)
     if not path.is_file():
         raise SlocalError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SlocalError(f"not valid YAML: {exc}", path) from exc
-    if not isinstance(data, dict):
-        raise SlocalError("config must be a mapping with sections 'student' and/or 'train'", path)
-    unknown = sorted(set(data) - {"student", "train"})
-    if unknown:
-        raise SlocalError(f"unknown top-level key(s) {', '.join(map(str, unknown))}; expected 'student' and/or 'train'", path)
-    return {
-        "student": _coerce(StudentConfig, data.get("student") or {}, path, "student"),
-        "train": _coerce(TrainConfig, data.get("train") or {}, path, "train"),
-    }
+    return _parse(path.read_text(), path)
 
 
 def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
@@ -273,17 +326,17 @@ def load_configs(
         config_file: optional YAML file whose sections override the preset.
         train_overrides: ``TrainConfig`` fields to set (None values are ignored).
     """
-    preset = PRESETS[resolve_preset(student)]
-    s_values = dict(preset["student"])
-    t_values = dict(preset["train"])
-    source: str | Path | None = None
+    preset = preset_file(student)
+    data = _parse(preset.read_text(), str(preset))
+    s_values, t_values = data["student"], data["train"]
+    source: str | Path = str(preset)
     if config_file is not None:
         source = config_file
         data = read_config_file(config_file)
         s_values.update(data["student"])
         t_values.update(data["train"])
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
-    t_values.update(_coerce(TrainConfig, overrides, None, "train"))
+    t_values.update(_check_keys(TrainConfig, overrides, None, "train"))
     if "iterations" in overrides and "minutes" not in overrides:
         t_values["minutes"] = None
     return _build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train")
@@ -296,22 +349,22 @@ def to_plain(config: StudentConfig | TrainConfig) -> dict[str, Any]:
 
 def student_from_plain(values: dict[str, Any], source: str | Path | None = None) -> StudentConfig:
     """Rebuild a ``StudentConfig`` stored with ``to_plain``."""
-    return _build(StudentConfig, _coerce(StudentConfig, values, source, "student"), source, "student")
+    return _build(StudentConfig, _check_keys(StudentConfig, values, source, "student"), source, "student")
 
 
 def train_from_plain(values: dict[str, Any], source: str | Path | None = None) -> TrainConfig:
     """Rebuild a ``TrainConfig`` stored with ``to_plain``."""
-    return _build(TrainConfig, _coerce(TrainConfig, values, source, "train"), source, "train")
+    return _build(TrainConfig, _check_keys(TrainConfig, values, source, "train"), source, "train")
 
 
 __all__ = [
-    "ALIASES",
-    "PRESETS",
     "StudentConfig",
     "TrainConfig",
     "configs_from_file",
     "load_configs",
+    "preset_file",
     "preset_names",
+    "presets",
     "read_config_file",
     "resolve_preset",
     "student_from_plain",

@@ -29,6 +29,7 @@ import torch
 
 from slocal.distill.config import StudentConfig, student_from_plain, to_plain
 from slocal.distill.students import StudentNet, build_student, num_params
+from slocal.device import use_bf16
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.io import atomic_path
@@ -58,30 +59,6 @@ class StudentOutput:
     camera: Camera
     stride: int
     ms_network: float
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has AMX-BF16 or AVX512-BF16 (bf16 is faster there, not emulated)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return False
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Resolve a precision setting (``auto``, ``fp32``, ``bf16``) for ``device``."""
-    if precision == "fp32":
-        return False
-    if precision == "bf16":
-        return True
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 class _ExportModule(torch.nn.Module):

@@ -123,6 +123,7 @@ class CompactCNN(StudentNet):
 
 
 def _timm():
+    # Lazy: importing timm takes 1-2 s on a small CPU, and the default cnn student does not use it.
     import timm
 
     return timm
@@ -211,7 +212,8 @@ class ViTStudent(StudentNet):
 
 
 def _check_model_name(name: str) -> None:
-    if name not in _timm().list_models():
+    # is_model is a lookup (list_models scans every name) and accepts tagged names (resnet18.a1_in1k).
+    if not _timm().is_model(name):
         raise SlocalError(f"unknown timm model {name!r}")
 
 

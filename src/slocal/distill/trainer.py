@@ -34,13 +34,17 @@ from slocal.data.scene import Scene
 from slocal.distill.config import StudentConfig, TrainConfig, load_configs, to_plain, train_from_plain
 from slocal.distill.data import BatchSampler, TrainFrame, load_train_frames, scene_centre, validation_split
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
-from slocal.distill.model_file import save_student, use_bf16
+from slocal.distill.model_file import save_student
 from slocal.distill.students import StudentNet, build_student, input_size, load_pretrained, num_params
+from slocal.device import resolve_device, use_bf16
 from slocal.errors import SlocalError
 from slocal.geometry.camera import pixel_centers
+from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.geometry.pose import pose_error
 from slocal.io import atomic_path
 from slocal.progress import make_progress
+from slocal.runs import checkpoint_path_for, default_student_path
+from slocal.teach import default_teacher, ensure_targets, make_teacher
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
@@ -91,16 +95,6 @@ class DistillResult:
         }
 
 
-def checkpoint_path_for(model_path: str | Path) -> Path:
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".ckpt")
-
-
-def default_student_path(runs_root: str | Path, scene_id: str, student: str) -> Path:
-    """``<runs>/<scene>/students/<student>/model.pt`` (the localizer's default location)."""
-    return Path(runs_root) / scene_id / "students" / student / "model.pt"
-
-
 # --------------------------------------------------------------------------- distributed
 
 
@@ -136,21 +130,6 @@ def init_distributed(device: torch.device) -> tuple[DistEnv, bool]:
     return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))), created
 
 
-def resolve_device(device: str | None, env: DistEnv | None = None) -> torch.device:
-    """``None`` -> cuda if available else cpu; under DDP each rank takes ``cuda:LOCAL_RANK``."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SlocalError(f"device {device!r} requested but CUDA is not available")
-        local = int(os.environ.get("LOCAL_RANK", "0")) if env is None else env.local_rank
-        if dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    return dev
-
-
 def _max_over_ranks(value: float, env: DistEnv, device: torch.device) -> float:
     if not env.active:
         return value
@@ -164,8 +143,6 @@ def _max_over_ranks(value: float, env: DistEnv, device: torch.device) -> float:
 
 def validate(net: StudentNet, frames: list[TrainFrame], centre: np.ndarray, bf16: bool, device: torch.device, mean, std) -> dict:
     """Pose accuracy on held-out frames through the localizer's PnP-RANSAC."""
-    from slocal.localize.pnp import PnpConfig, solve_pnp
-
     was_training = net.training
     net.eval()
     errors = []
@@ -288,7 +265,7 @@ def train_student(
     teacher = teacher or targets.teacher
     dev0 = resolve_device(device)
     env, created_group = init_distributed(dev0)
-    dev = resolve_device(device, env) if env.active else dev0
+    dev = resolve_device(device, env.local_rank) if env.active else dev0
     try:
         return _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after)
     finally:
@@ -532,8 +509,6 @@ def distill_student(
         teacher_options: settings of the teacher (e.g. ``{"checkpoint": ...}`` for dust3r); they
             must equal those ``slocal teach`` used for its cached targets to be reused.
     """
-    from slocal.teach import default_teacher, ensure_targets, make_teacher
-
     student_cfg, train_cfg = load_configs(student, config_file, minutes=minutes, iterations=iterations, seed=seed)
     teacher = teacher or default_teacher(scene)
     out_path = Path(out) if out is not None else default_student_path(runs_root, scene.id, student)

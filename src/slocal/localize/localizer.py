@@ -17,10 +17,13 @@ from typing import Protocol
 
 import numpy as np
 
+from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.io import read_image
-from slocal.localize.pnp import PnpConfig, solve_pnp
+from slocal.localize.onnx_student import OnnxStudent
+from slocal.runs import default_student_path
 
 log = logging.getLogger(__name__)
 
@@ -268,16 +271,10 @@ def load_model(
     if not path.is_file():
         raise SlocalError("model file not found", path)
     if path.suffix.lower() == ".onnx":
-        from slocal.localize.onnx_student import OnnxStudent
-
         return OnnxStudent.load(path, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint, threads=threads)
-    from slocal.distill.model_file import load_student
-
     return load_student(path, device=device, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint)
 
 
 def default_model_path(runs_root: str | Path, scene_id: str, student: str = DEFAULT_STUDENT) -> Path:
     """Where ``slocal distill --student NAME`` writes a scene's student (``<runs>/<scene>/students/<NAME>/model.pt``)."""
-    from slocal.distill.trainer import default_student_path
-
     return default_student_path(runs_root, scene_id, student)

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slocal.distill.model_file import StudentOutput
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 
@@ -148,8 +149,6 @@ class OnnxStudent:
         Returns:
             A ``StudentOutput``.
         """
-        from slocal.distill.model_file import StudentOutput
-
         x_13HW, net_camera = preprocess(rgb_HW3, camera, self.image_size, self.preprocess)
         start = time.perf_counter()
         outputs = self.session.run(None, {"image": np.ascontiguousarray(x_13HW, dtype=np.float32)})

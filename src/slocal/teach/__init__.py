@@ -6,6 +6,11 @@ caches what it produces under ``<runs>/<scene>/targets/``.
 
 from __future__ import annotations
 
+from slocal.errors import SlocalError
+from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
+from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
+from slocal.teach.dust3r_teacher import Dust3rTeacher, Dust3rTeacherConfig
+from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
 from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
 
 TEACHERS = ("depth", "sfm", "dust3r", "colmap")
@@ -43,27 +48,13 @@ def teacher_options(name: str, checkpoint: str | None = None, device: str | None
 
 
 def make_teacher(name: str, **options) -> Teacher:
-    """Build a teacher by name; ``options`` are fields of its config dataclass.
-
-    Heavy teachers are imported lazily so that ``depth`` needs neither pycolmap
-    nor the DUSt3R network.
-    """
-    from slocal.errors import SlocalError
-
+    """Build a teacher by name; ``options`` are fields of its config dataclass."""
     if name == "depth":
-        from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
-
         return DepthTeacher(DepthTeacherConfig(**options))
     if name == "sfm":
-        from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
-
         return SfmTeacher(SfmTeacherConfig(**options))
     if name == "colmap":
-        from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
-
         return ColmapTeacher(ColmapTeacherConfig(**options))
     if name == "dust3r":
-        from slocal.teach.dust3r_teacher import Dust3rTeacher, Dust3rTeacherConfig
-
         return Dust3rTeacher(Dust3rTeacherConfig(**options))
     raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")

@@ -115,11 +115,15 @@ import torch
 from scipy.spatial import cKDTree
 
 from slocal.data.scene import Frame, Scene
+from slocal.device import resolve_device
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers, visible_fraction
 from slocal.geometry.pose import invert, transform_points
 from slocal.io import read_image
 from slocal.progress import make_progress
+from slocal.teach.dust3r.checkpoint import CHECKPOINT_HELP, WEIGHT_FILES, load_dust3r
+from slocal.teach.dust3r.inference import Dust3rRunner
+from slocal.teach.dust3r.preprocess import preprocess_image
 from slocal.teach.targets import FrameTargets, target_camera
 
 log = logging.getLogger(__name__)
@@ -136,8 +140,6 @@ PAIR_STATUSES = ("ok", "degenerate", "inconsistent", "failed")
 
 
 def checkpoint_help() -> str:
-    from slocal.teach.dust3r.checkpoint import CHECKPOINT_HELP
-
     return CHECKPOINT_HELP
 
 
@@ -244,15 +246,6 @@ class PairSettings(Protocol):
     fit_points: int
 
 
-def resolve_device(device: str | None) -> str:
-    """``device``, or ``cuda`` when available else ``cpu``; refuses CUDA without a GPU."""
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise SlocalError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
-    return device
-
-
 def checkpoint_identity(path: str | Path) -> dict:
     """Size and a hash of the first bytes of a checkpoint (and of its ``config.json``).
 
@@ -262,8 +255,6 @@ def checkpoint_identity(path: str | Path) -> dict:
     Raises:
         SlocalError: the checkpoint does not exist.
     """
-    from slocal.teach.dust3r.checkpoint import WEIGHT_FILES
-
     path = Path(path)
     if not path.exists():
         raise SlocalError(f"DUSt3R checkpoint not found; {checkpoint_help()}", path)
@@ -785,8 +776,6 @@ Predictor = Callable[[Sequence[tuple[PairView, PairView]]], list]
 
 def prepare_view(index: int, frame: Frame, image_size: int) -> PairView:
     """Read and preprocess one frame's image like the official loader."""
-    from slocal.teach.dust3r.preprocess import preprocess_image
-
     rgb = read_image(frame.image_path)
     if rgb.shape[:2] != (frame.camera.height, frame.camera.width):
         raise SlocalError(
@@ -841,8 +830,6 @@ class Dust3rTeacher:
         return s
 
     def _network_predictor(self) -> Predictor:
-        from slocal.teach.dust3r import Dust3rRunner, load_dust3r
-
         device = resolve_device(self.config.device)
         net = load_dust3r(self.config.checkpoint, device=device)
         runner = Dust3rRunner(net, device=device, batch_size=self.config.batch_size, amp=self.config.amp)

@@ -33,6 +33,7 @@ from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import transform_points
 from slocal.io import atomic_path, read_json, write_json
+from slocal.runs import target_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def cache_key(teacher: Teacher, scene: Scene) -> str:
 
 
 def targets_dir(runs_root: str | Path, scene: Scene, teacher: Teacher) -> Path:
-    return Path(runs_root) / scene.id / "targets" / f"{teacher.name}-{cache_key(teacher, scene)}"
+    return target_cache_dir(runs_root, scene.id, teacher.name, cache_key(teacher, scene))
 
 
 def _error_vs_depth(scene: Scene, targets: Iterable[FrameTargets]) -> Iterator[np.ndarray]:

@@ -3,7 +3,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from slocal.geometry import Camera, invert, pose_error, to_homogeneous, transform_points
-from slocal.localize import PnpConfig, solve_pnp
+from slocal.geometry.pnp import PnpConfig, solve_pnp
 
 
 def scene_points(n, seed=0):
