@@ -36,6 +36,7 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     r = runner.invoke(app, ["distill", "--scene", "room", "--config", str(config), "--iterations", "3", "--device", "cpu", "--json", *common])
     assert r.exit_code == 0, r.output
     model = json.loads(r.stdout)["model"]
+    assert model == str(runs / "room" / "students" / "cnn-small" / "model.pt")  # `cnn` is the cnn-small preset
 
     # The queries as photos outside any scene, with their own (possibly distorted) cameras in an hloc list.
     rec = pycolmap.Reconstruction(str(room.root / "sparse" / "0"))
@@ -47,7 +48,7 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     listing = tmp_path / "queries_with_intrinsics.txt"
     listing.write_text("\n".join(lines) + "\n")
     out = tmp_path / "poses.txt"
-    r = runner.invoke(app, ["localize", str(room.root / "images" / "query"), "--model", model, "--intrinsics-list", str(listing), "--out", str(out), "--json", *common])
+    r = runner.invoke(app, ["localize", str(room.root / "images" / "query"), "--scene", "room", "--student", "cnn-small", "--intrinsics-list", str(listing), "--out", str(out), "--json", *common])
     # A 3-iteration student may not localize: what matters is that every query ran and was reported.
     assert r.exit_code in (0, 1), r.output
     results = {"query/" + d["name"]: d for d in json.loads(r.stdout)}
