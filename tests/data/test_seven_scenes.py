@@ -24,8 +24,8 @@ def test_real_redkitchen(seven_scenes_mini):
 
 
 def test_list_scenes_json_fields(seven_scenes_mini):
-    rows = list_scenes(seven_scenes_mini)
-    assert rows == [
+    rows = list_scenes(seven_scenes_mini)  # the shared folder may hold other scenes too (redkitchen-split)
+    assert [r for r in rows if r["scene"] == "redkitchen"] == [
         {"scene": "redkitchen", "format": "7scenes", "mapping": 125, "query": 25, "skipped": 0, "depth": True, "metres_per_unit": 1.0,
          "path": str(seven_scenes_mini / "redkitchen")}
     ]
