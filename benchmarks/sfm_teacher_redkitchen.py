@@ -39,7 +39,8 @@ from slocal.data import load_scene
 from slocal.data.scene import Scene
 from slocal.io import read_image, write_json, write_text
 from slocal.teach import ensure_targets
-from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig, build_sfm_map, colmap_quiet
+from slocal.teach.features import colmap_quiet
+from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig, build_sfm_map
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"

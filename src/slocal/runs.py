@@ -6,6 +6,7 @@ so a path is spelled once::
     <runs>/<scene>/targets/<teacher>-<key>/      cached teacher targets (teach)
     <runs>/<scene>/students/<student>/model.pt   a distilled student (distill, localize, bench)
     <runs>/<scene>/students/<student>/model.pt.ckpt   its training checkpoint
+    <runs>/<scene>/sift/<key>/                   the SIFT baseline's map (bench)
 """
 
 from __future__ import annotations
@@ -37,3 +38,8 @@ def checkpoint_path_for(model_path: str | Path) -> Path:
     """The training checkpoint next to a model file: ``<model>.ckpt``."""
     model_path = Path(model_path)
     return model_path.with_name(model_path.name + ".ckpt")
+
+
+def sift_map_dir(runs_root: str | Path, scene_id: str, key: str) -> Path:
+    """``<runs>/<scene>/sift/<key>`` (``key`` hashes the map settings and the scene)."""
+    return scene_dir(runs_root, scene_id) / "sift" / key

@@ -9,7 +9,8 @@ from slocal.data.synth import SynthConfig, render_scene
 from slocal.errors import SlocalError
 from slocal.geometry import pose_error
 from slocal.io import read_image
-from slocal.teach.sfm import SfmTeacherConfig, descriptors_to_float
+from slocal.teach.features import descriptors_to_float
+from slocal.teach.sfm import SfmTeacherConfig
 
 SYNTH = SynthConfig(mapping_frames=30, query_frames=4, seed=3)
 

@@ -4,7 +4,7 @@ from scipy.spatial.transform import Rotation
 
 from slocal.errors import SlocalError
 from slocal.geometry import invert, pose_error, qvec_to_rotmat, rotmat_to_qvec, to_homogeneous, transform_points
-from slocal.geometry.pose import check_rigid, orthonormalize
+from slocal.geometry.pose import angle_deg, check_rigid, orthonormalize
 
 
 def random_pose(seed: int) -> np.ndarray:
@@ -55,3 +55,12 @@ def test_check_rigid_and_orthonormalize():
     fixed = orthonormalize(noisy)
     assert check_rigid(fixed, tol=1e-9) is None
     assert pose_error(fixed, T)[1] < 0.05
+
+
+def test_angle_deg_broadcasts_and_is_accurate_for_small_angles():
+    a = np.array([1.0, 0.0, 0.0])
+    b = np.array([[0.0, 2.0, 0.0], [-3.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(angle_deg(a, b), [90.0, 180.0, 45.0])
+    # 1e-7 rad: arccos of the dot product would give 0 (cos rounds to 1) or ~1.2e-6 deg.
+    tiny = np.array([[1.0, 1e-7, 0.0]])
+    np.testing.assert_allclose(angle_deg(a, tiny), np.degrees(1e-7), rtol=1e-6)

@@ -17,7 +17,7 @@ Per query:
 
    * ``pair`` (default; needs only known poses, like the teacher): the (m, p)
      prediction is aligned to the known relative pose exactly as the teacher
-     aligns a pair (:func:`slocal.teach.dust3r_teacher.align_pair`), giving
+     aligns a pair (:func:`slocal.teach.dust3r.align.align_pair`), giving
      ``s_mp``. Both predictions contain view m's own point map in camera m's
      frame; the median ratio of their point distances over pixels confident
      in both converts: ``s = s_mp * median(|M_mp| / |M_mq|)``.
@@ -58,16 +58,10 @@ from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
 from slocal.teach.dust3r.preprocess import preprocess_image
-from slocal.teach.dust3r_teacher import (
-    ALIGNMENTS,
-    AMP_MODES,
-    PairView,
-    Predictor,
-    align_pair,
-    checkpoint_help,
-    prepare_view,
-    rank_partners,
-)
+from slocal.teach.dust3r.align import ALIGNMENTS, PairSettings, align_pair
+from slocal.teach.dust3r.checkpoint import checkpoint_help
+from slocal.teach.dust3r.teacher import AMP_MODES, PairView, Predictor, prepare_view
+from slocal.teach.pairs import rank_partners
 
 log = logging.getLogger(__name__)
 
@@ -75,41 +69,28 @@ SCALES = ("pair", "depth")
 
 
 @dataclass(frozen=True)
-class Dust3rBaselineConfig:
-    """Settings of the DUSt3R bench baseline.
+class Dust3rBaselineConfig(PairSettings):
+    """Settings of the DUSt3R bench baseline; pair ranking and alignment as in ``PairSettings``.
 
     Attributes:
         image_size: network input size (512 for the 512 checkpoints).
         amp: autocast precision on CUDA.
         scale: ``pair`` (a second mapping frame and the known poses) or ``depth`` (m's depth image).
         thumb_size: (width, height) of the retrieval thumbnails.
-        min_conf: network confidence below which a point is not used.
         max_points: at most this many correspondences go to PnP (evenly subsampled).
         min_scale_points: fewest pixels a scale ratio may rest on.
         warmup: run the network once when building (keeps CUDA start-up out of the timings).
         pnp: RANSAC settings.
-        min_baseline ... fit_points: pair ranking and alignment, as in ``Dust3rTeacherConfig``.
     """
 
     image_size: int = 512
     amp: str = "bf16"
     scale: str = "pair"
     thumb_size: tuple[int, int] = (32, 24)
-    min_conf: float = 3.0
     max_points: int = 5000
     min_scale_points: int = 50
     warmup: bool = True
     pnp: PnpConfig = field(default_factory=PnpConfig)
-    min_baseline: float = 0.05
-    target_baseline: float = 0.4
-    max_angle_deg: float = 45.0
-    min_overlap: float = 0.3
-    overlap_depths: tuple[float, ...] = (1.0, 2.0, 4.0)
-    candidate_pool: int = 128
-    alignment: str = "rays"
-    min_triangulation_deg: float = 2.0
-    max_residual_deg: float = 5.0
-    fit_points: int = 20000
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:

@@ -264,6 +264,20 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend.
+
+    Imported lazily: matplotlib costs about a second and only the plots need it,
+    and the backend must be chosen before pyplot is first imported.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_cumulative_errors(
     scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path, metres_per_unit: float | None = 1.0
 ) -> Path:
@@ -274,11 +288,7 @@ def plot_cumulative_errors(
     The y value at error x is the percentage of *all* queries with an error <= x,
     so failed queries keep a curve below 100 %.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
     metric = metres_per_unit is not None
     t_factor = 100.0 * metres_per_unit if metric else 1.0
@@ -320,11 +330,7 @@ def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], pat
     The view spans the two world axes along which the ground-truth centres vary
     most; estimates far outside the ground-truth extent fall outside the plot.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     first = next(iter(results.values()))
     gt = np.array([invert(q.cam_from_world_gt)[:3, 3] for q in first if q.cam_from_world_gt is not None])
     axes = np.sort(np.argsort(gt.var(axis=0))[::-1][:2]) if len(gt) else np.array([0, 2])

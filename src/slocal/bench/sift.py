@@ -10,7 +10,17 @@ poses fixed. Per query:
    descriptors, sqrt-tf x idf, cosine similarity) -- the query's pose is never
    used; then mutual nearest-neighbour + ratio-test matching of the query
    against each retrieved image's keypoints that have a 3D point.
-3. ransac: ``slocal.localize.solve_pnp`` on the 2D-3D matches.
+3. ransac: ``slocal.geometry.pnp.solve_pnp`` on the 2D-3D matches.
+
+Kept hand-written, on purpose: the retrieval, because pycolmap's vocabulary-tree
+retrieval (``VisualIndex``, ``match_vocabtree``) needs a trained vocabulary file
+that cannot be downloaded here, while ours is trained on the mapping descriptors
+in seconds; and the matcher (``match_descriptors``), because pycolmap's
+``FeatureMatcher`` matches one image pair of ``FeatureDescriptors`` objects per
+call, where ours is one BLAS product of the query against the map's unit
+descriptors already in memory, and swapping it would need the redkitchen bench
+rerun to show it is at least as good (kornia's ``match_smnn`` does the same as
+ours but would add a dependency for ~15 lines).
 
 The cache ``<runs>/<scene>/sift/<key>/`` holds ``map.npz`` (everything a query
 needs: per-image descriptors of triangulated keypoints, their 3D points, the
@@ -33,10 +43,12 @@ import scipy.sparse
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
-from slocal.io import atomic_path, read_json, write_json
 from slocal.geometry.pnp import PnpConfig, PnpResult, solve_pnp
+from slocal.io import atomic_path, read_json, write_json
 from slocal.progress import progress_bar
-from slocal.teach.sfm import SfmTeacherConfig, SiftExtractor, build_sfm_map, descriptors_to_float, kept_observations
+from slocal.runs import sift_map_dir
+from slocal.teach.features import SiftExtractor, descriptors_to_float
+from slocal.teach.sfm import SfmTeacherConfig, build_sfm_map, kept_observations
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +182,7 @@ def _cache_key(scene: Scene, config: SiftConfig) -> str:
 
 
 def sift_dir(runs_root: str | Path, scene: Scene, config: SiftConfig) -> Path:
-    return Path(runs_root) / scene.id / "sift" / _cache_key(scene, config)
+    return sift_map_dir(runs_root, scene.id, _cache_key(scene, config))
 
 
 def _export_map(scene: Scene, config: SiftConfig, folder: Path) -> dict:

@@ -82,3 +82,13 @@ def qvec_to_rotmat(qvec_4: np.ndarray) -> np.ndarray:
     if not np.isfinite(norm) or norm < 1e-12:
         raise SlocalError(f"invalid quaternion {qvec_4}")
     return Rotation.from_quat([x / norm, y / norm, z / norm, w / norm]).as_matrix()
+
+
+def angle_deg(a_N3: np.ndarray, b_N3: np.ndarray) -> np.ndarray:
+    """Angles in degrees between row vectors (broadcast; a (3,) row pairs with every row).
+
+    ``atan2(|a x b|, a . b)`` stays accurate for small angles, where ``arccos`` of
+    the normalised dot product loses precision.
+    """
+    a, b = np.broadcast_arrays(np.atleast_2d(a_N3), np.atleast_2d(b_N3))
+    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))

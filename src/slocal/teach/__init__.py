@@ -9,7 +9,7 @@ from __future__ import annotations
 from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
-from slocal.teach.dust3r_teacher import Dust3rTeacher, Dust3rTeacherConfig
+from slocal.teach.dust3r.teacher import Dust3rTeacher, Dust3rTeacherConfig
 from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
 from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
 

@@ -34,7 +34,8 @@ from slocal.data.colmap import is_pinhole
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.progress import progress_bar
-from slocal.teach.sfm import Observations, observation_confidence, sparse_targets
+from slocal.teach.sfm.teacher import sparse_targets
+from slocal.teach.sfm.tracks import Observations, observation_confidence
 from slocal.teach.targets import FrameTargets
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import logging
 import math
 import pickle
@@ -299,3 +300,44 @@ def load_dust3r(
     n_params = sum(p.numel() for p in net.parameters())
     log.info("loaded DUSt3R (%s head, %.1fM parameters) from %s", cfg.head_type, n_params / 1e6, path)
     return net.to(device).eval().requires_grad_(False)
+
+
+#: bytes of the checkpoint hashed for its identity (with the file size).
+IDENTITY_BYTES = 8 * 2**20
+
+
+def checkpoint_help() -> str:
+    """How to get an official checkpoint (for error messages)."""
+    return CHECKPOINT_HELP
+
+
+def checkpoint_identity(path: str | Path) -> dict:
+    """Size and a hash of the first bytes of a checkpoint (and of its ``config.json``).
+
+    The identity, not the path, enters the teacher settings: a moved or renamed
+    file keeps its cached targets, other weights get new ones.
+
+    Raises:
+        SlocalError: the checkpoint does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SlocalError(f"DUSt3R checkpoint not found; {checkpoint_help()}", path)
+    if path.is_dir():
+        weights = [path / n for n in WEIGHT_FILES if (path / n).is_file()]
+        if not weights:
+            raise SlocalError(f"folder holds none of {', '.join(WEIGHT_FILES)}; {checkpoint_help()}", path)
+        files = [weights[0], path / "config.json"]
+    else:
+        files = [path, path.parent / "config.json"]
+    h = hashlib.sha256()
+    total = 0
+    for role, f in zip(("weights", "config"), files):
+        if not f.is_file():
+            continue
+        size = f.stat().st_size
+        total += size
+        h.update(f"{role}|{size}|".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(IDENTITY_BYTES))
+    return {"bytes": total, "sha256_head": h.hexdigest()[:20]}

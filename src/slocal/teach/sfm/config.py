@@ -1,0 +1,75 @@
+"""Settings of the SfM teacher (``SfmTeacherConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from slocal.errors import SlocalError
+
+
+@dataclass(frozen=True)
+class SfmTeacherConfig:
+    """Settings of the SfM teacher (and of the SIFT map the ``sift`` baseline reuses).
+
+    Attributes:
+        max_side: longer side of the target grid in pixels.
+        sift_max_side: images are downscaled so their longer side is at most this for SIFT.
+        max_features: keep at most this many keypoints per image (the largest-scale ones).
+        num_neighbors: pose neighbours matched per image.
+        max_view_angle_deg: largest angle between the optical axes of a pair.
+        max_distance_m: largest distance between the camera centres of a pair.
+        min_overlap: smallest fraction of either frustum's sample points visible in the other.
+        nominal_depth_m: scene depth assumed by the frustum test (sampled at 0.5x, 1x, 2x).
+        target_tri_angle_deg: pairs whose triangulation angle at the nominal depth
+            reaches this rank first; smaller angles are penalised linearly.
+        min_pair_matches: verified matches needed to keep a pair.
+        min_track_length: images a 3D point must be seen in (2 or more).
+        max_reproj_error_px: largest reprojection error of a point and of an
+            observation, also the epipolar threshold of the verification.
+        min_tri_angle_deg: smallest triangulation angle of a point.
+        conf_tri_angle_deg: triangulation angle from which the confidence stops growing.
+        snap_to_cell_center: move each target onto the ray of its cell centre at
+            the point's depth, so the target is the coordinate of the cell centre
+            (the keypoint lies up to half a cell away).
+        num_threads: CPU threads for pycolmap (does not change the targets).
+        use_gpu: run SIFT extraction and matching on CUDA (off by default).
+    """
+
+    max_side: int = 320
+    sift_max_side: int = 1024
+    max_features: int = 4096
+    num_neighbors: int = 10
+    max_view_angle_deg: float = 45.0
+    max_distance_m: float = 3.0
+    min_overlap: float = 0.3
+    nominal_depth_m: float = 2.0
+    target_tri_angle_deg: float = 5.0
+    min_pair_matches: int = 15
+    min_track_length: int = 3
+    max_reproj_error_px: float = 4.0
+    min_tri_angle_deg: float = 3.0
+    conf_tri_angle_deg: float = 15.0
+    snap_to_cell_center: bool = True
+    num_threads: int = 2
+    use_gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_track_length < 2:
+            raise SlocalError(f"min_track_length must be at least 2, got {self.min_track_length}")
+        if self.num_neighbors < 1 or self.max_features < 16 or self.sift_max_side < 32 or self.max_side < 8:
+            raise SlocalError(
+                f"invalid SfM settings: num_neighbors={self.num_neighbors}, max_features={self.max_features}, "
+                f"sift_max_side={self.sift_max_side}, max_side={self.max_side}"
+            )
+        if self.max_reproj_error_px <= 0 or self.nominal_depth_m <= 0 or not 0 <= self.min_overlap <= 1:
+            raise SlocalError(
+                f"invalid SfM settings: max_reproj_error_px={self.max_reproj_error_px}, "
+                f"nominal_depth_m={self.nominal_depth_m}, min_overlap={self.min_overlap}"
+            )
+
+    def map_settings(self) -> dict:
+        """The settings that change the SfM map (everything but the target grid and threads)."""
+        d = asdict(self)
+        for key in ("max_side", "snap_to_cell_center", "conf_tri_angle_deg", "num_threads"):
+            d.pop(key)
+        return d
