@@ -8,6 +8,8 @@ import os
 import platform
 from pathlib import Path
 
+import torch
+
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU model name from ``/proc/cpuinfo``, else ``platform.processor()``."""
@@ -35,10 +37,6 @@ def _version(module: str) -> str | None:
 
 def gpu_name() -> str | None:
     """The first CUDA device's name, or None without one."""
-    try:
-        import torch
-    except ImportError:
-        return None
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return None
@@ -46,13 +44,7 @@ def gpu_name() -> str | None:
 
 def machine_info() -> dict:
     """CPU, cores, library versions, GPU and date of this run."""
-    torch_threads = None
-    try:
-        import torch
-
-        torch_threads = torch.get_num_threads()
-    except ImportError:
-        pass
+    torch_threads = torch.get_num_threads()
     return {
         "cpu": cpu_model(),
         "cores": available_cores(),

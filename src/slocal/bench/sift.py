@@ -50,6 +50,7 @@ from slocal.runs import sift_map_dir
 from slocal.teach.features import SiftExtractor, descriptors_to_float
 from slocal.teach.sfm import SfmTeacherConfig, build_sfm_map, kept_observations
 
+# pycolmap is imported where the map is built: loading a cached map needs only numpy.
 log = logging.getLogger(__name__)
 
 SIFT_MAP_VERSION = 1

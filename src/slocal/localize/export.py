@@ -23,6 +23,8 @@ import torch
 from slocal.errors import SlocalError
 from slocal.io import atomic_path
 
+# onnx and onnxruntime are imported inside the ONNX functions: only ``--format onnx`` needs them,
+# and onnxruntime takes seconds to load.
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "torchscript")

@@ -19,6 +19,7 @@ from slocal.distill.model_file import StudentOutput
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 
+# onnx and onnxruntime are imported when an ONNX model is read or run: torch students never need them.
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("version", "scene_id", "stride", "image_size", "reference_camera", "centre", "preprocess")

@@ -34,6 +34,7 @@ from slocal.errors import SlocalError
 from slocal.io import read_json
 from slocal.teach.dust3r.model import Dust3rConfig, Dust3rNet
 
+# safetensors is imported only for ``.safetensors`` checkpoints (the official ones are ``.pth``).
 log = logging.getLogger(__name__)
 
 OFFICIAL_CLASS = "AsymmetricCroCo3DStereo"

@@ -1,14 +1,35 @@
 import json
+from pathlib import Path
 
+import pytest
+import torch
 import yaml
-from distill_fixtures import TINY_STUDENT, tiny_train
+from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 from typer.testing import CliRunner
 
+from slocal.data.synth import render_scene
 from slocal.distill.config import to_plain
 from slocal.distill.model_file import load_student
 from slocal_cli.main import app
 
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """The distillation tests' tiny rendered RGB-D scene (tests/distill_fixtures.py)."""
+    root = tmp_path_factory.mktemp("distill-cli") / "data"
+    render_scene(root / "tiny", TINY_SCENE)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from threads; on a shared, busy machine OpenMP barriers make them crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _config(tmp_path):
