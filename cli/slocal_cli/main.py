@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach
+from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach, view
 from slocal_cli.common import one_line_usage_error
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.command("distill")(distill.distill)
 app.command("localize")(localize.localize)
 app.command("bench")(bench.bench)
 app.command("export")(export.export)
+app.command("view")(view.view)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,3 +60,17 @@ def test_query_result_compares_with_gt():
     assert r.success and r.t_err_m == pytest.approx(0.03) and r.r_err_deg == pytest.approx(2.0)
     f = query_result("b", None, gt, 3, {"total": 1.0})
     assert not f.success and math.isinf(f.t_err_m) and f.num_inliers == 3
+
+
+def test_scale_applies_before_the_cm_thresholds():
+    # 0.4 units at 0.1 m/unit = 4 cm: inside 5 cm, outside 2 cm.
+    results = [QueryResult("a", True, 0.4, 1.0, 50), QueryResult("b", True, 0.15, 1.0, 50)]
+    s = accuracy_summary(results, metres_per_unit=0.1)
+    assert s["units"] == "m" and s["median_t_cm"] == pytest.approx(2.75) and s["median_t_units"] == pytest.approx(0.275)
+    assert s["acc_5cm5deg"] == 100.0 and s["acc_2cm2deg"] == 50.0
+
+
+def test_unknown_scale_reports_model_units_and_no_cm():
+    s = accuracy_summary([QueryResult("a", True, 0.4, 1.0, 50)], metres_per_unit=None)
+    assert s["units"] == "model units" and s["median_t_units"] == pytest.approx(0.4)
+    assert s["median_t_cm"] is None and s["acc_10cm5deg"] is None

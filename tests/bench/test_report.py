@@ -42,7 +42,7 @@ def test_report_files_have_the_exact_schema(tmp_path):
     ]
     paths = write_report(tmp_path, rows, {"cpu": "test", "cores": 2}, "slocal bench --out x", per_query("s1", ["cnn", "sift"]))
     data = json.loads((tmp_path / "results.json").read_text())
-    assert set(data) == {"rows", "machine", "command"}
+    assert set(data) == {"rows", "machine", "command", "units"}
     assert data["command"] == "slocal bench --out x" and data["machine"]["cores"] == 2
     assert len(data["rows"]) == 4
     for r in data["rows"]:
@@ -87,3 +87,18 @@ def test_average_rows_only_for_methods_on_every_scene():
     assert avg[0]["median_t_cm"] == pytest.approx(3.0) and avg[0]["ms_per_query"] == pytest.approx(15.0)
     assert avg[0]["n_queries"] == 8
     assert "| average | cnn |" in markdown_table(rows + avg)
+
+
+def test_model_units_are_never_printed_as_cm(tmp_path):
+    rows = [row("colmap", "cnn", 10.0, units="model units", median_t_cm=None, median_t_units=0.0123,
+                acc_10cm5deg=None, acc_5cm5deg=None, acc_2cm2deg=None, acc_1cm1deg=None),
+            row("metric", "cnn", 10.0, units="m")]  # fmt: skip
+    md = markdown_table(rows)
+    colmap_line = next(line for line in md.splitlines() if line.startswith("| colmap"))
+    assert "0.0123 units" in colmap_line and "cm" not in colmap_line
+    assert "| 2.0 cm |" in md and "colmap: errors in model units" in md
+    write_report(tmp_path, rows, {}, "x", per_query("colmap", ["cnn"]), scales={"colmap": None})
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["units"] == {"colmap": "model units", "metric": "m"}
+    pq = json.loads((tmp_path / "per_query.json").read_text())
+    assert pq[0]["t_err_cm"] is None and pq[0]["t_err_units"] > 0

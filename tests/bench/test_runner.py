@@ -44,7 +44,7 @@ def test_bench_all_scenes_reports_failures_and_averages(bench_setup, tmp_path):
     # Only one scene produced results, so no average row.
     assert not any(r["scene"] == "average" for r in res.rows)
     data = json.loads((out / "results.json").read_text())
-    assert set(data) == {"rows", "machine", "command"} and len(data["rows"]) == 4
+    assert set(data) == {"rows", "machine", "command", "units"} and len(data["rows"]) == 4
     assert "| apt0/tiny | cnn | depth | 2 |" in res.markdown and "FAILED" in res.markdown
     assert [p.name for p in res.paths["plots"]] == ["apt0_tiny_cumulative_errors.png", "apt0_tiny_positions.png"]
 

@@ -29,15 +29,7 @@ def test_every_case_is_built(corpus_outcomes):
     assert set(corpus_outcomes) == {c.name for c in CASES}
 
 
-# The config loader names the file but not yet the field of a badly typed value.
-_PENDING = {"config_wrong_type": "names the field once the pydantic config loader (issue 10) is merged"}
-
-
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, marks=pytest.mark.xfail(reason=_PENDING[c.name], strict=False)) if c.name in _PENDING else c for c in CASES],
-    ids=[c.name for c in CASES],
-)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gives_one_line_naming_the_file(corpus_outcomes, case):
     out, named, runs = corpus_outcomes[case.name]
     err = lines(out.stderr)
@@ -60,6 +52,4 @@ def test_yaml_number_in_exponent_notation_is_a_number(cli_data, tmp_path):
                    "train:\n  lr: 1e-3\n  val_frames: 0\n  precision: fp32\n  checkpoint_every_s: 1.0e9\n")  # fmt: skip
     r = run_slocal("distill", "--scene", "tiny", "--config", cfg, "--iterations", 1, "--device", "cpu",
                    "--data-root", cli_data, "--runs", tmp_path / "runs", "--json")  # fmt: skip
-    if r.returncode != 0 and "TypeError" in r.stderr:
-        pytest.xfail("lr: 1e-3 is read as a string until the pydantic config loader (issue 10) is merged")
     assert r.returncode == 0, r.stderr

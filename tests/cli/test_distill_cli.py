@@ -45,7 +45,7 @@ def test_distill_computes_targets_trains_and_resumes(tiny_data, tmp_path):
     result = runner.invoke(app, [*base, "--iterations", "4", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    model = runs / "tiny" / "students" / "cnn" / "model.pt"
+    model = runs / "tiny" / "students" / "cnn-small" / "model.pt"  # the alias cnn names the preset's folder
     assert summary["model"] == str(model) and summary["iterations"] == 4 and summary["teacher"] == "depth"
     assert list((runs / "tiny" / "targets").iterdir())  # the teach step ran first
     assert load_student(model, expect_scene="tiny").train_info["iterations"] == 4

@@ -5,6 +5,7 @@ import pytest
 from student_standin import make_tiny_student
 from typer.testing import CliRunner
 
+from slocal.geometry import Camera, qvec_to_rotmat
 from slocal.io import write_image
 from slocal.localize.export import export_student
 from slocal_cli.main import app
@@ -69,16 +70,16 @@ def test_folder_of_images_text_and_json(tmp_path, onnx_model):
         write_image(folder / name, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     (folder / "notes.txt").write_text("ignored")
     r = runner.invoke(app, ["localize", str(folder), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR])
-    assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
+    assert r.exit_code == (1 if any("FAILED" in line for line in lines) else 0), r.output
     assert [line.split()[0].rsplit("/", 1)[1] for line in lines] == ["a.jpg", "b.png", "c.jpeg"]
     # A random network on a 8x6 grid gives no pose: each line says FAILED and the inlier count.
     for line in lines:
         parts = line.split()
         assert parts[1] == "FAILED" or len(parts) == 9
     r = runner.invoke(app, ["localize", str(folder / "a.jpg"), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR, "--json"])
-    assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
+    assert r.exit_code == (0 if data[0]["success"] else 1), r.output
     assert len(data) == 1 and set(data[0]) >= {"image", "success", "cam_from_world", "qvec", "tvec", "inliers", "ms"}
     assert set(data[0]["ms"]) == {"load", "network", "ransac", "total"}
 
@@ -105,3 +106,89 @@ def test_text_and_json_poses_with_an_exact_student(tmp_path, monkeypatch):
     data = json.loads(r.stdout)[0]
     assert data["success"] and data["inliers"] == 48
     np.testing.assert_allclose(data["cam_from_world"], oracle.cam_from_world, atol=1e-5)
+
+
+def _oracle(monkeypatch, pose_seed=3):
+    import slocal_cli.commands.localize as cmd
+    from student_standin import OracleStudent, random_pose
+
+    oracle = OracleStudent(scene_id="apt1/kitchen", image_size=(64, 48))
+    oracle.cam_from_world = random_pose(pose_seed)
+    oracle.reference_camera = Camera(64, 48, 50.0, 50.0, 32.0, 24.0)
+    monkeypatch.setattr(cmd, "load_model", lambda path, device="cpu", expect_scene=None, **kw: oracle)
+    return oracle
+
+
+def test_one_unreadable_image_fails_alone_and_json_stays_valid(tmp_path, monkeypatch):
+    oracle = _oracle(monkeypatch)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    good = write_image(tmp_path / "imgs" / "good.png", np.zeros((96, 128, 3), np.uint8))
+    (tmp_path / "imgs" / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "out" / "poses.txt"
+    r = runner.invoke(app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--json", "--out", str(out)])
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)  # valid JSON although one image failed
+    assert [d["name"] for d in data] == ["bad.jpg", "good.png"]
+    assert data[0]["success"] is False and "cannot decode" in data[0]["error"] and data[1]["success"]
+    assert [line for line in r.stderr.splitlines() if line.strip()] == [f"error: {data[0]['error']}"]
+    # hloc format: only the localized image, cam_from_world as qvec + tvec; the sidecar has both.
+    (line,) = out.read_text().splitlines()
+    name, *values = line.split()
+    assert name == "good.png" and len(values) == 7
+    np.testing.assert_allclose(qvec_to_rotmat(np.array(values[:4], float)), oracle.cam_from_world[:3, :3], atol=1e-5)
+    np.testing.assert_allclose(np.array(values[4:], float), oracle.cam_from_world[:3, 3], atol=1e-4)
+    side = json.loads((out.parent / "poses.json").read_text())
+    assert side["localized"] == 1 and side["failed"] == 1 and side["queries"][1]["ms"]["total"] > 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["poses.json", "poses.txt"]  # nothing temporary left
+    assert str(good) == side["queries"][1]["image"]
+
+
+def test_trained_camera_is_used_without_loading_any_scene(tmp_path, monkeypatch):
+    oracle = _oracle(monkeypatch)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    img = write_image(tmp_path / "q.png", np.zeros((96, 128, 3), np.uint8))
+    # No data root and no scene folder exist: the model file holds the scene id and camera.
+    r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--data-root", str(tmp_path / "nodata"), "--json"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(json.loads(r.stdout)[0]["cam_from_world"], oracle.cam_from_world, atol=1e-5)
+    wrong = write_image(tmp_path / "square.png", np.zeros((64, 64, 3), np.uint8))
+    r = runner.invoke(app, ["localize", str(wrong), "--model", str(model)])
+    assert r.exit_code == 1 and "aspect" in r.stderr
+
+
+def test_intrinsics_list_with_distortion_is_undistorted_on_the_fly(tmp_path, monkeypatch):
+    oracle = _oracle(monkeypatch)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    write_image(tmp_path / "imgs" / "a.png", np.zeros((96, 128, 3), np.uint8))
+    write_image(tmp_path / "imgs" / "sub" / "b.png", np.zeros((100, 120, 3), np.uint8))
+    lst = tmp_path / "queries_with_intrinsics.txt"
+    lst.write_text("# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 50\n")
+    r = runner.invoke(app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--intrinsics-list", str(lst), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert [d["name"] for d in data] == ["a.png", "sub/b.png"] and all(d["success"] for d in data)
+    for d in data:
+        np.testing.assert_allclose(d["cam_from_world"], oracle.cam_from_world, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("a.png PINHOLE 128 96 100 100 64\n", ["line 1", "PINHOLE takes 4 parameters"]),
+        ("\na.png NOSUCH 128 96 100\n", ["line 2", "unknown COLMAP camera model 'NOSUCH'"]),
+        ("a.png PINHOLE wide 96 100 100 64 48\n", ["line 1", "must be numbers"]),
+        ("other.png PINHOLE 128 96 100 100 64 48\n", ["no line for image", "a.png'"]),
+    ],
+)
+def test_bad_intrinsics_list_is_one_line_naming_file_and_line(tmp_path, monkeypatch, text, needles):
+    _oracle(monkeypatch)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    img = write_image(tmp_path / "a.png", np.zeros((96, 128, 3), np.uint8))
+    lst = tmp_path / "list.txt"
+    lst.write_text(text)
+    r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--intrinsics-list", str(lst)])
+    one_line_error(r, "list.txt", *needles)

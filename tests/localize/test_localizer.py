@@ -118,3 +118,11 @@ def test_stretched_query_warns_once_and_still_localizes(caplog):
         t, r = pose_error(res.cam_from_world, student.cam_from_world)
         assert res.success and t < 1e-3 and r < 0.01
     assert caplog.text.count("stretched") == 1 and "sq.png" in caplog.text
+
+
+def test_one_model_path_rule_resolves_aliases(tmp_path):
+    from slocal.localize.localizer import default_model_path
+
+    assert default_model_path(tmp_path, "s", "cnn") == default_model_path(tmp_path, "s", "cnn-small") == tmp_path / "s" / "students" / "cnn-small" / "model.pt"
+    assert default_model_path(tmp_path, "s", "vit") == default_model_path(tmp_path, "s", "vit-tiny")
+    assert default_model_path(tmp_path, "s", "my-custom").parent.name == "my-custom"  # not a preset: kept as typed

@@ -28,7 +28,7 @@ def test_pairs_come_from_pose_neighbours_only():
     # The SfM teacher's test scene (tests/teach/sfm): the procedural room's trajectory, poses only.
     synth = SynthConfig(mapping_frames=30, query_frames=2, seed=3)
     frames = [make_frame(f"m{i:02d}", T, synth.color_camera) for i, T in enumerate(trajectory(synth, "mapping"))]
-    config = SfmTeacherConfig()
+    config = SfmTeacherConfig(min_partners=0)  # the pose-neighbour pass alone; coverage is tested below
     pairs = matching_pairs(frames, config)
     n = len(frames)
     assert 0 < len(pairs) <= n * config.num_neighbors and len(pairs) < n * (n - 1) // 2 / 3
@@ -41,6 +41,12 @@ def test_pairs_come_from_pose_neighbours_only():
         assert np.degrees(np.arccos(np.clip(axis_i @ axis_j, -1, 1))) <= config.max_view_angle_deg + 1e-9
     # Every frame gets a partner.
     assert {i for p in pairs for i in p} == set(range(n))
+    # The coverage pass only adds partners to frames that have fewer than min_partners.
+    covered = matching_pairs(frames, replace(config, min_partners=3))
+    strict_degree = np.bincount(np.array(pairs).ravel(), minlength=n)
+    assert set(pairs) <= set(covered)
+    for i, j in set(covered) - set(pairs):
+        assert min(strict_degree[i], strict_degree[j]) < 3
 
 
 # ----------------------------------------------------------------------------- DUSt3R partners
@@ -89,3 +95,32 @@ def test_partner_ranking_prefers_overlap(fake_ckpt):
     ranked = rank_partners([ref, same_dir, turned, near_dup], config(fake_ckpt))
     order = [j for j, _ in ranked[0]]
     assert order[0] == 1 and 3 not in order  # overlapping frame first, near-duplicate never
+
+
+def _scaled(frames, factor):
+    out = []
+    for f in frames:
+        T = f.world_from_cam.copy()
+        T[:3, 3] *= factor
+        out.append(replace(f, world_from_cam=T))
+    return out
+
+
+def test_unknown_scale_pairs_do_not_depend_on_the_model_unit():
+    # Wide-baseline photos (12 frames on a 5 m loop, ~45 deg apart), as a COLMAP model in arbitrary units.
+    synth = SynthConfig(mapping_frames=12, query_frames=1, seed=0)
+    frames = [make_frame(f"p{i:02d}", T, synth.color_camera) for i, T in enumerate(trajectory(synth, "mapping"))]
+    cfg = SfmTeacherConfig()
+    pairs = matching_pairs(frames, cfg, metres_per_unit=None)
+    assert matching_pairs(_scaled(frames, 7.3), cfg, metres_per_unit=None) == pairs
+    assert matching_pairs(_scaled(frames, 0.05), cfg, metres_per_unit=None) == pairs
+    # Metric lengths are converted with a known scale: the same scene in centimetres pairs as in metres.
+    assert matching_pairs(_scaled(frames, 100.0), cfg, metres_per_unit=0.01) == matching_pairs(frames, cfg)
+    # Every photo has min_partners partners, or all those whose frusta overlap its own at all.
+    degree = np.bincount(np.array(pairs).ravel(), minlength=len(frames))
+    relaxed = matching_pair_scores(frames, cfg, metres_per_unit=None, limits=False)
+    assert np.all(degree >= np.minimum(cfg.min_partners, (relaxed > 0).sum(1))), degree
+    assert degree.min() >= 2
+    # Read as metres, a model 4x too large leaves most photos alone: what the scale-free selection fixes.
+    blind = matching_pairs(_scaled(frames, 4.0), replace(cfg, min_partners=0))
+    assert len(blind) < len(pairs) / 2

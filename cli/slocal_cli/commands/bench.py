@@ -11,6 +11,7 @@ import typer
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
 def split_list(text: str | None) -> list[str]:
@@ -30,6 +31,8 @@ def bench(
     timing_queries: Annotated[int, typer.Option("--timing-queries", help="Queries a timing-only baseline (dust3r without --checkpoint) is timed on.", min=1)] = 3,
     device: Annotated[str, typer.Option("--device", help="torch device for students and DUSt3R (cpu, cuda).")] = "cpu",
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).", min=1)] = None,
+    metres_per_unit: MetresPerUnit = None,
+    poses: PoseFiles = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -50,12 +53,16 @@ def bench(
         device=device,
         max_queries=max_queries,
         timing_queries=timing_queries,
+        metres_per_unit=metres_per_unit,
+        pose_files=tuple(poses or ()),
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.
     parts = ["slocal", "bench", "--data-root", str(data_root), "--runs", str(runs), "--methods", methods, "--out", str(out)]
-    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries)):
+    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries), ("--metres-per-unit", metres_per_unit)):
         if value is not None:
             parts += [flag, str(value)]
+    for p in poses or ():
+        parts += ["--poses", str(p)]
     parts += ["--timing-queries", str(timing_queries), "--device", device] + (["--threads", str(threads)] if threads else []) + (["--no-distill"] if no_distill else [])
     command = shlex.join(parts)
     result = run_bench(data_root, runs, split_list(scenes) or None, split_list(methods), teacher, out, config, command)
@@ -72,10 +79,12 @@ def echo_result(result: BenchResult) -> None:
     """Print the Markdown table, the report files and plots, and the failures (on stderr)."""
     typer.echo(result.markdown)
     for kind, path in result.paths.items():
-        if kind != "plots":
+        if kind not in ("plots", "views"):
             typer.echo(f"{kind}: {path}")
     for path in result.paths.get("plots", []):
         typer.echo(f"plot: {path}")
+    for path in result.paths.get("views", []):
+        typer.echo(f"view: {path} (open in a browser: scene, targets, query errors in 3D)")
     if result.failures:
         typer.echo(f"{len(result.failures)} failed: " + "; ".join(result.failures), err=True)
 

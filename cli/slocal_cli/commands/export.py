@@ -19,7 +19,8 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 def export(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) (default: the scene's default student under --runs).")] = None,
+    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (cnn = cnn-small, vit = vit-tiny, ...).")] = "cnn",
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside the model, model.onnx / model.ts.pt).")] = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
@@ -31,9 +32,9 @@ def export(
         raise SlocalError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     from slocal.distill.model_file import load_student
 
-    model_path = model if model is not None else default_model_path(runs, scene)
+    model_path = model if model is not None else default_model_path(runs, scene, student)
     if not model_path.is_file():
-        raise SlocalError(f"no student for scene {scene}; run `slocal distill --scene {scene}` first or pass --model", model_path)
+        raise SlocalError(f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model", model_path)
     student = load_student(model_path, device="cpu", expect_scene=scene)
     out_path = out if out is not None else model_path.with_name(model_path.stem + SUFFIX[fmt])
     info = export_student(student, out_path, format=fmt)

@@ -1,4 +1,4 @@
-"""``slocal localize``: the pose of query images from a distilled student."""
+"""``slocal localize``: the pose of query images (any photos, no scene needed) from a distilled student."""
 
 from __future__ import annotations
 
@@ -7,28 +7,28 @@ from typing import Annotated
 
 import typer
 
-from slocal.data import load_scene
 from slocal.errors import SlocalError
-from slocal.geometry import rotmat_to_qvec
-from slocal.localize.localizer import Localizer, default_model_path, load_model
+from slocal.localize.localizer import DEFAULT_STUDENT, Localizer, default_model_path, load_model
+from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def expand_images(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the .jpg/.jpeg/.png files inside them, sorted."""
-    out: list[Path] = []
+def expand_images(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(name, file) pairs: files as given (name = the path as typed); folders replaced by the
+    .jpg/.jpeg/.png files under them, sorted, named relative to the folder (hloc's convention)."""
+    out: list[tuple[str, Path]] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise SlocalError(f"folder contains no {'/'.join(IMAGE_SUFFIXES)} images", p)
-            out.extend(found)
+            out.extend((f.relative_to(p).as_posix(), f) for f in found)
         elif not p.is_file():
             raise SlocalError("image not found", p)
         else:
-            out.append(p)
+            out.append((str(p), p))
     return out
 
 
@@ -43,53 +43,78 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _listed_camera(cameras: dict, name: str, path: Path, list_file: Path):
+    if name in cameras:
+        return cameras[name]
+    # hloc lists name images relative to an image root, which may lie above the folder given here.
+    full = path.resolve().as_posix()
+    matches = [key for key in cameras if full.endswith("/" + key)]
+    if len(matches) == 1:
+        return cameras[matches[0]]
+    raise SlocalError(f"no line for image {name!r} (a list name must equal it or end its path)", list_file)
+
+
 @handle_errors
 def localize(
-    images: Annotated[list[Path], typer.Argument(help="Query images, or folders of .jpg/.jpeg/.png images.", show_default=False)],
-    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) (default: the scene's default student under --runs).")] = None,
-    intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy of the query images in pixels (default: the scene's camera, rescaled to the image size).")] = None,
+    images: Annotated[list[Path], typer.Argument(help="Query images, or folders of .jpg/.jpeg/.png images (searched recursively).", show_default=False)],
+    scene: Annotated[str | None, typer.Option("--scene", "-s", help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: the model's own scene).")] = None,
+    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (cnn = cnn-small, vit = vit-tiny, ...).")] = DEFAULT_STUDENT,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
+    intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled to each image).")] = None,
+    intrinsics_list: Annotated[Path | None, typer.Option("--intrinsics-list", help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is removed on the fly).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json with inliers, timings and failures.")] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the network (torch and onnxruntime) (default: their choice).", min=1)] = None,
     json_out: JsonOut = False,
-    data_root: DataRoot = DEFAULT_DATA,
+    data_root: DataRoot = DEFAULT_DATA,  # accepted like every command; the model file holds what localize needs
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
-    """Estimate cam_from_world for each image; prints `name qw qx qy qz tx ty tz inliers` per image."""
-    paths = expand_images(images)
-    fx_fy_cx_cy = parse_intrinsics(intrinsics) if intrinsics else None
-    scene_camera = None
-    if fx_fy_cx_cy is None:
-        sc = load_scene(data_root, scene)
-        frames = sc.query or sc.mapping
-        if not frames:
-            raise SlocalError(f"scene {scene} has no frames to take the camera from; pass --intrinsics", sc.root)
-        scene_camera = frames[0].camera
-    model_path = model if model is not None else default_model_path(runs, scene)
-    if model is None and not model_path.is_file():
-        raise SlocalError(f"no student for scene {scene}; run `slocal distill --scene {scene}` first or pass --model", model_path)
+    """Estimate cam_from_world for each image; prints `name qw qx qy qz tx ty tz inliers` per image.
+
+    An image that cannot be read or localized is reported (FAILED, and its reason on stderr)
+    while the others go on; the exit code is 1 when any image has no pose.
+    """
+    if intrinsics and intrinsics_list:
+        raise SlocalError("give --intrinsics or --intrinsics-list, not both")
+    named = expand_images(images)
+    fixed = parse_intrinsics(intrinsics) if intrinsics else None
+    cameras = read_intrinsics_list(intrinsics_list) if intrinsics_list else None
+    if model is None:
+        if scene is None:
+            raise SlocalError("give --model, or --scene to use the scene's default student under --runs")
+        model = default_model_path(runs, scene, student)
+        if not model.is_file():
+            raise SlocalError(f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model", model)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    localizer = Localizer(load_model(model_path, device=device, expect_scene=scene, threads=threads))
-
-    records = []
-    for path in paths:
-        loc = localizer.localize_image(path, camera=scene_camera, intrinsics=fx_fy_cx_cy)
-        record: dict = {"image": str(path), "success": loc.success, "inliers": loc.num_inliers, "ms": loc.ms}
-        if loc.success:
-            T = loc.cam_from_world
-            record.update(cam_from_world=T.tolist(), qvec=rotmat_to_qvec(T[:3, :3]).tolist(), tvec=T[:3, 3].tolist())
+    # The model file holds its scene id and training camera: no scene is loaded here.
+    predictor = load_model(model, device=device, expect_scene=scene, threads=threads)
+    queries = []
+    for name, path in named:
+        if cameras is not None:
+            camera = _listed_camera(cameras, name, path, intrinsics_list)
         else:
-            record.update(cam_from_world=None, qvec=None, tvec=None)
-        records.append(record)
-        if not json_out:
-            if loc.success:
-                values = " ".join(f"{v:.6f}" for v in (*record["qvec"], *record["tvec"]))
-                typer.echo(f"{path} {values} {loc.num_inliers}")
-            else:
-                typer.echo(f"{path} FAILED {loc.num_inliers}")
+            camera = fixed if fixed is not None else predictor.reference_camera
+        queries.append(Query(name, path, camera))
+    results = localize_queries(Localizer(predictor), queries)
+
+    if out is not None:
+        write_hloc_poses(out, results, {"model": str(model), "scene": predictor.scene_id})
     if json_out:
-        print_json(records)
+        print_json([r.to_dict() for r in results])
+    for r in results:
+        if r.error:
+            typer.echo(f"error: {r.error}", err=True)
+        if json_out:
+            continue
+        if r.success:
+            q = r.to_dict()
+            values = " ".join(f"{v:.6f}" for v in (*q["qvec"], *q["tvec"]))
+            typer.echo(f"{r.path} {values} {r.num_inliers}")
+        else:
+            typer.echo(f"{r.path} FAILED {r.num_inliers}")
+    if not all(r.success for r in results):
+        raise typer.Exit(1)

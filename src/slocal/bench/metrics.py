@@ -3,6 +3,12 @@
 Accuracies are percentages (0-100) over *all* queries: a failed localization
 counts as an infinite error, so it lowers every accuracy and can make a median
 infinite. Timings are summarised per stage (load, network, ransac, total).
+
+Units: translation errors are measured in the scene's units (``t_err_m`` is
+metres only for metric scenes). ``accuracy_summary`` scales them by the
+scene's ``metres_per_unit`` before applying the cm thresholds; without a scale
+(a COLMAP model in its own units) it reports the median in model units and no
+cm-based accuracy, rather than pretending units are metres.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ class QueryResult:
     Attributes:
         image: the query's name in its scene.
         success: a pose was estimated.
-        t_err_m: camera-centre error in metres (inf when failed).
+        t_err_m: camera-centre error in scene units, metres for metric scenes (inf when failed).
         r_err_deg: rotation error in degrees (inf when failed).
         num_inliers: RANSAC inliers (0 when failed before RANSAC).
         ms: wall time per stage in milliseconds (keys among ``TIMING_STAGES``).
@@ -88,28 +94,46 @@ def timing_summary(ms_per_query: Sequence[dict[str, float]]) -> dict[str, float 
     return out
 
 
-def accuracy_summary(results: Sequence[QueryResult]) -> dict[str, float | int | None]:
+def units_name(metres_per_unit: float | None) -> str:
+    """``"m"`` for a metric scene, ``"model units"`` when the scale is unknown."""
+    return "m" if metres_per_unit is not None else "model units"
+
+
+def accuracy_summary(results: Sequence[QueryResult], metres_per_unit: float | None = 1.0) -> dict[str, float | int | str | None]:
     """Median errors and accuracies over all queries (failures = infinite error).
 
+    Args:
+        results: per-query results, translation errors in scene units.
+        metres_per_unit: the scene's scale; None when unknown.
+
     Returns:
-        ``n_queries``, ``n_failed`` (count), ``median_t_cm``, ``median_r_deg`` (inf when more
-        than half failed; None without queries) and the ``acc_*`` percentages of
-        ``ACCURACY_THRESHOLDS``.
+        ``n_queries``, ``n_failed`` (count), ``units`` (``units_name``), ``median_t_units``
+        (scene units), ``median_t_cm`` (None without a scale), ``median_r_deg`` (inf when
+        more than half failed; None without queries) and the ``acc_*`` percentages of
+        ``ACCURACY_THRESHOLDS`` (None without a scale: cm thresholds mean nothing in model units).
     """
     n = len(results)
-    out: dict[str, float | int | None] = {"n_queries": n, "n_failed": sum(not r.success for r in results)}
+    out: dict[str, float | int | str | None] = {
+        "n_queries": n, "n_failed": sum(not r.success for r in results), "units": units_name(metres_per_unit),
+    }  # fmt: skip
     if n == 0:
-        out.update({"median_t_cm": None, "median_r_deg": None, **{name: None for name, _, _ in ACCURACY_THRESHOLDS}})
+        out.update({"median_t_cm": None, "median_t_units": None, "median_r_deg": None, **{name: None for name, _, _ in ACCURACY_THRESHOLDS}})
         return out
-    t = np.array([r.t_err_m for r in results], np.float64)
+    t_units = np.array([r.t_err_m for r in results], np.float64)
     r = np.array([r.r_err_deg for r in results], np.float64)
-    out["median_t_cm"] = float(np.median(t) * 100.0)
+    out["median_t_units"] = float(np.median(t_units))
     out["median_r_deg"] = float(np.median(r))
+    if metres_per_unit is None:
+        out["median_t_cm"] = None
+        out.update({name: None for name, _, _ in ACCURACY_THRESHOLDS})
+        return out
+    t = t_units * float(metres_per_unit)
+    out["median_t_cm"] = float(np.median(t) * 100.0)
     for name, max_t, max_r in ACCURACY_THRESHOLDS:
         out[name] = float(np.mean((t < max_t) & (r < max_r)) * 100.0)
     return out
 
 
-def summarize(results: Sequence[QueryResult]) -> dict[str, float | int | None]:
-    """Accuracy and timing statistics of one method on one scene."""
-    return {**accuracy_summary(results), **timing_summary([r.ms for r in results])}
+def summarize(results: Sequence[QueryResult], metres_per_unit: float | None = 1.0) -> dict[str, float | int | str | None]:
+    """Accuracy and timing statistics of one method on one scene (see ``accuracy_summary`` for units)."""
+    return {**accuracy_summary(results, metres_per_unit), **timing_summary([r.ms for r in results])}

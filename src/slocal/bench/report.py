@@ -1,7 +1,9 @@
 """Benchmark reports: results.json / .csv / .md, per-query errors and PNG plots.
 
-``results.json`` has exactly the top-level keys ``rows``, ``machine`` and
-``command``; every row has at least ``ROW_FIELDS`` (None where a value does
+``results.json`` has exactly the top-level keys ``rows``, ``machine``,
+``command`` and ``units`` (per scene: ``m``, or ``model units`` for a scene
+without a known scale, whose rows carry ``median_t_units`` and no cm numbers);
+every row has at least ``ROW_FIELDS`` (None where a value does
 not apply, e.g. accuracies of a timing-only row). Non-finite numbers (a median
 error that is infinite because most queries failed) are written as null in
 JSON and as ``inf`` in CSV.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slocal.bench.metrics import ACCURACY_THRESHOLDS, QueryResult
+from slocal.bench.metrics import ACCURACY_THRESHOLDS, QueryResult, units_name
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.geometry.pose import invert
 from slocal.io import atomic_path, write_json, write_text
@@ -124,6 +126,7 @@ def average_rows(rows: Sequence[Mapping]) -> list[dict]:
             "n_queries": sum(int(r.get("n_queries") or 0) for r in mrows),
             "timing_only": any(r.get("timing_only") for r in mrows),
             "n_scenes": len(mrows),
+            "units": mrows[0].get("units") if len({r.get("units") for r in mrows}) == 1 else "mixed",
         }
         for key in numeric:
             values = [r.get(key) for r in mrows]
@@ -140,6 +143,15 @@ def _fmt(value, digits: int = 1) -> str:
             return "∞"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _median_t_text(row: Mapping) -> str:
+    """The median translation error with its unit: ``1.2 cm``, or ``0.0140 units`` without a metric scale."""
+    if row.get("units") == "model units":
+        value = row.get("median_t_units")
+        return "–" if value is None else ("∞" if math.isinf(value) else f"{value:.4g} units")
+    value = row.get("median_t_cm")
+    return "–" if value is None else ("∞" if isinstance(value, float) and math.isinf(value) else f"{_fmt(value)} cm")
 
 
 def speed_text(ratio: float | None, is_reference: bool) -> str:
@@ -159,7 +171,7 @@ def speed_text(ratio: float | None, is_reference: bool) -> str:
 def markdown_table(rows: Sequence[Mapping]) -> str:
     """The results as a Markdown table, with failed rows and notes listed below it."""
     header = [
-        "scene", "method", "teacher", "queries", "median t (cm)", "median r (°)",
+        "scene", "method", "teacher", "queries", "median t", "median r (°)",
         "10cm,5° (%)", "5cm,5° (%)", "2cm,2° (%)", "1cm,1° (%)", "ms/query (p50)", "ms p95", "speed vs student", "map MB",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -186,12 +198,17 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
                 )
             cells = [
                 r["scene"], method, _fmt(r.get("teacher")), queries,
-                _fmt(r.get("median_t_cm")), _fmt(r.get("median_r_deg"), 2),
+                _median_t_text(r), _fmt(r.get("median_r_deg"), 2),
                 *(_fmt(r.get(n)) for n, _, _ in ACCURACY_THRESHOLDS),
                 _fmt(r.get("ms_per_query")), _fmt(r.get("ms_p95")),
                 speed_text(r.get("speedup_vs_student"), is_ref), _fmt(r.get("map_mb"), 2),
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
+    for scene in dict.fromkeys(r["scene"] for r in rows if r.get("units") == "model units"):
+        notes.append(
+            f"- {scene}: errors in model units (the scene has no metric scale); give --metres-per-unit "
+            "or a scale.txt for cm and the cm/° accuracies"
+        )
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\n" + "\n".join(notes) + "\n"
@@ -211,10 +228,16 @@ def csv_text(rows: Sequence[Mapping]) -> str:
     return buf.getvalue()
 
 
-def per_query_rows(per_query: Mapping[tuple[str, str], Sequence[QueryResult]]) -> list[dict]:
-    """One JSON-safe entry per (scene, method, query) with errors, timings and camera centres."""
+def per_query_rows(
+    per_query: Mapping[tuple[str, str], Sequence[QueryResult]], scales: Mapping[str, float | None] | None = None
+) -> list[dict]:
+    """One JSON-safe entry per (scene, method, query) with errors, timings and camera centres.
+
+    ``t_err_units`` is in scene units; ``t_err_cm`` is None for a scene whose ``scales`` entry is None.
+    """
     out = []
     for (scene, method), results in per_query.items():
+        scale = (scales or {}).get(scene, 1.0)
         for q in results:
             out.append(
                 json_safe(
@@ -223,7 +246,8 @@ def per_query_rows(per_query: Mapping[tuple[str, str], Sequence[QueryResult]]) -
                         "method": method,
                         "image": q.image,
                         "success": q.success,
-                        "t_err_cm": q.t_err_m * 100.0,
+                        "t_err_cm": None if scale is None else q.t_err_m * scale * 100.0,
+                        "t_err_units": q.t_err_m,
                         "r_err_deg": q.r_err_deg,
                         "inliers": q.num_inliers,
                         "ms": q.ms,
@@ -255,27 +279,34 @@ def _pyplot():
     return plt
 
 
-def plot_cumulative_errors(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path) -> Path:
+def plot_cumulative_errors(
+    scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path, metres_per_unit: float | None = 1.0
+) -> Path:
     """Cumulative translation and rotation error curves of every method on one scene.
+
+    Translation in cm when the scene's scale is known, else in model units.
 
     The y value at error x is the percentage of *all* queries with an error <= x,
     so failed queries keep a curve below 100 %.
     """
     plt = _pyplot()
     fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
-    t_max, r_max = 10.0, 5.0
+    metric = metres_per_unit is not None
+    t_factor = 100.0 * metres_per_unit if metric else 1.0
+    t_max, r_max = (10.0 if metric else 0.0), 5.0
     for method, qs in results.items():
-        t = np.sort([q.t_err_m * 100.0 for q in qs])
+        t = np.sort([q.t_err_m * t_factor for q in qs])
         r = np.sort([q.r_err_deg for q in qs])
         finite_t, finite_r = t[np.isfinite(t)], r[np.isfinite(r)]
         if finite_t.size:
-            t_max = max(t_max, min(100.0, float(np.percentile(finite_t, 90)) * 1.5))
+            cap = 100.0 if metric else math.inf
+            t_max = max(t_max, min(cap, float(np.percentile(finite_t, 90)) * 1.5))
             r_max = max(r_max, min(45.0, float(np.percentile(finite_r, 90)) * 1.5))
         y = np.arange(1, len(qs) + 1) / len(qs) * 100.0
         ax_t.step(np.concatenate([[0.0], t]), np.concatenate([[0.0], y]), where="post", label=method)
         ax_r.step(np.concatenate([[0.0], r]), np.concatenate([[0.0], y]), where="post", label=method)
     for ax, xmax, xlabel, marks in (
-        (ax_t, t_max, "translation error (cm)", (1, 2, 5, 10)),
+        (ax_t, max(t_max, 1e-6), "translation error (cm)" if metric else "translation error (model units)", (1, 2, 5, 10) if metric else ()),
         (ax_r, r_max, "rotation error (°)", (1, 2, 5)),
     ):
         for m in marks:  # the accuracy thresholds of the table
@@ -294,7 +325,7 @@ def plot_cumulative_errors(scene: str, results: Mapping[str, Sequence[QueryResul
         plt.close(fig)
 
 
-def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path) -> Path:
+def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path, units: str = "m") -> Path:
     """Top-down view of ground-truth vs estimated camera centres of one scene.
 
     The view spans the two world axes along which the ground-truth centres vary
@@ -325,8 +356,8 @@ def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], pat
         ax.set_ylim(lo[1] - margin, hi[1] + margin)
     ax.set_aspect("equal", adjustable="box")
     names = "xyz"
-    ax.set_xlabel(f"world {names[axes[0]]} (m)")
-    ax.set_ylabel(f"world {names[axes[1]]} (m)")
+    ax.set_xlabel(f"world {names[axes[0]]} ({units})")
+    ax.set_ylabel(f"world {names[axes[1]]} ({units})")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     ax.set_title(f"{scene}: camera centres (top-down)")
@@ -350,6 +381,7 @@ def write_report(
     machine: Mapping,
     command: str,
     per_query: Mapping[tuple[str, str], Sequence[QueryResult]] | None = None,
+    scales: Mapping[str, float | None] | None = None,
 ) -> dict[str, Path | list[Path]]:
     """Write results.json/.csv/.md, per_query.json and the plots.
 
@@ -360,6 +392,7 @@ def write_report(
         command: the command line that produced the results.
         per_query: per-query results by (scene, method), for plots; timing-only
             and failed methods should be left out.
+        scales: metres per unit of each scene (None: unknown); scenes not listed are metric.
 
     Returns:
         Paths by kind: ``json``, ``csv``, ``md``, ``per_query``, ``plots`` (list).
@@ -367,20 +400,24 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     full = finalize_rows(rows)
+    scales = dict(scales or {})
+    units = {scene: units_name(scales.get(scene, 1.0)) for scene in dict.fromkeys(r["scene"] for r in full)}
+    payload = {"rows": json_safe(full), "machine": json_safe(dict(machine)), "command": command, "units": units}
     paths: dict[str, Path | list[Path]] = {
-        "json": write_json(out_dir / "results.json", {"rows": json_safe(full), "machine": json_safe(dict(machine)), "command": command}),
+        "json": write_json(out_dir / "results.json", payload),
         "csv": write_text(out_dir / "results.csv", csv_text(full)),
         "md": write_text(out_dir / "results.md", markdown_table(full)),
     }
     plots: list[Path] = []
     if per_query:
-        paths["per_query"] = write_json(out_dir / "per_query.json", per_query_rows(per_query))
+        paths["per_query"] = write_json(out_dir / "per_query.json", per_query_rows(per_query, scales))
         for scene in dict.fromkeys(s for s, _ in per_query):
             by_method = {m: qs for (s, m), qs in per_query.items() if s == scene and qs}
             if not by_method:
                 continue
             slug = scene_slug(scene)
-            plots.append(plot_cumulative_errors(scene, by_method, out_dir / "plots" / f"{slug}_cumulative_errors.png"))
-            plots.append(plot_positions(scene, by_method, out_dir / "plots" / f"{slug}_positions.png"))
+            scale = scales.get(scene, 1.0)
+            plots.append(plot_cumulative_errors(scene, by_method, out_dir / "plots" / f"{slug}_cumulative_errors.png", scale))
+            plots.append(plot_positions(scene, by_method, out_dir / "plots" / f"{slug}_positions.png", "m" if scale is not None else "units"))
     paths["plots"] = plots
     return paths

@@ -22,8 +22,9 @@ import numpy as np
 from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import QueryResult, query_result, summarize
-from slocal.bench.report import average_rows, finalize_rows, markdown_table, write_report
+from slocal.bench.report import average_rows, finalize_rows, markdown_table, scene_slug, write_report
 from slocal.bench.sift import SiftConfig, SiftLocalizer
+from slocal.bench.view import view_scene
 from slocal.data import find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
 from slocal.distill.config import DEFAULT_STUDENT
@@ -54,6 +55,8 @@ class BenchConfig:
         pnp: RANSAC settings shared by every method.
         max_queries: use at most this many queries per scene, evenly spaced (None: all).
         timing_queries: queries a timing-only baseline is timed on.
+        metres_per_unit: scale of every scene's units (None: what each scene says).
+        pose_files: pseudo ground truth replacing the poses (one scene only).
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -65,6 +68,8 @@ class BenchConfig:
     pnp: PnpConfig = PnpConfig()
     max_queries: int | None = None
     timing_queries: int = 3
+    metres_per_unit: float | None = None
+    pose_files: tuple[Path, ...] = ()
 
 
 @dataclass(eq=False)
@@ -187,7 +192,7 @@ def run_method(scene: Scene, method: str, queries: Sequence[Frame], runs_root: P
         row, results = run_dust3r(scene, queries, runs_root, config)
     else:
         row, results = run_student(scene, method, queries, runs_root, config)
-    stats = summarize(results)
+    stats = summarize(results, scene.metres_per_unit)
     if row.get("timing_only"):
         # A few timed queries say nothing about accuracy: report timings only.
         stats = {k: (None if k.startswith(("median_", "acc_")) or k == "n_failed" else v) for k, v in stats.items()}
@@ -234,12 +239,16 @@ def run_bench(
     if unknown or not config.methods:
         raise SlocalError(f"invalid method list {list(methods)!r}")
     scene_ids = resolve_scenes(data_root, scenes)
+    if config.pose_files and len(scene_ids) != 1:
+        raise SlocalError(f"--poses replaces one scene's poses; give exactly one scene, not {len(scene_ids)}")
     rows: list[dict] = []
     per_query: dict[tuple[str, str], list[QueryResult]] = {}
     failures: list[str] = []
+    scales: dict[str, float | None] = {}
+    viewed: list[Scene] = []
     for scene_id in scene_ids:
         try:
-            scene = load_scene(data_root, scene_id)
+            scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit, pose_files=config.pose_files)
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
         except SlocalError as exc:
@@ -247,6 +256,8 @@ def run_bench(
             failures.append(f"{scene_id}: {exc}")
             rows += [{"scene": scene_id, "method": m, "failed": str(exc)} for m in config.methods]
             continue
+        scales[scene_id] = scene.metres_per_unit
+        viewed.append(scene)
         queries = select_queries(scene.query, config.max_queries)
         for method in config.methods:
             try:
@@ -266,7 +277,11 @@ def run_bench(
     if not scenes:
         rows += average_rows(rows)
     full = finalize_rows(rows)
-    paths = write_report(out_dir, full, machine_info(), command, per_query)
+    paths = write_report(out_dir, full, machine_info(), command, per_query, scales)
+    paths["views"] = [
+        view_scene(scene, Path(out_dir) / f"view_{scene_slug(scene.id)}.html", runs_root, bench_dir=out_dir if "per_query" in paths else None)
+        for scene in viewed
+    ]
     return BenchResult(full, per_query, paths, markdown_table(full), failures)
 
 

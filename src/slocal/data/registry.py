@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from slocal.data.colmap import is_colmap, load_colmap_scene
+from slocal.data.pseudo_gt import apply_pose_files
 from slocal.data.scene import FORMATS, Scene
 from slocal.data.seven_scenes import is_seven_scenes, load_seven_scenes
 from slocal.data.twelve_scenes import is_twelve_scenes, load_twelve_scenes
@@ -36,13 +38,31 @@ def detect_format(folder: Path) -> str | None:
     return None
 
 
-def load_scene(data_root: str | Path, scene_id: str, fmt: str | None = None) -> Scene:
+def undistort_cache_dir(runs_root: str | Path, scene_id: str) -> Path:
+    """Where a scene's undistorted images are cached: ``<runs>/<scene>/undistorted``."""
+    return Path(runs_root) / scene_id / "undistorted"
+
+
+def load_scene(
+    data_root: str | Path,
+    scene_id: str,
+    fmt: str | None = None,
+    runs_root: str | Path | None = None,
+    metres_per_unit: float | None = None,
+    pose_files: Sequence[str | Path] = (),
+) -> Scene:
     """Load the scene ``data_root / scene_id``.
 
     Args:
         data_root: folder holding the scenes.
         scene_id: path of the scene relative to ``data_root`` (``apt1/kitchen``).
         fmt: force a layout instead of detecting it.
+        runs_root: runs folder; COLMAP scenes with distorted cameras cache their
+            undistorted images under ``undistort_cache_dir(runs_root, scene_id)``.
+        metres_per_unit: override the scene's scale (e.g. ``--metres-per-unit``);
+            None keeps what the scene says (1 for RGB-D datasets, ``scale.txt`` or unknown for COLMAP).
+        pose_files: pseudo ground-truth files (``slocal.data.pseudo_gt``) replacing the
+            poses and colour focal lengths (e.g. ``--poses``).
     """
     root = Path(data_root) / scene_id
     if not root.is_dir():
@@ -57,7 +77,13 @@ def load_scene(data_root: str | Path, scene_id: str, fmt: str | None = None) -> 
             )
     elif fmt not in FORMATS:
         raise SlocalError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return _LOADERS[fmt](root, scene_id)
+    if fmt == "colmap":
+        scene = load_colmap_scene(root, scene_id, undistort_cache_dir(runs_root, scene_id) if runs_root is not None else None)
+    else:
+        scene = _LOADERS[fmt](root, scene_id)
+    if pose_files:
+        scene = apply_pose_files(scene, pose_files)
+    return scene.with_scale(metres_per_unit)
 
 
 def find_scenes(data_root: str | Path, max_depth: int = 3) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,10 @@ class Scene:
         format: one of ``FORMATS``.
         mapping, query: the frames (invalid poses already skipped).
         skipped: number of frames skipped for invalid (INF/NaN) poses.
+        extra: loader-specific details (e.g. the COLMAP model folder).
+        metres_per_unit: metres per world unit of the poses; 1.0 for the metric
+            RGB-D datasets, None when unknown (a COLMAP model without a scale):
+            errors are then reported in model units, never as centimetres.
     """
 
     id: str
@@ -111,6 +115,23 @@ class Scene:
     query: tuple[Frame, ...]
     skipped: int = 0
     extra: dict = field(default_factory=dict)
+    metres_per_unit: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        s = self.metres_per_unit
+        if s is not None and not (np.isfinite(s) and s > 0):
+            raise SlocalError(f"metres per unit must be a positive number, got {s}", self.root)
+
+    @property
+    def units(self) -> str:
+        """``"m"`` when the scale is known, else ``"units"`` (model units)."""
+        return "m" if self.metres_per_unit is not None else "units"
+
+    def with_scale(self, metres_per_unit: float | None) -> Scene:
+        """The same scene with another scale (None keeps this one)."""
+        if metres_per_unit is None:
+            return self
+        return replace(self, metres_per_unit=float(metres_per_unit))
 
     @property
     def has_depth(self) -> bool:
@@ -125,6 +146,8 @@ class Scene:
             for f in frames:
                 h.update(f"{split}|{f.name}|{sorted(f.camera.to_dict().items())}".encode())
                 h.update(np.round(f.world_from_cam, 6).astype(np.float64).tobytes())
+        if "model_digest" in self.extra:  # a COLMAP model's points (the colmap teacher's input)
+            h.update(str(self.extra["model_digest"]).encode())
         return h.hexdigest()[:16]
 
     def frame(self, name: str) -> Frame:
@@ -141,5 +164,6 @@ class Scene:
             "query": len(self.query),
             "skipped": self.skipped,
             "depth": self.has_depth,
+            "metres_per_unit": self.metres_per_unit,
             "path": str(self.root),
         }

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from slocal.data.scene import Scene
-from slocal.distill.config import BUFFER_ARCHS, DEFAULT_STUDENT, StudentConfig, TrainConfig, load_configs, to_plain
+from slocal.distill.config import BUFFER_ARCHS, DEFAULT_STUDENT, StudentConfig, TrainConfig, load_configs, resolve_preset, to_plain
 from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
 from slocal.device import resolve_device, use_bf16
@@ -333,14 +333,15 @@ def distill_student(
         teacher: ``depth``/``sfm``/``dust3r`` (default: depth when the scene has it, else sfm).
         minutes, iterations: training budget (default: the preset's, 10 minutes).
         config_file: YAML overriding the preset (sections ``student``, ``train``).
-        out: model path (default ``<runs>/<scene>/students/<student>/model.pt``).
+        out: model path (default ``<runs>/<scene>/students/<preset>/model.pt``, aliases resolved).
         resume, pretrained, device: see ``train_student``.
         teacher_options: settings of the teacher (e.g. ``{"checkpoint": ...}`` for dust3r); they
             must equal those ``slocal teach`` used for its cached targets to be reused.
     """
     student_cfg, train_cfg = load_configs(student, config_file, minutes=minutes, iterations=iterations, seed=seed)
     teacher = teacher or default_teacher(scene)
-    out_path = Path(out) if out is not None else default_student_path(runs_root, scene.id, student)
+    # Folder by preset, not by name as typed: `cnn` and `cnn-small` are one student.
+    out_path = Path(out) if out is not None else default_student_path(runs_root, scene.id, resolve_preset(student))
     if resume and not checkpoint_path_for(out_path).is_file():
         raise SlocalError("no checkpoint to resume from (train without --resume first)", checkpoint_path_for(out_path))
     env, created_group = init_distributed(resolve_device(device))

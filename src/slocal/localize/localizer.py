@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config import DEFAULT_STUDENT, resolve_preset
 from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
@@ -278,6 +278,20 @@ def load_model(
     return load_student(path, device=device, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint)
 
 
+def student_folder(student: str) -> str:
+    """The folder name of a student: its preset with aliases resolved (``cnn`` -> ``cnn-small``).
+
+    A name that is no preset (a student made from a custom --config) is kept as typed.
+    """
+    try:
+        return resolve_preset(student)
+    except SlocalError:
+        return student
+
+
 def default_model_path(runs_root: str | Path, scene_id: str, student: str = DEFAULT_STUDENT) -> Path:
-    """Where ``slocal distill --student NAME`` writes a scene's student (``<runs>/<scene>/students/<NAME>/model.pt``)."""
-    return default_student_path(runs_root, scene_id, student)
+    """Where ``slocal distill --student NAME`` writes a scene's student: ``<runs>/<scene>/students/<preset>/model.pt``.
+
+    The one model path rule of distill, localize, export, view and bench: aliases name the same folder.
+    """
+    return default_student_path(runs_root, scene_id, student_folder(student))

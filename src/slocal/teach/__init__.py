@@ -7,12 +7,13 @@ caches what it produces under ``<runs>/<scene>/targets/``.
 from __future__ import annotations
 
 from slocal.errors import SlocalError
+from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
 from slocal.teach.dust3r.teacher import Dust3rTeacher, Dust3rTeacherConfig
 from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
 from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
 
-TEACHERS = ("depth", "sfm", "dust3r")
+TEACHERS = ("depth", "sfm", "dust3r", "colmap")
 
 __all__ = [
     "TEACHERS",
@@ -29,8 +30,11 @@ __all__ = [
 
 
 def default_teacher(scene) -> str:
-    """``depth`` when the scene has depth for every mapping frame, else ``sfm``."""
-    return "depth" if scene.has_depth else "sfm"
+    """``depth`` when the scene has depth for every mapping frame, ``colmap`` for a COLMAP
+    model (its own points, no re-extraction), else ``sfm``."""
+    if scene.has_depth:
+        return "depth"
+    return "colmap" if scene.format == "colmap" else "sfm"
 
 
 def teacher_options(name: str, checkpoint: str | None = None, device: str | None = None) -> dict:
@@ -49,6 +53,8 @@ def make_teacher(name: str, **options) -> Teacher:
         return DepthTeacher(DepthTeacherConfig(**options))
     if name == "sfm":
         return SfmTeacher(SfmTeacherConfig(**options))
+    if name == "colmap":
+        return ColmapTeacher(ColmapTeacherConfig(**options))
     if name == "dust3r":
         return Dust3rTeacher(Dust3rTeacherConfig(**options))
     raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")

@@ -4,7 +4,14 @@ Two selectors share the frustum sampling and the two-way visible fraction:
 
 * ``matching_pairs`` (the SfM teacher and the SIFT map): every image is matched
   with its ``num_neighbors`` best partners, scored by overlap times the
-  triangulation angle at the nominal depth. Never exhaustive.
+  triangulation angle at the nominal depth. Never exhaustive. Lengths are in
+  metres and converted with the scene's scale; for a scene in unknown units (a
+  COLMAP model) the distance limit is dropped and the frustum test tries a
+  range of depths relative to the camera spacing (``nominal_depths``), so the
+  selection does not depend on the model's arbitrary scale. Photo collections
+  (wide baselines, few images) are covered: a frame left with fewer than
+  ``min_partners`` pairs takes its best partners by frustum overlap alone, up
+  to ``coverage_view_angle_deg``.
 * ``rank_partners`` / ``partner_pairs`` (the DUSt3R teacher and baseline): the
   nearest cameras within a viewing-angle limit, scored by overlap times
   baseline; each frame takes a budget of pairs with mutually distant partners.
@@ -41,6 +48,8 @@ class MatchingSettings(Protocol):
     min_overlap: float
     nominal_depth_m: float
     target_tri_angle_deg: float
+    min_partners: int
+    coverage_view_angle_deg: float
 
 
 class PartnerSettings(Protocol):
@@ -93,55 +102,116 @@ def two_way_overlap(
 # --------------------------------------------------------------------------- SfM matching pairs
 
 
-def matching_pair_scores(frames: Sequence[Frame], config: MatchingSettings) -> np.ndarray:
+#: nominal depths tried for a scene of unknown scale, in units of the median nearest-camera distance.
+UNSCALED_DEPTHS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def nominal_depths(frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None) -> tuple[float, ...]:
+    """The scene depths the frustum test assumes, in scene units.
+
+    ``nominal_depth_m`` converted with the scene's scale; for unknown units a
+    range relative to the capture's own camera spacing (``UNSCALED_DEPTHS``
+    times the median distance from a camera to its nearest neighbour), since
+    a COLMAP model's unit says nothing about how far the scene is.
+    """
+    if metres_per_unit is not None:
+        return (config.nominal_depth_m / metres_per_unit,)
+    centres = np.stack([f.world_from_cam[:3, 3] for f in frames])
+    dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.diag(np.full(len(frames), np.inf))
+    spacing = float(np.median(dist.min(1))) if len(frames) > 1 else 1.0
+    spacing = spacing if spacing > 0 and math.isfinite(spacing) else 1.0
+    return tuple(spacing * k for k in UNSCALED_DEPTHS)
+
+
+def matching_pair_scores(
+    frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None = 1.0, limits: bool = True
+) -> np.ndarray:
     """Symmetric (N, N) pair scores from the known poses; 0 where a pair fails a threshold.
 
     ``score = overlap * min(1, triangulation angle / target_tri_angle_deg)``:
     overlap is the smaller of the two fractions of frustum sample points (at
     0.5x, 1x and 2x the nominal depth) that the other camera sees; the
     triangulation angle is the mean of the angles the two centres subtend at
-    the nominal-depth point on either optical axis.
+    the nominal-depth point on either optical axis. With several nominal
+    depths (unknown scale, ``nominal_depths``) a pair scores its best depth.
+
+    Args:
+        frames: the mapping frames.
+        config: the settings (lengths in metres).
+        metres_per_unit: the scene's scale; None (unknown units): no distance
+            limit and a range of nominal depths.
+        limits: apply ``max_view_angle_deg``, the distance limit and ``min_overlap``;
+            without them (the coverage pass) only ``coverage_view_angle_deg`` applies.
     """
     n = len(frames)
     world_from_cam = np.stack([f.world_from_cam for f in frames])
     cam_from_world, intrinsics = _pose_arrays(frames)
     centres, axes = world_from_cam[:, :3, 3], world_from_cam[:, :3, 2]
-    cos_view = np.clip(axes @ axes.T, -1.0, 1.0)
+    max_distance = config.max_distance_m / metres_per_unit if metres_per_unit is not None else math.inf
+    view_angle = np.degrees(np.arccos(np.clip(axes @ axes.T, -1.0, 1.0)))
     dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    close = (np.degrees(np.arccos(cos_view)) <= config.max_view_angle_deg) & (dist <= config.max_distance_m)
+    if limits:
+        close = (view_angle <= config.max_view_angle_deg) & (dist <= max_distance)
+    else:
+        close = view_angle <= config.coverage_view_angle_deg
     candidate = np.triu(close, k=1)
-    d = config.nominal_depth_m
-    samples = np.stack([frustum_samples(f, (0.5 * d, d, 2 * d), MATCHING_GRID) for f in frames])
-    focus = centres + d * axes
     scores = np.zeros((n, n))
-    for i in range(n):
-        js = np.flatnonzero(candidate[i])
-        if not len(js):
-            continue
-        ov_ij, ov_ji = two_way_overlap(samples, cam_from_world, intrinsics, i, js)
-        overlap = np.minimum(ov_ij, ov_ji)
-        tri_i = angle_deg(centres[i] - focus[i], centres[js] - focus[i])
-        tri_j = angle_deg(centres[i] - focus[js], centres[js] - focus[js])
-        tri = 0.5 * (tri_i + tri_j)
-        s = overlap * np.minimum(1.0, tri / config.target_tri_angle_deg)
-        s[overlap < config.min_overlap] = 0.0
-        scores[i, js] = s
+    for d in nominal_depths(frames, config, metres_per_unit):
+        samples = np.stack([frustum_samples(f, (0.5 * d, d, 2 * d), MATCHING_GRID) for f in frames])
+        focus = centres + d * axes
+        for i in range(n):
+            js = np.flatnonzero(candidate[i])
+            if not len(js):
+                continue
+            ov_ij, ov_ji = two_way_overlap(samples, cam_from_world, intrinsics, i, js)
+            overlap = np.minimum(ov_ij, ov_ji)
+            tri_i = angle_deg(centres[i] - focus[i], centres[js] - focus[i])
+            tri_j = angle_deg(centres[i] - focus[js], centres[js] - focus[js])
+            tri = 0.5 * (tri_i + tri_j)
+            s = overlap * np.minimum(1.0, tri / config.target_tri_angle_deg)
+            if limits:
+                s[overlap < config.min_overlap] = 0.0
+            scores[i, js] = np.maximum(scores[i, js], s)
     return scores + scores.T
 
 
-def matching_pairs(frames: Sequence[Frame], config: MatchingSettings) -> list[tuple[int, int]]:
+def matching_pairs(frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None = 1.0) -> list[tuple[int, int]]:
     """Image pairs to match: the ``num_neighbors`` best-scoring partners of every frame.
+
+    A frame left with fewer than ``min_partners`` pairs (a wide-baseline photo)
+    then takes its best partners by the coverage scores (no distance limit, no
+    overlap floor, view angle up to ``coverage_view_angle_deg``).
+
+    Args:
+        metres_per_unit: the scene's scale (None: unknown units; see ``matching_pair_scores``).
 
     Returns:
         Sorted unique (i, j) index pairs into ``frames`` with i < j.
     """
-    scores = matching_pair_scores(frames, config)
+    scores = matching_pair_scores(frames, config, metres_per_unit)
     pairs: set[tuple[int, int]] = set()
+    degree = np.zeros(len(frames), int)
+
+    def add(i: int, j: int) -> None:
+        pair = (min(i, j), max(i, j))
+        if pair not in pairs:
+            pairs.add(pair)
+            degree[i] += 1
+            degree[j] += 1
+
     for i in range(len(frames)):
         order = np.argsort(-scores[i], kind="stable")[: config.num_neighbors]
         for j in order:
             if scores[i, j] > 0:
-                pairs.add((min(i, int(j)), max(i, int(j))))
+                add(i, int(j))
+    needy = np.flatnonzero(degree < min(config.min_partners, len(frames) - 1))
+    if len(needy):
+        relaxed = matching_pair_scores(frames, config, metres_per_unit, limits=False)
+        for i in needy:
+            for j in np.argsort(-relaxed[i], kind="stable"):
+                if degree[i] >= config.min_partners or relaxed[i, j] <= 0:
+                    break
+                add(int(i), int(j))
     return sorted(pairs)
 
 

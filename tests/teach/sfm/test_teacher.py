@@ -69,3 +69,32 @@ def test_sparse_targets_cells_and_conflicts(synth_scene):
     np.testing.assert_allclose(uv_cell[0], [5.5, 3.5], atol=1e-4)
     empty = sparse_targets(frame, None, max_side=32)
     assert empty.num_valid == 0
+
+
+def test_wide_baseline_photo_collection_in_model_units(tmp_path):
+    """12 photos ~45 deg and ~1.5 m apart, per-image cameras, a COLMAP model 4x the metric size.
+
+    Every photo that shares points with others (in the model's own tracks) gets SfM targets;
+    with metric pair limits read in model units only a pair or two would be matched.
+    """
+    import pycolmap
+    from colmap_room import write_room_colmap
+
+    from slocal.data import load_scene
+
+    write_room_colmap(tmp_path / "data" / "room", n_mapping=12, n_query=1, metres_per_unit=0.25,
+                      sizes=((320, 240), (320, 236), (300, 240)), texels_per_metre=200.0)  # fmt: skip
+    scene = load_scene(tmp_path / "data", "room")
+    assert scene.metres_per_unit is None
+    targets = {t.name: t for t in make_teacher("sfm").teach(scene)}
+    rec = pycolmap.Reconstruction(scene.extra["model_dir"])
+    mapping_ids = {scene.extra["image_ids"][f.name]: f.name for f in scene.mapping}
+    shares = {name: 0 for name in mapping_ids.values()}
+    for p in rec.points3D.values():
+        seen = {e.image_id for e in p.track.elements if e.image_id in mapping_ids}
+        if len(seen) >= 2:
+            for i in seen:
+                shares[mapping_ids[i]] += 1
+    covisible = [name for name, n in shares.items() if n >= 50]
+    assert len(covisible) >= 10
+    assert all(targets[name].num_valid > 0 for name in covisible), {n: targets[n].num_valid for n in covisible}

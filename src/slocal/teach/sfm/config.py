@@ -17,11 +17,17 @@ class SfmTeacherConfig:
         max_features: keep at most this many keypoints per image (the largest-scale ones).
         num_neighbors: pose neighbours matched per image.
         max_view_angle_deg: largest angle between the optical axes of a pair.
-        max_distance_m: largest distance between the camera centres of a pair.
+        max_distance_m: largest distance between the camera centres of a pair (scaled by
+            the scene's metres per unit; no limit when the scale is unknown).
         min_overlap: smallest fraction of either frustum's sample points visible in the other.
-        nominal_depth_m: scene depth assumed by the frustum test (sampled at 0.5x, 1x, 2x).
+        nominal_depth_m: scene depth assumed by the frustum test (sampled at 0.5x, 1x, 2x);
+            for a scene of unknown scale a range relative to the camera spacing is tried
+            (``slocal.teach.pairs.nominal_depths``).
         target_tri_angle_deg: pairs whose triangulation angle at the nominal depth
             reaches this rank first; smaller angles are penalised linearly.
+        min_partners: a frame with fewer pairs than this takes its best partners by
+            frustum overlap alone (wide-baseline photo collections).
+        coverage_view_angle_deg: largest angle between the optical axes of such a coverage pair.
         min_pair_matches: verified matches needed to keep a pair.
         min_track_length: images a 3D point must be seen in (2 or more).
         max_reproj_error_px: largest reprojection error of a point and of an
@@ -44,6 +50,8 @@ class SfmTeacherConfig:
     min_overlap: float = 0.3
     nominal_depth_m: float = 2.0
     target_tri_angle_deg: float = 5.0
+    min_partners: int = 3
+    coverage_view_angle_deg: float = 90.0
     min_pair_matches: int = 15
     min_track_length: int = 3
     max_reproj_error_px: float = 4.0
@@ -60,6 +68,10 @@ class SfmTeacherConfig:
             raise SlocalError(
                 f"invalid SfM settings: num_neighbors={self.num_neighbors}, max_features={self.max_features}, "
                 f"sift_max_side={self.sift_max_side}, max_side={self.max_side}"
+            )
+        if self.min_partners < 0 or not 0 < self.coverage_view_angle_deg <= 180:
+            raise SlocalError(
+                f"invalid SfM settings: min_partners={self.min_partners}, coverage_view_angle_deg={self.coverage_view_angle_deg}"
             )
         if self.max_reproj_error_px <= 0 or self.nominal_depth_m <= 0 or not 0 <= self.min_overlap <= 1:
             raise SlocalError(

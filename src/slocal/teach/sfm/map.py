@@ -100,7 +100,7 @@ def build_sfm_map(scene: Scene, config: SfmTeacherConfig, workdir: str | Path) -
             stale.unlink()
     image_root, names = _image_names(scene)
 
-    pairs = matching_pairs(frames, config)
+    pairs = matching_pairs(frames, config, scene.metres_per_unit)
     if not pairs:
         raise SlocalError(
             f"scene {scene.id}: no two mapping frames overlap (view angle <= {config.max_view_angle_deg} deg, "

@@ -1,0 +1,27 @@
+"""Options shared by the commands that load scenes of any scale (COLMAP models have none)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MetresPerUnit = Annotated[
+    float | None,
+    typer.Option(
+        "--metres-per-unit",
+        help="Metres per scene unit, for COLMAP models in their own units (default: the scene's scale.txt, "
+        "else errors are reported in model units).",
+        min=1e-12,
+    ),
+]
+
+PoseFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--poses",
+        help="SfM pseudo ground truth ('seq-XX/frame-XXXXXX.color.png qw qx qy qz tx ty tz f' per line, cam_from_world) "
+        "replacing the dataset's poses and colour focal length; repeat for several files (e.g. train and test).",
+    ),
+]
