@@ -3,7 +3,7 @@
 Steps, as a user would run them (the model is in COLMAP's own units)::
 
     slocal teach   --scene colmap-redkitchen --teacher colmap      # the model's own points, mapping images only
-    slocal distill --scene colmap-redkitchen --teacher colmap --student cnn --minutes M
+    slocal distill --scene colmap-redkitchen --teacher colmap --student ace --minutes M
 
 then the 20 queries (``queries.txt``) are localized with the product's
 localizer, in model units. To measure in metres, a similarity transform
@@ -38,6 +38,7 @@ import numpy as np
 from common import write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.data import load_scene
 from slocal.geometry.pose import invert, pose_error
 from slocal.io import read_image
@@ -99,7 +100,7 @@ def fmt(v, digits=1) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", default="cnn")
+    parser.add_argument("--student", default=DEFAULT_STUDENT, help="default: slocal's default student")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--iterations", type=int, default=None, help="train exactly this many iterations instead (smoke tests)")
     parser.add_argument("--device", default="cpu")

@@ -29,12 +29,15 @@ from pathlib import Path
 import yaml
 from common import RESULTS, write_results
 
+from slocal.distill.config import TrainConfig
 from slocal.distill.model_file import read_model_payload
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 VARIANTS = Path(__file__).resolve().parent / "tuning"
 VAL_STRETCH = 0.15
+# Settings shown in the table, read back from each model file (what it was really trained with).
+RECIPE_KEYS = ("buffer_passes", "view_passes", "view_translation", "view_rotation", "reproj_weight")
 
 
 def run_variant(name: str, args, runs: Path) -> dict:
@@ -59,10 +62,14 @@ def run_variant(name: str, args, runs: Path) -> dict:
 
 
 def _row(name: str, student: str, seed: int, override: dict, out: Path) -> dict:
-    train = read_model_payload(out)["train"]
+    payload = read_model_payload(out)
+    train = payload["train"]
     val = train["validation"][-1]
+    # Models trained before a setting existed ran with its default.
+    recipe = {k: train["settings"].get(k, getattr(TrainConfig(), k)) for k in RECIPE_KEYS} | {"max_side": payload["student"]["max_side"],
+                                                                "tune_encoder": payload["student"].get("tune_encoder", False)}
     return {
-        "variant": name, "student": student, "seed": seed, "override": override, "minutes": train["minutes"],
+        "variant": name, "student": student, "seed": seed, "override": override, "recipe": recipe, "minutes": train["minutes"],
         "encode_minutes": train.get("encode_minutes"), "iterations": train["iterations"],
         "validation_frames": len(train["validation_frames"]), **{k: val[k] for k in val if k != "iteration"},
     }  # fmt: skip
@@ -88,17 +95,22 @@ def main() -> int:
         "{header}",
         f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
         "each variant is trained on the rest for the stated budget (encoding included) on this CPU.\n",
-        "| variant | student | seed | minutes | iterations | val frames | % @10cm5° | % @5cm5° | median cm / ° |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | student | seed | side | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
+        "| % @10cm5° | % @5cm5° | median cm / ° |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["variant"], r["seed"])):
+        c = r["recipe"]
+        moves = f", {c['view_translation']:g} m / {c['view_rotation']:g}°" if c["view_passes"] else ""
+        views = f"{c['buffer_passes']} ({c['view_passes']}{moves})"
         lines.append(
-            f"| {r['variant']} | {r['student']} | {r['seed']} | {r['minutes']:.1f} | {r['iterations']} | {r['validation_frames']} "
+            f"| {r['variant']} | {r['student']} | {r['seed']} | {c['max_side']} | {views} | {'yes' if c['tune_encoder'] else 'no'} "
+            f"| {r['minutes']:.1f} | {r['iterations']} | {r['validation_frames']} "
             f"| {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} |"
         )
-    lines.append("\nOverrides (on top of the preset):\n")
-    for r in rows:
-        lines.append(f"- `{r['variant']}`: `{json.dumps(r['override'])}`")
+    lines.append("\nVariant files (`benchmarks/tuning/*.yaml`, on top of the student preset):\n")
+    for r in sorted(rows, key=lambda r: (r["variant"], r["seed"])):
+        lines.append(f"- `{r['variant']}` seed {r['seed']}: `{json.dumps(r['override'])}`")
     write_results("tune_redkitchen_split", {"val_stretch": VAL_STRETCH, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 

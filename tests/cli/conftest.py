@@ -36,7 +36,7 @@ def cli_model(cli_data, cli_config, tmp_path_factory) -> Path:
     """A tiny student trained uninterrupted by `slocal distill --iterations TINY_ITERATIONS`."""
     runs = tmp_path_factory.mktemp("cli-runs")
     r = run_slocal(
-        "distill", "--scene", "tiny", "--config", cli_config, "--iterations", TINY_ITERATIONS, "--device", "cpu",
+        "distill", "--scene", "tiny", "--student", "cnn", "--config", cli_config, "--iterations", TINY_ITERATIONS, "--device", "cpu",
         "--data-root", cli_data, "--runs", runs, "--json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

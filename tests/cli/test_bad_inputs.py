@@ -50,6 +50,6 @@ def test_yaml_number_in_exponent_notation_is_a_number(cli_data, tmp_path):
     cfg = tmp_path / "lr.yaml"
     cfg.write_text("student:\n  name: t\n  widths: [8, 8, 16, 16]\n  blocks8: 1\n  head_width: 16\n  head_layers: 1\n  max_side: 32\n"
                    "train:\n  lr: 1e-3\n  val_frames: 0\n  precision: fp32\n  checkpoint_every_s: 1.0e9\n")  # fmt: skip
-    r = run_slocal("distill", "--scene", "tiny", "--config", cfg, "--iterations", 1, "--device", "cpu",
+    r = run_slocal("distill", "--scene", "tiny", "--student", "cnn", "--config", cfg, "--iterations", 1, "--device", "cpu",
                    "--data-root", cli_data, "--runs", tmp_path / "runs", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr

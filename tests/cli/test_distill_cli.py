@@ -41,7 +41,8 @@ def _config(tmp_path):
 
 def test_distill_computes_targets_trains_and_resumes(tiny_data, tmp_path):
     runs = tmp_path / "runs"
-    base = ["distill", "--scene", "tiny", "--config", str(_config(tmp_path)), "--data-root", str(tiny_data), "--runs", str(runs)]
+    base = ["distill", "--scene", "tiny", "--student", "cnn", "--config", str(_config(tmp_path)), "--data-root", str(tiny_data),
+            "--runs", str(runs)]  # fmt: skip
     result = runner.invoke(app, [*base, "--iterations", "4", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -8,15 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import torch
 from cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
 
 from slocal.data import find_scenes, load_scene
+from slocal.distill.config import resolve_preset
 from slocal.io import process_lock
+from slocal.runs import default_student_path
 from slocal.teach import make_teacher
 from slocal.teach.targets import load_targets, targets_dir
 
@@ -33,9 +33,9 @@ def _partials(folder: Path) -> list[Path]:
 
 def test_kill_distill_after_first_checkpoint_then_resume_equals_uninterrupted(cli_data, cli_config, cli_model, tmp_path):
     runs = tmp_path / "runs"
-    model = runs / "tiny" / "students" / "cnn" / "model.pt"
+    model = default_student_path(runs, "tiny", resolve_preset("cnn"))
     ckpt = model.with_name("model.pt.ckpt")
-    args = ["distill", "--scene", "tiny", "--config", cli_config, "--iterations", TINY_ITERATIONS, "--device", "cpu",
+    args = ["distill", "--scene", "tiny", "--student", "cnn", "--config", cli_config, "--iterations", TINY_ITERATIONS, "--device", "cpu",
             "--data-root", cli_data, "--runs", runs]  # fmt: skip
     proc = start_slocal(*args)
     assert wait_for(ckpt.is_file, proc), proc.communicate()[1]
@@ -90,9 +90,9 @@ def test_kill_synth_then_rerun_builds_the_scene(tmp_path):
 
 def test_second_distill_on_the_same_model_stops_with_one_line(cli_data, cli_config, tmp_path):
     runs = tmp_path / "runs"
-    lock = runs / "tiny" / "students" / "cnn" / "model.pt.lock"
+    lock = default_student_path(runs, "tiny", resolve_preset("cnn")).with_name("model.pt.lock")
     with process_lock(lock, "a test holding the model"):
-        r = run_slocal("distill", "--scene", "tiny", "--config", cli_config, "--iterations", 2, "--device", "cpu",
+        r = run_slocal("distill", "--scene", "tiny", "--student", "cnn", "--config", cli_config, "--iterations", 2, "--device", "cpu",
                        "--data-root", cli_data, "--runs", runs)  # fmt: skip
     err = lines(r.stderr)
     assert r.returncode == 1 and len(err) == 1, r.stderr
@@ -133,7 +133,7 @@ def test_two_teach_at_once_build_the_cache_once(cli_data, tmp_path):
 
 def test_bench_exits_1_when_a_scene_or_method_failed_after_writing_the_rest(cli_data, cli_model, tmp_path):
     runs = tmp_path / "runs"
-    student = runs / "tiny" / "students" / "cnn" / "model.pt"
+    student = default_student_path(runs, "tiny", resolve_preset("cnn"))
     student.parent.mkdir(parents=True)
     student.write_bytes(cli_model.read_bytes())
     base = ["bench", "--data-root", cli_data, "--runs", runs]
