@@ -24,7 +24,6 @@ resumed run with ``iterations`` is bit-exact.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -44,19 +43,18 @@ from slocal.distill.runtime import (
     DistEnv,
     DistillResult,
     check_resume,
+    TrainingLoop,
     checkpoint_payload,
-    format_validation,
     gather_states,
     init_distributed,
     load_checkpoint,
     max_over_ranks,
-    next_loss_ema,
+    resumed_loop_state,
     save_checkpoint,
     validate,
 )
 from slocal.distill.students import BufferStudent, build_student, input_size, num_params
 from slocal.errors import SlocalError
-from slocal.progress import make_progress
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
@@ -213,46 +211,35 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
     bf16 = use_bf16(cfg.precision, dev)
     sampler = CellSampler(buffer, seed=cfg.seed * 1000 + 17 + env.rank)
 
-    iteration, elapsed0, resumed_from, loss_ema, history = 0, 0.0, None, math.nan, []
+    loop_state: dict = {"elapsed_s": encode_s}
+    resumed_from = None
     if ck is not None:
         net.load_scene_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        iteration, elapsed0, resumed_from = int(ck["iteration"]), float(ck["elapsed_s"]), int(ck["iteration"])
-        loss_ema = float(ck["loss_ema"])
-        history = list(ck.get("validation", []))
+        resumed_from = int(ck["iteration"])
+        loop_state = resumed_loop_state(ck)
         sampler.generator.set_state(ck["rng"][env.rank]["sampler"])
-        log.info("resuming from iteration %d (%.1f min trained)", iteration, elapsed0 / 60)
-    else:
-        elapsed0 = encode_s
+        log.info("resuming from iteration %d (%.1f min trained)", resumed_from, loop_state["elapsed_s"] / 60)
 
     val_frames = load_val_frames(val_frames_src, image_size) if env.is_main else []
     pixel_scale = 640.0 / image_size[0]
-    budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0
-    train_budget = None if budget_s is None else budget_s - encode_s
-    if train_budget is not None and train_budget <= 0:
-        raise SlocalError(
-            f"encoding the mapping images took {encode_s / 60:.1f} min, the whole budget of {cfg.minutes:g} min; "
-            "give more --minutes or lower train.buffer_passes"
-        )
     per_map = student_cfg.arch == "hybrid" or student_cfg.tune_encoder
 
-    def progress_of(it: int, elapsed: float) -> float:
-        if cfg.iterations is not None:
-            return it / cfg.iterations
-        return (elapsed - encode_s) / train_budget
+    def run_validation() -> dict:
+        return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
 
-    def write_checkpoint(it: int, elapsed: float) -> None:
+    def write_checkpoint(loop: TrainingLoop) -> None:
         states = gather_states({"sampler": sampler.generator.get_state()}, env)
         if env.is_main:
             save_checkpoint(ckpt_path, checkpoint_payload(
                 scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=cfg, world_size=env.world_size,
-                centre=centre, model_state=net.scene_state_dict(), optimizer=opt, iteration=it, elapsed_s=elapsed,
-                loss_ema=loss_ema, rng=states, history=history,
+                centre=centre, model_state=net.scene_state_dict(), optimizer=opt, iteration=loop.iteration,
+                elapsed_s=loop.elapsed, loss_ema=loop.loss_ema, rng=states, history=loop.history,
             ))  # fmt: skip
 
     if env.is_main:
         log.info(
-            "mapping %s (%s on %s, head %.2f M params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
+            "mapping %s (%s on %s, %.2f M trained params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
             "(%.1f s to encode), %s",
             student_cfg.name, student_cfg.arch, student_cfg.encoder, sum(p.numel() for p in params) / 1e6, scene.id,
             image_size[0], image_size[1], len(train_frames), len(val_frames_src), buffer.num_passes, encode_s,
@@ -260,16 +247,12 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
         )  # fmt: skip
 
     step_module.train()
-    t_start = time.monotonic()
-    last_ckpt = last_val = 0.0
-    elapsed, it_start = elapsed0, iteration
-    bar = make_progress(transient=False)
-    bar.disable = bar.disable or not env.is_main
-    total_for_bar = cfg.iterations if cfg.iterations is not None else int(round(train_budget))
-    with bar:
-        task = bar.add_task(f"map {student_cfg.name}" + (" (s)" if budget_s else ""), total=total_for_bar, info="")
-        while progress_of(iteration, elapsed) < 1.0 and (stop_after is None or iteration < stop_after):
-            p = progress_of(iteration, elapsed)
+    loop = TrainingLoop(
+        cfg, env, dev, label=f"map {student_cfg.name}", spent_before_s=encode_s, stop_after=stop_after, **loop_state
+    )
+    with loop:
+        while loop.running():
+            p = loop.progress()
             lr = one_cycle_lr(cfg.lr, p, cfg.warmup, cfg.final_lr_factor)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_factor"]
@@ -287,43 +270,21 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            iteration += 1
-            loss_ema = next_loss_ema(loss_ema, float(loss.detach()), iteration)
-            wall = time.monotonic() - t_start
-            elapsed = max_over_ranks(elapsed0 + wall, env, dev)
-            if env.is_main:
-                ips = (iteration - it_start) / max(wall, 1e-9)
-                done_s = min(elapsed - encode_s, train_budget) if budget_s is not None else iteration
-                bar.update(task, completed=done_s, info=f"loss {loss_ema:.4f}  {ips:.1f} it/s  lr {lr:.1e}")
-            run_s = elapsed - elapsed0
-            done = progress_of(iteration, elapsed) >= 1.0 or (stop_after is not None and iteration >= stop_after)
-            if env.is_main and val_frames and not done and run_s - last_val >= cfg.val_every_s:
-                last_val = run_s
-                v = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
-                history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **v})
-                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, format_validation(v))
-            if not done and run_s - last_ckpt >= cfg.checkpoint_every_s:
-                last_ckpt = run_s
-                write_checkpoint(iteration, elapsed)
-    write_checkpoint(iteration, elapsed)
-    validation: dict = {}
+            loop.after_step(float(loss.detach()), lr, run_validation, write_checkpoint)
+    validation = loop.finish(run_validation, write_checkpoint)
     if env.is_main:
-        if val_frames:
-            validation = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
-            history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **validation})
-            log.info("final: loss %.4f, val %s", loss_ema, format_validation(validation))
         net.eval()
         train_info = {
             "recipe": "buffer",
-            "iterations": iteration,
-            "minutes": elapsed / 60.0,
+            "iterations": loop.iteration,
+            "minutes": loop.elapsed / 60.0,
             "encode_minutes": encode_s / 60.0,
             "buffer_passes": buffer.num_passes,
-            "final_loss": loss_ema,
+            "final_loss": loop.loss_ema,
             "world_size": env.world_size,
             "precision": "bf16" if bf16 else "fp32",
             "validation_frames": [f.name for f in val_frames_src],
-            "validation": history,
+            "validation": loop.history,
             "settings": to_plain(cfg),
             "pretrained": student_cfg.encoder,
         }
@@ -336,7 +297,8 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
         dist.barrier()
     return DistillResult(
         model_path=out, checkpoint_path=ckpt_path, student=student_cfg.name, scene_id=scene.id, teacher=teacher,
-        iterations=iteration, train_seconds=elapsed - (elapsed0 if resumed_from is not None else 0.0), final_loss=loss_ema,
+        iterations=loop.iteration, train_seconds=loop.elapsed - (loop_state["elapsed_s"] if resumed_from is not None else 0.0),
+        final_loss=loop.loss_ema,
         image_size=image_size, num_params=num_params(net), file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
         world_size=env.world_size, precision="bf16" if bf16 else "fp32", resumed_from=resumed_from,
         validation=validation, rank=env.rank,

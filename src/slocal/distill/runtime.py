@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,12 @@ from slocal.distill.config import StudentConfig, TrainConfig, to_plain, train_fr
 from slocal.distill.data import TrainFrame, ValFrame
 from slocal.distill.students import StudentNet
 from slocal.errors import SlocalError
-from slocal.torch_io import read_torch_file
 from slocal.geometry.camera import pixel_centers
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.geometry.pose import pose_error
 from slocal.io import atomic_path
+from slocal.progress import make_progress
+from slocal.torch_io import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +234,106 @@ def format_validation(v: dict) -> str:
         f"{v['pct_10cm5deg']:.0f}% @10cm5deg, {v['pct_5cm5deg']:.0f}% @5cm5deg, "
         f"median {v['median_cm']:.1f} cm / {v['median_deg']:.2f} deg ({v['frames']} frames)"
     )
+
+
+class TrainingLoop:
+    """The bookkeeping both recipes share around their own training step.
+
+    Budget: ``cfg.iterations``, or ``cfg.minutes`` of wall time of which the first
+    ``spent_before_s`` seconds (encoding the buffer) are not training time; the time
+    is the slowest rank's, so all ranks stop together. Also runs the progress bar,
+    the periodic validation (rank 0) and checkpoints (``validate_fn() -> dict``,
+    ``checkpoint_fn(loop)``).
+
+    Usage::
+
+        with TrainingLoop(cfg, env, dev, label="map ace", ...) as loop:
+            while loop.running():
+                lr = one_cycle_lr(cfg.lr, loop.progress(), ...)
+                ...                                  # one optimisation step
+                loop.after_step(loss_value, lr, validate_fn, checkpoint_fn)
+        validation = loop.finish(validate_fn, checkpoint_fn)
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, env: DistEnv, device: torch.device, *, label: str, iteration: int = 0,
+        elapsed_s: float = 0.0, loss_ema: float = math.nan, history: Sequence[dict] = (), spent_before_s: float = 0.0,
+        stop_after: int | None = None,
+    ):  # fmt: skip
+        self.cfg, self.env, self.device, self.stop_after = cfg, env, device, stop_after
+        self.iteration, self.elapsed, self.loss_ema, self.history = iteration, elapsed_s, loss_ema, list(history)
+        self.spent_before_s = spent_before_s
+        self.train_budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0 - spent_before_s
+        if self.train_budget_s is not None and self.train_budget_s <= 0:
+            raise SlocalError(
+                f"preparing the training data took {spent_before_s / 60:.1f} min, the whole budget of {cfg.minutes:g} min; "
+                "give more --minutes (or lower train.buffer_passes)"
+            )
+        self._elapsed0, self._it0 = elapsed_s, iteration
+        self._last_val = self._last_ckpt = 0.0
+        self._bar = make_progress(transient=False)
+        self._bar.disable = self._bar.disable or not env.is_main
+        self._task = None
+        self._label = label
+
+    def __enter__(self) -> TrainingLoop:
+        self._t0 = time.monotonic()
+        self._bar.__enter__()
+        timed = self.train_budget_s is not None
+        total = int(round(self.train_budget_s)) if timed else self.cfg.iterations
+        self._task = self._bar.add_task(self._label + (" (s)" if timed else ""), total=total, info="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.__exit__(*exc)
+
+    def progress(self) -> float:
+        """Fraction of the budget used, in [0, 1] (the learning-rate schedule's clock)."""
+        if self.cfg.iterations is not None:
+            return self.iteration / self.cfg.iterations
+        return (self.elapsed - self.spent_before_s) / self.train_budget_s
+
+    def running(self) -> bool:
+        return self.progress() < 1.0 and (self.stop_after is None or self.iteration < self.stop_after)
+
+    def after_step(self, loss_value: float, lr: float, validate_fn, checkpoint_fn) -> None:
+        """Count the step; update the clock, the bar, and run a validation or checkpoint when due."""
+        self.iteration += 1
+        self.loss_ema = next_loss_ema(self.loss_ema, loss_value, self.iteration)
+        wall = time.monotonic() - self._t0
+        self.elapsed = max_over_ranks(self._elapsed0 + wall, self.env, self.device)
+        if self.env.is_main:
+            ips = (self.iteration - self._it0) / max(wall, 1e-9)
+            done = self.iteration if self.train_budget_s is None else min(self.elapsed - self.spent_before_s, self.train_budget_s)
+            self._bar.update(self._task, completed=done, info=f"loss {self.loss_ema:.4f}  {ips:.2f} it/s  lr {lr:.1e}")
+        if not self.running():
+            return
+        run_s = self.elapsed - self._elapsed0
+        if self.env.is_main and run_s - self._last_val >= self.cfg.val_every_s:
+            self._last_val = run_s
+            self._validate(validate_fn, "it %d" % self.iteration)
+        if run_s - self._last_ckpt >= self.cfg.checkpoint_every_s:
+            self._last_ckpt = run_s
+            checkpoint_fn(self)
+
+    def finish(self, validate_fn, checkpoint_fn) -> dict:
+        """The final checkpoint and (rank 0) validation; returns the validation result ({} without frames)."""
+        checkpoint_fn(self)
+        return self._validate(validate_fn, "final") if self.env.is_main else {}
+
+    def _validate(self, validate_fn, when: str) -> dict:
+        v = validate_fn()
+        if v:
+            self.history.append({"iteration": self.iteration, "elapsed_s": self.elapsed, "loss": self.loss_ema, **v})
+            log.info("%s: loss %.4f, val %s", when, self.loss_ema, format_validation(v))
+        return v
+
+
+def resumed_loop_state(ck: dict) -> dict:
+    """``TrainingLoop`` keyword arguments that continue a checkpoint."""
+    return {
+        "iteration": int(ck["iteration"]),
+        "elapsed_s": float(ck["elapsed_s"]),
+        "loss_ema": float(ck["loss_ema"]),
+        "history": list(ck.get("validation", [])),
+    }

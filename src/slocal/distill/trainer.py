@@ -18,9 +18,7 @@ python of every rank.
 from __future__ import annotations
 
 import logging
-import math
 import random
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -38,20 +36,18 @@ from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
     DistillResult,
     check_resume,
+    TrainingLoop,
     checkpoint_payload,
-    format_validation,
     gather_states,
     init_distributed,
     load_checkpoint,
-    max_over_ranks,
-    next_loss_ema,
+    resumed_loop_state,
     save_checkpoint,
     validate,
 )
 from slocal.distill.students import build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
 from slocal.io import process_lock
-from slocal.progress import make_progress
 from slocal.runs import checkpoint_path_for, default_student_path
 from slocal.teach import default_teacher, ensure_targets, make_teacher
 from slocal.teach.targets import TargetSet
@@ -165,17 +161,15 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bf16 = use_bf16(cfg.precision, dev)
 
-    iteration, elapsed0, resumed_from = 0, 0.0, None
-    loss_ema = math.nan
-    history: list[dict] = []
+    loop_state: dict = {}
+    resumed_from = None
     if ck is not None:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        iteration, elapsed0, resumed_from = int(ck["iteration"]), float(ck["elapsed_s"]), int(ck["iteration"])
-        loss_ema = float(ck["loss_ema"])
-        history = list(ck.get("validation", []))
+        resumed_from = int(ck["iteration"])
+        loop_state = resumed_loop_state(ck)
         _set_rng_state(ck["rng"][env.rank], sampler)
-        log.info("resuming from iteration %d (%.1f min trained)", iteration, elapsed0 / 60)
+        log.info("resuming from iteration %d (%.1f min trained)", resumed_from, loop_state["elapsed_s"] / 60)
     else:
         torch.manual_seed(cfg.seed + env.rank)
         random.seed(cfg.seed + env.rank)
@@ -184,19 +178,18 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     mean = torch.tensor(student_cfg.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(student_cfg.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
     pixel_scale = 640.0 / image_size[0]
-    budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0
     val_frames = [frames[i] for i in val_idx]
 
-    def progress_of(it: int, elapsed: float) -> float:
-        return it / cfg.iterations if cfg.iterations is not None else elapsed / budget_s
+    def run_validation() -> dict:
+        return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
 
-    def write_checkpoint(it: int, elapsed: float) -> None:
+    def write_checkpoint(loop: TrainingLoop) -> None:
         states = gather_states(_rng_state(sampler), env)
         if env.is_main:
             save_checkpoint(ckpt_path, checkpoint_payload(
                 scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=cfg, world_size=env.world_size,
-                centre=centre, model_state=net.state_dict(), optimizer=opt, iteration=it, elapsed_s=elapsed,
-                loss_ema=loss_ema, rng=states, history=history,
+                centre=centre, model_state=net.state_dict(), optimizer=opt, iteration=loop.iteration,
+                elapsed_s=loop.elapsed, loss_ema=loop.loss_ema, rng=states, history=loop.history,
             ))  # fmt: skip
 
     if env.is_main:
@@ -209,18 +202,9 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
         )  # fmt: skip
 
     model.train()
-    t_start = time.monotonic()
-    last_ckpt = last_val = 0.0
-    elapsed = elapsed0
-    it_start = iteration
-    total_for_bar = cfg.iterations if cfg.iterations is not None else int(round(budget_s))
-    bar = make_progress(transient=False)
-    if not env.is_main:
-        bar.disable = True
-    with bar:
-        task = bar.add_task(f"distill {student_cfg.name}" + (" (s)" if budget_s else ""), total=total_for_bar, info="")
-        while progress_of(iteration, elapsed) < 1.0 and (stop_after is None or iteration < stop_after):
-            p = progress_of(iteration, elapsed)
+    with TrainingLoop(cfg, env, dev, label=f"distill {student_cfg.name}", stop_after=stop_after, **loop_state) as loop:
+        while loop.running():
+            p = loop.progress()
             lr = one_cycle_lr(cfg.lr, p, cfg.warmup, cfg.final_lr_factor)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -245,41 +229,19 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            iteration += 1
-            loss_ema = next_loss_ema(loss_ema, float(loss.detach()), iteration)
-            wall = time.monotonic() - t_start
-            elapsed = max_over_ranks(elapsed0 + wall, env, dev)
-            if env.is_main:
-                ips = (iteration - it_start) / max(wall, 1e-9)
-                bar.update(task, completed=iteration if budget_s is None else min(elapsed, budget_s), info=f"loss {loss_ema:.4f}  {ips:.2f} it/s  lr {lr:.1e}")
-            run_s = elapsed - elapsed0
-            done = progress_of(iteration, elapsed) >= 1.0 or (stop_after is not None and iteration >= stop_after)
-            if env.is_main and val_frames and not done and run_s - last_val >= cfg.val_every_s:
-                last_val = run_s
-                v = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
-                history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **v})
-                log.info("it %d: loss %.4f, val %s", iteration, loss_ema, format_validation(v))
-            if not done and run_s - last_ckpt >= cfg.checkpoint_every_s:
-                last_ckpt = run_s
-                write_checkpoint(iteration, elapsed)
-    train_seconds = elapsed - elapsed0
-
-    write_checkpoint(iteration, elapsed)
-    validation: dict = {}
+            loop.after_step(float(loss.detach()), lr, run_validation, write_checkpoint)
+    elapsed0 = loop_state.get("elapsed_s", 0.0)
+    validation = loop.finish(run_validation, write_checkpoint)
     if env.is_main:
-        if val_frames:
-            validation = validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std)
-            history.append({"iteration": iteration, "elapsed_s": elapsed, "loss": loss_ema, **validation})
-            log.info("final: loss %.4f, val %s", loss_ema, format_validation(validation))
         net.eval()
         train_info = {
-            "iterations": iteration,
-            "minutes": elapsed / 60.0,
-            "final_loss": loss_ema,
+            "iterations": loop.iteration,
+            "minutes": loop.elapsed / 60.0,
+            "final_loss": loop.loss_ema,
             "world_size": env.world_size,
             "precision": "bf16" if bf16 else "fp32",
             "validation_frames": [frames[i].name for i in val_idx],
-            "validation": history,
+            "validation": loop.history,
             "settings": to_plain(cfg),
             "pretrained": None if pretrained is None else str(pretrained),
         }
@@ -296,9 +258,9 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
         student=student_cfg.name,
         scene_id=scene.id,
         teacher=teacher,
-        iterations=iteration,
-        train_seconds=train_seconds,
-        final_loss=loss_ema,
+        iterations=loop.iteration,
+        train_seconds=loop.elapsed - elapsed0,
+        final_loss=loop.loss_ema,
         image_size=image_size,
         num_params=num_params(net),
         file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
