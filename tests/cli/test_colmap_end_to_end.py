@@ -33,7 +33,8 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     train = {k: v for k, v in to_plain(tiny_train(val_frames=0)).items() if k not in ("minutes", "iterations")}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"student": to_plain(TINY_STUDENT), "train": train}))
-    r = runner.invoke(app, ["distill", "--scene", "room", "--config", str(config), "--iterations", "3", "--device", "cpu", "--json", *common])
+    r = runner.invoke(app, ["distill", "--scene", "room", "--student", "cnn", "--config", str(config), "--iterations", "3", "--device", "cpu",
+                            "--json", *common])  # fmt: skip
     assert r.exit_code == 0, r.output
     model = json.loads(r.stdout)["model"]
     assert model == str(runs / "room" / "students" / "cnn-small" / "model.pt")  # `cnn` is the cnn-small preset

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.errors import SlocalError
 from slocal.localize.export import EXPORT_FORMATS, export_student
 from slocal.localize.localizer import default_model_path
@@ -19,7 +20,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 def export(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
-    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (cnn = cnn-small, vit = vit-tiny, ...).")] = "cnn",
+    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).")] = DEFAULT_STUDENT,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside the model, model.onnx / model.ts.pt).")] = None,
     json_out: JsonOut = False,

@@ -58,7 +58,7 @@ def _listed_camera(cameras: dict, name: str, path: Path, list_file: Path):
 def localize(
     images: Annotated[list[Path], typer.Argument(help="Query images, or folders of .jpg/.jpeg/.png images (searched recursively).", show_default=False)],
     scene: Annotated[str | None, typer.Option("--scene", "-s", help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: the model's own scene).")] = None,
-    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (cnn = cnn-small, vit = vit-tiny, ...).")] = DEFAULT_STUDENT,
+    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).")] = DEFAULT_STUDENT,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
     intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled to each image).")] = None,
     intrinsics_list: Annotated[Path | None, typer.Option("--intrinsics-list", help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is removed on the fly).")] = None,
@@ -72,8 +72,8 @@ def localize(
 ) -> None:
     """Estimate cam_from_world for each image; prints `name qw qx qy qz tx ty tz inliers` per image.
 
-    An image that cannot be read or localized is reported (FAILED, and its reason on stderr)
-    while the others go on; the exit code is 1 when any image has no pose.
+    An image that cannot be read is reported on stderr (one line naming it); one that RANSAC cannot
+    localize prints `name FAILED inliers`; the others go on, and the exit code is 1 when any image has no pose.
     """
     if intrinsics and intrinsics_list:
         raise SlocalError("give --intrinsics or --intrinsics-list, not both")
@@ -107,7 +107,9 @@ def localize(
         print_json([r.to_dict() for r in results])
     for r in results:
         if r.error:
+            # An image that could not be used: its one line on stderr, nothing on stdout.
             typer.echo(f"error: {r.error}", err=True)
+            continue
         if json_out:
             continue
         if r.success:
