@@ -8,6 +8,11 @@ point ``(8 j + 4, 8 i + 4)`` (``slocal.geometry.pixel_centers`` with stride 8).
 
 The body may run under bf16 autocast; the last 1x1 layer always runs in fp32,
 so coordinates are not quantised to bf16's ~8 mm steps at metre scale.
+
+Why one file of ~500 lines: the five architectures (compact CNN, timm CNN, ViT, and the
+two heads on a pretrained encoder) share the ``StudentNet`` contract and the one builder
+(``build_student``) that model files rebuild them through; the file is a catalogue, each
+class short and independent. Splitting it is the next step if another family arrives.
 """
 
 from __future__ import annotations
