@@ -44,14 +44,13 @@ from slocal.distill.runtime import (
     DistillResult,
     check_resume,
     TrainingLoop,
-    checkpoint_payload,
-    gather_states,
+
     init_distributed,
     load_checkpoint,
     max_over_ranks,
     resumed_loop_state,
-    save_checkpoint,
     validate,
+    write_checkpoint,
 )
 from slocal.distill.students import BufferStudent, build_student, input_size, num_params
 from slocal.errors import SlocalError
@@ -228,14 +227,10 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
     def run_validation() -> dict:
         return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
 
-    def write_checkpoint(loop: TrainingLoop) -> None:
-        states = gather_states({"sampler": sampler.generator.get_state()}, env)
-        if env.is_main:
-            save_checkpoint(ckpt_path, checkpoint_payload(
-                scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=cfg, world_size=env.world_size,
-                centre=centre, model_state=net.scene_state_dict(), optimizer=opt, iteration=loop.iteration,
-                elapsed_s=loop.elapsed, loss_ema=loop.loss_ema, rng=states, history=loop.history,
-            ))  # fmt: skip
+    def checkpoint(loop: TrainingLoop) -> None:
+        write_checkpoint(ckpt_path, loop, {"sampler": sampler.generator.get_state()}, scene=scene, teacher=teacher,
+                         student_cfg=student_cfg, train_cfg=cfg, centre=centre, model_state=net.scene_state_dict(),
+                         optimizer=opt)  # fmt: skip
 
     if env.is_main:
         log.info(
@@ -270,8 +265,8 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loop.after_step(float(loss.detach()), lr, run_validation, write_checkpoint)
-    validation = loop.finish(run_validation, write_checkpoint)
+            loop.after_step(float(loss.detach()), lr, run_validation, checkpoint)
+    validation = loop.finish(run_validation, checkpoint)
     if env.is_main:
         net.eval()
         train_info = {

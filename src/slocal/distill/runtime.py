@@ -337,3 +337,17 @@ def resumed_loop_state(ck: dict) -> dict:
         "loss_ema": float(ck["loss_ema"]),
         "history": list(ck.get("validation", [])),
     }
+
+
+def write_checkpoint(
+    path: Path, loop: TrainingLoop, rng_state: dict, *, scene: Scene, teacher: str, student_cfg: StudentConfig,
+    train_cfg: TrainConfig, centre: np.ndarray, model_state: dict, optimizer: torch.optim.Optimizer,
+) -> None:  # fmt: skip
+    """Gather every rank's RNG state; rank 0 writes the checkpoint of ``loop``'s progress atomically."""
+    states = gather_states(rng_state, loop.env)
+    if loop.env.is_main:
+        save_checkpoint(path, checkpoint_payload(
+            scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=train_cfg, world_size=loop.env.world_size,
+            centre=centre, model_state=model_state, optimizer=optimizer, iteration=loop.iteration,
+            elapsed_s=loop.elapsed, loss_ema=loop.loss_ema, rng=states, history=loop.history,
+        ))  # fmt: skip
