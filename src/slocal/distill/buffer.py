@@ -31,6 +31,7 @@ import torch
 
 from slocal.data.scene import Frame
 from slocal.distill.config import TrainConfig
+from slocal.distill.data import confidence_scale
 from slocal.distill.encoder import DenseEncoder, encode, normalise
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
@@ -290,10 +291,7 @@ def build_buffer(
     W, H = image_size
     uv_N2 = pixel_centers(W, H, 8).reshape(-1, 2)
     N, P = len(uv_N2), len(frames) * config.buffer_passes
-    confs = np.concatenate([targets[f.name].conf_HW[targets[f.name].valid_HW] for f in frames])
-    weight_scale = float(np.median(confs)) if confs.size else 1.0
-    if not np.isfinite(weight_scale) or weight_scale <= 0:
-        raise SlocalError(f"teacher confidences are not positive (median {weight_scale})")
+    weight_scale = confidence_scale([targets[f.name] for f in frames])
     channels = encoder.channels if part == "levels" else int(encoder.body.feature_info.channels()[0])
     feat, path = allocate_features((P, N, channels), config.buffer_max_gb, spill_path)
     coords = np.zeros((P, N, 3), np.float32)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,7 +26,7 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import invert
 from slocal.io import read_image
 from slocal.progress import progress_bar
-from slocal.teach.targets import TargetSet, sample_target_maps
+from slocal.teach.targets import FrameTargets, TargetSet, sample_target_maps
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +96,35 @@ class Batch:
     weight_BN: np.ndarray
 
 
-def confidence_weights(targets: TargetSet) -> dict[str, np.ndarray]:
-    """Per-frame loss weights: teacher confidence divided by its median over all valid targets.
+def confidence_scale(frames: Iterable[FrameTargets], source: str | Path | None = None) -> float:
+    """The median teacher confidence over the valid targets of ``frames``: loss weights are confidence / it.
 
     Normalising keeps the loss scale independent of the teacher's confidence
     units (DUSt3R's conf >= 1, SfM's in (0, 1], depth's constant 1 -> weight 1).
+
+    Raises:
+        SlocalError: naming ``source``, when the median is not a positive number.
     """
-    valid_conf = np.concatenate([t.conf_HW[t.valid_HW] for t in targets.frames])
+    valid_conf = np.concatenate([t.conf_HW[t.valid_HW] for t in frames])
     median = float(np.median(valid_conf)) if valid_conf.size else 1.0
     if not np.isfinite(median) or median <= 0:
-        raise SlocalError(f"teacher confidences are not positive (median {median})", targets.directory)
+        raise SlocalError(f"teacher confidences are not positive (median {median})", source)
+    return median
+
+
+def confidence_weights(targets: TargetSet) -> dict[str, np.ndarray]:
+    """Per-frame loss weights: teacher confidence divided by ``confidence_scale`` over all frames."""
+    median = confidence_scale(targets.frames, targets.directory)
     return {t.name: np.where(t.valid_HW, t.conf_HW / median, 0.0).astype(np.float32) for t in targets.frames}
 
 
-def scene_centre(targets: TargetSet) -> np.ndarray:
-    """Mean of all valid target coordinates (float64, metres)."""
+def scene_centre(targets: TargetSet, names: Collection[str] | None = None) -> np.ndarray:
+    """Mean of the valid target coordinates (float64, metres) of all frames, or of the frames ``names``."""
     total = np.zeros(3)
     count = 0
     for t in targets.frames:
+        if names is not None and t.name not in names:
+            continue
         pts = t.coords_HW3[t.valid_HW].astype(np.float64)
         total += pts.sum(0)
         count += len(pts)

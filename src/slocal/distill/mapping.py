@@ -34,7 +34,7 @@ import torch.distributed as dist
 from slocal.data.scene import Frame, Scene
 from slocal.distill.buffer import FeatureBuffer, build_buffer
 from slocal.distill.config import StudentConfig, TrainConfig, to_plain
-from slocal.distill.data import load_val_frames, validation_split
+from slocal.distill.data import load_val_frames, scene_centre, validation_split
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
 from slocal.device import resolve_device, use_bf16
@@ -78,16 +78,6 @@ def split_frames(scene: Scene, targets: TargetSet, cfg: TrainConfig) -> tuple[li
         raise SlocalError("no mapping frame has teacher targets", targets.directory)
     train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
     return [frames[i] for i in train_idx], [frames[i] for i in val_idx]
-
-
-def centre_of(targets: TargetSet, frames: list[Frame]) -> np.ndarray:
-    """Mean of the valid targets of ``frames`` (float64, metres)."""
-    by_name = targets.by_name()
-    pts = [by_name[f.name].coords_HW3[by_name[f.name].valid_HW].astype(np.float64) for f in frames]
-    total = sum(len(p) for p in pts)
-    if total == 0:
-        raise SlocalError("the targets contain no valid point", targets.directory)
-    return np.sum([p.sum(0) for p in pts], axis=0) / total
 
 
 class CellSampler:
@@ -171,7 +161,7 @@ def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, re
         ck = load_checkpoint(ckpt_path)
         check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
     train_frames, val_frames_src = split_frames(scene, targets, cfg)
-    centre = np.asarray(ck["centre"], np.float64) if ck is not None else centre_of(targets, train_frames)
+    centre = np.asarray(ck["centre"], np.float64) if ck is not None else scene_centre(targets, {f.name for f in train_frames})
     ref = train_frames[0].camera
     image_size = input_size(student_cfg, ref.width, ref.height)
     encoder = DenseEncoder(student_cfg.encoder).to(dev)
