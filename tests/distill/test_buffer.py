@@ -12,7 +12,16 @@ import torch
 from distill_fixtures import tiny_train
 
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
-from slocal.distill.buffer import allocate_features, pass_camera, pass_targets, render_pass, warp_matrix
+from slocal.distill.buffer import (
+    allocate_features,
+    fill_holes,
+    pass_camera,
+    pass_targets,
+    random_view,
+    render_pass,
+    render_view,
+    warp_matrix,
+)
 from slocal.distill.config import StudentConfig
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.trainer import train_student
@@ -55,6 +64,46 @@ def test_pass_targets_reproject_onto_their_cells(scale, angle):
     err = np.linalg.norm(proj - uv[valid], axis=1)
     # float32 targets and bilinear blending leave ~1e-3 px; a half-pixel shift would show as 0.5.
     assert np.median(err) < 5e-3 and np.quantile(err, 0.9) < 2e-2, np.quantile(err, [0.5, 0.9, 1.0])
+
+
+def test_render_view_without_motion_gives_back_the_image_and_targets():
+    targets, camera, cam_from_world = _view()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (camera.height, camera.width, 3), dtype=np.uint8)
+    image, coords, valid, conf = render_view(targets, rgb, camera, cam_from_world)
+    assert (valid == targets.valid_HW).all()
+    assert (image[valid] == rgb[valid]).all()
+    np.testing.assert_array_equal(coords[valid], targets.coords_HW3[valid])
+    assert np.isnan(coords[~valid]).all() and (conf[~valid] == 0).all()
+
+
+def test_render_view_puts_every_target_at_its_projection_in_the_new_camera():
+    """A moved camera: each valid pixel's world point projects into that pixel, or a neighbour (crack filling)."""
+    targets, camera, cam_from_world = _view()
+    rgb = np.full((camera.height, camera.width, 3), 128, np.uint8)
+    moved = random_view(np.random.default_rng(1), 0.3, 10.0) @ cam_from_world
+    image, coords, valid, _ = render_view(targets, rgb, camera, moved)
+    assert 0.3 < valid.mean() < 1.0
+    p = coords[valid].astype(np.float64) @ moved[:3, :3].T + moved[:3, 3]
+    uv = p[:, :2] / p[:, 2:] * [camera.fx, camera.fy] + [camera.cx, camera.cy]
+    rows, cols = np.nonzero(valid)
+    off = np.abs(np.floor(uv) - np.stack([cols, rows], 1)).sum(1)
+    assert off.max() <= 1 and (off == 0).mean() > 0.8
+    assert (image == 128).all()  # holes are filled from known pixels only
+
+
+def test_fill_holes_keeps_known_pixels_and_fills_from_the_nearest_ones():
+    img = np.zeros((37, 50, 3), np.float32)
+    img[:, :25] = 10.0
+    img[:, 25:] = 200.0
+    known = np.ones((37, 50), bool)
+    known[10:20, 5:15] = False  # inside the dark half
+    known[:, 40:] = False  # the bright edge
+    out = fill_holes(np.where(known[..., None], img, -1.0).astype(np.float32), known)
+    np.testing.assert_array_equal(out[known], img[known])
+    assert np.abs(out[10:20, 7:13] - 10.0).max() < 1e-3
+    assert np.abs(out[:, 42:] - 200.0).max() < 1e-3
+    assert fill_holes(img, np.zeros((37, 50), bool)) is img  # nothing known: nothing to fill from
 
 
 def test_render_pass_samples_the_image_where_the_warp_says():
