@@ -102,3 +102,11 @@ def test_model_units_are_never_printed_as_cm(tmp_path):
     assert data["units"] == {"colmap": "model units", "metric": "m"}
     pq = json.loads((tmp_path / "per_query.json").read_text())
     assert pq[0]["t_err_cm"] is None and pq[0]["t_err_units"] > 0
+
+
+def test_ransac_settings_are_stated_under_the_table():
+    student = row("s", "ace", 10.0, ransac_threshold_px=20.0, ransac_max_iterations=500)
+    sift = row("s", "sift", 100.0, ransac_threshold_px=10.0, ransac_max_iterations=10000)
+    assert "RANSAC (threshold / max iterations): ace 20 px / 500, sift 10 px / 10000" in markdown_table([student, sift])
+    same = markdown_table([student, {**sift, "ransac_threshold_px": 20.0, "ransac_max_iterations": 500}])
+    assert "RANSAC: 20 px at 640 px width, at most 500 iterations for every method" in same

@@ -17,9 +17,11 @@ from slocal.distill.buffer import (
     fill_holes,
     pass_camera,
     pass_targets,
+    proxy_targets,
     random_view,
     render_pass,
     render_view,
+    sparse_pass_targets,
     warp_matrix,
 )
 from slocal.distill.config import StudentConfig
@@ -90,6 +92,56 @@ def test_render_view_puts_every_target_at_its_projection_in_the_new_camera():
     off = np.abs(np.floor(uv) - np.stack([cols, rows], 1)).sum(1)
     assert off.max() <= 1 and (off == 0).mean() > 0.8
     assert (image == 128).all()  # holes are filled from known pixels only
+
+
+def _sparse(targets: FrameTargets, keep_every: int) -> FrameTargets:
+    """Every ``keep_every``-th valid target of a dense map, as a sparse teacher would give."""
+    valid = np.zeros_like(targets.valid_HW)
+    valid.reshape(-1)[np.flatnonzero(targets.valid_HW)[::keep_every]] = True
+    coords = np.where(valid[..., None], targets.coords_HW3, np.nan).astype(np.float32)
+    return FrameTargets("sparse", targets.camera, coords, valid.astype(np.float32), valid)
+
+
+@pytest.mark.parametrize("scale,angle", [(1.0, 0.0), (1.3, 10.0)])
+def test_sparse_pass_targets_put_each_point_on_its_cell_centre_ray(scale, angle):
+    targets, camera, cam_from_world = _view()
+    sparse = _sparse(targets, 97)
+    net = camera.scaled(160, 120)
+    centre = np.array([0.3, -0.2, 1.0])
+    K, pose = pass_camera(net, cam_from_world, scale, angle, centre)
+    uv = pixel_centers(net.width, net.height, 8).reshape(-1, 2)
+    pts, conf = sparse.coords_HW3[sparse.valid_HW], sparse.conf_HW[sparse.valid_HW]
+    rel, valid, weight = sparse_pass_targets(pts, conf, K, pose, uv, (15, 20), centre, 2.0)
+    # Far more supervised cells than bilinear sampling at the cell centres finds.
+    _, sampled, _, _ = pass_targets(sparse, net, warp_matrix(net, scale, angle), uv, centre, 1.0)
+    assert valid.sum() > 3 * sampled.sum() and valid.sum() <= sparse.num_valid
+    assert (weight[valid] == 0.5).all() and (weight[~valid] == 0).all()
+    p = rel[valid].astype(np.float64) @ pose[:, :3].T.astype(np.float64) + pose[:, 3]
+    proj = p[:, :2] / p[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    assert np.abs(proj - uv[valid]).max() < 1e-3  # on the cell centre's ray
+    # ... at the depth of a point that projects into that cell.
+    q = (pts.astype(np.float64) - centre) @ pose[:, :3].T.astype(np.float64) + pose[:, 3]
+    q_uv = q[:, :2] / q[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    q_cell = np.floor(q_uv[:, 1] / 8) * 20 + np.floor(q_uv[:, 0] / 8)
+    for cell, z in zip(np.flatnonzero(valid)[:50], p[:50, 2]):
+        assert np.isclose(q[q_cell == cell, 2], z, atol=1e-4).any()
+
+
+def test_proxy_surface_interpolates_sparse_depths_and_renders_only_real_targets():
+    targets, camera, cam_from_world = _view()
+    sparse = _sparse(targets, 53)
+    proxy = proxy_targets(sparse, cam_from_world)
+    assert proxy.valid_HW.all()
+    np.testing.assert_allclose(proxy.coords_HW3[sparse.valid_HW], sparse.coords_HW3[sparse.valid_HW], atol=1e-5)
+    # The room's walls are smooth: interpolated depths stay close to the true ones away from edges.
+    depth = lambda c: (c.reshape(-1, 3).astype(np.float64) @ cam_from_world[2, :3] + cam_from_world[2, 3])  # noqa: E731
+    true_z, proxy_z = depth(targets.coords_HW3), depth(proxy.coords_HW3)
+    ok = targets.valid_HW.reshape(-1)
+    assert np.median(np.abs(proxy_z[ok] - true_z[ok]) / true_z[ok]) < 0.05
+    rgb = np.full((camera.height, camera.width, 3), 90, np.uint8)
+    _, coords, valid, _ = render_view(proxy, rgb, camera, cam_from_world, sparse.valid_HW)
+    assert valid.sum() == sparse.num_valid  # no motion: every real target wins its own pixel, no other pixel is valid
+    np.testing.assert_array_equal(coords[valid], sparse.coords_HW3[sparse.valid_HW])
 
 
 def test_fill_holes_keeps_known_pixels_and_fills_from_the_nearest_ones():

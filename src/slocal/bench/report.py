@@ -209,6 +209,16 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             f"- {scene}: errors in model units (the scene has no metric scale); give --metres-per-unit "
             "or a scale.txt for cm and the cm/° accuracies"
         )
+    settings = dict.fromkeys(
+        f"{r['ransac_threshold_px']:g} px at 640 px width, at most {r['ransac_max_iterations']} iterations"
+        for r in rows
+        if r.get("ransac_threshold_px") is not None and not r.get("failed")
+    )
+    if len(settings) > 1:
+        by_method = {r["method"]: f"{r['ransac_threshold_px']:g} px / {r['ransac_max_iterations']}" for r in rows if r.get("ransac_threshold_px") is not None}
+        notes.append("- RANSAC (threshold / max iterations): " + ", ".join(f"{m} {v}" for m, v in by_method.items()))
+    elif settings:
+        notes.append(f"- RANSAC: {next(iter(settings))} for every method")
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\n" + "\n".join(notes) + "\n"

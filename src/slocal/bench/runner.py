@@ -30,7 +30,7 @@ from slocal.data.scene import Frame, Scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
-from slocal.geometry.pnp import PnpConfig
+from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, default_model_path, load_model
 from slocal.progress import progress_bar
@@ -52,7 +52,8 @@ class BenchConfig:
         distill_missing: distill a student that is missing; otherwise report the row as failed.
         checkpoint: DUSt3R checkpoint for the ``dust3r`` baseline (None: random weights, timing only).
         device: torch device for students and DUSt3R.
-        pnp: RANSAC settings shared by every method.
+        pnp: RANSAC settings of the feature-matching baselines (SIFT, DUSt3R).
+        student_pnp: RANSAC settings of the students (dense matches; see ``DENSE_PNP``).
         max_queries: use at most this many queries per scene, evenly spaced (None: all).
         timing_queries: queries a timing-only baseline is timed on.
         metres_per_unit: scale of every scene's units (None: what each scene says).
@@ -66,6 +67,7 @@ class BenchConfig:
     checkpoint: Path | None = None
     device: str = "cpu"
     pnp: PnpConfig = PnpConfig()
+    student_pnp: PnpConfig = DENSE_PNP
     max_queries: int | None = None
     timing_queries: int = 3
     metres_per_unit: float | None = None
@@ -96,6 +98,11 @@ def _timed_read(frame: Frame) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     rgb = read_image(frame.image_path)
     return rgb, (time.perf_counter() - start) * 1e3
+
+
+def ransac_settings(pnp: PnpConfig) -> dict:
+    """The RANSAC settings a row was localized with (threshold in pixels at 640 px width)."""
+    return {"ransac_threshold_px": pnp.threshold_px, "ransac_max_iterations": pnp.max_iterations}
 
 
 def _baseline_query(localize: Callable, frame: Frame) -> QueryResult:
@@ -146,7 +153,7 @@ def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Pa
         minutes = (getattr(model, "train_info", None) or {}).get("minutes")
         if minutes is not None:
             extra["distill_minutes"] = float(minutes)
-    localizer = Localizer(model, config.pnp)
+    localizer = Localizer(model, config.student_pnp)
     results = []
     for frame in progress_bar(queries, f"{scene.id} {name}"):
         loc = localizer.localize_image(frame.image_path, frame.camera)
@@ -157,6 +164,7 @@ def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Pa
         "num_params": getattr(model, "num_params", None),
         "student": getattr(model, "name", None),
         "model": str(path),
+        **ransac_settings(config.student_pnp),
         **extra,
     }
     return row, results
@@ -166,7 +174,7 @@ def run_sift(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: Be
     """Localize ``queries`` with the SIFT + SfM-map baseline."""
     sift = SiftLocalizer.build(scene, runs_root, SiftConfig(pnp=config.pnp))
     results = [_baseline_query(sift.localize, f) for f in progress_bar(queries, f"{scene.id} sift")]
-    return {"teacher": None, "map_mb": sift.map_mb}, results
+    return {"teacher": None, "map_mb": sift.map_mb, **ransac_settings(config.pnp)}, results
 
 
 def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
@@ -176,7 +184,7 @@ def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: 
     ``config.timing_queries`` queries are run and only their timings are reported.
     """
     baseline = Dust3rBaseline.build(scene, config.checkpoint, config.device, Dust3rBaselineConfig(pnp=config.pnp))
-    row: dict = {"teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only)}
+    row: dict = {"teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only), **ransac_settings(config.pnp)}
     if baseline.timing_only:
         queries = select_queries(queries, config.timing_queries)
         row.update(n_timed=len(queries), timing_note=baseline.timing_note)

@@ -14,6 +14,12 @@ The buffer holds, for every pass ``P`` and cell ``N`` of the ``h x w`` grid:
 0 where none), ``valid_PN`` (a teacher target exists), ``inside_PN`` (the
 cell shows the original image, not the warp's black border) and
 ``weight_PN`` (normalised teacher confidence).
+
+Passes may also be novel views (``render_view``): the frame's targets splatted
+into a moved camera. Sparse teachers' frames are rendered through a surface
+interpolated from their targets (``proxy_targets``), and their targets are
+assigned to the cells they project into (``sparse_pass_targets``) rather than
+sampled at the cell centres.
 """
 
 from __future__ import annotations
@@ -35,13 +41,15 @@ from slocal.distill.data import confidence_scale
 from slocal.distill.encoder import DenseEncoder, encode, normalise
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
-from slocal.geometry.pose import invert
+from slocal.geometry.pose import invert, transform_points
 from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.targets import FrameTargets
 
 log = logging.getLogger(__name__)
 
+# Sparse targets a frame needs before its novel views are rendered through their interpolated surface.
+MIN_PROXY_POINTS = 100
 # Frames encoded per onnxruntime call: batching gains nothing on 2 cores and costs memory.
 ENCODE_BATCH = 1
 
@@ -243,7 +251,11 @@ def fill_holes(image_HWC: np.ndarray, known_HW: np.ndarray) -> np.ndarray:
 
 
 def render_view(
-    targets: FrameTargets, rgb_HW3: np.ndarray, camera: Camera, cam_from_world: np.ndarray
+    targets: FrameTargets,
+    rgb_HW3: np.ndarray,
+    camera: Camera,
+    cam_from_world: np.ndarray,
+    supervised_HW: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Splat a frame's dense targets, coloured by its image, into another camera (novel-view augmentation).
 
@@ -253,8 +265,16 @@ def render_view(
     cracks of a magnifying motion); remaining holes are filled in the image
     (``fill_holes``) and left without targets.
 
+    Args:
+        targets: dense targets of the frame (or a proxy surface, see ``proxy_targets``).
+        rgb_HW3: the frame's image.
+        camera, cam_from_world: the new camera.
+        supervised_HW: which target pixels are real targets (default: all valid ones); the
+            others only carry colour.
+
     Returns:
-        image_HW3 uint8, coords_HW3 float32 world points (NaN in holes), valid_HW bool, conf_HW float32.
+        image_HW3 uint8, coords_HW3 float32 world points (NaN where no real target won the
+        pixel), valid_HW bool, conf_HW float32.
     """
     tc = targets.camera
     colours = cv2.resize(rgb_HW3, tc.size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
@@ -289,12 +309,92 @@ def render_view(
     image = np.zeros((H * W, 3), np.float32)
     image[filled] = col[owner[filled]]
     image = fill_holes(image.reshape(H, W, 3), filled.reshape(H, W))
+    real = filled.copy()
+    if supervised_HW is not None:
+        real[filled] = supervised_HW.reshape(-1)[keep][owner[filled]]
     coords = np.full((H * W, 3), np.nan, np.float32)
-    coords[filled] = X[owner[filled]]
+    coords[real] = X[owner[real]]
     conf_out = np.zeros(H * W, np.float32)
-    conf_out[filled] = conf[owner[filled]]
+    conf_out[real] = conf[owner[real]]
     image_u8 = np.clip(image + 0.5, 0, 255).astype(np.uint8)
-    return image_u8, coords.reshape(H, W, 3), filled.reshape(H, W), conf_out.reshape(H, W)
+    return image_u8, coords.reshape(H, W, 3), real.reshape(H, W), conf_out.reshape(H, W)
+
+
+def proxy_targets(targets: FrameTargets, cam_from_world: np.ndarray) -> FrameTargets:
+    """A dense surface through a frame's sparse targets, to render novel views of its image.
+
+    The targets' depths are interpolated over the whole grid (``fill_holes``)
+    and lifted back to world points; only the image is rendered from the
+    interpolated part (``render_view`` with ``supervised_HW = targets.valid_HW``),
+    the targets stay the teacher's own points.
+    """
+    tc = targets.camera
+    z = np.zeros(tc.height * tc.width, np.float32)
+    valid = targets.valid_HW.reshape(-1)
+    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
+    z[valid] = (targets.coords_HW3.reshape(-1, 3)[valid].astype(np.float64) @ R[2] + t[2]).astype(np.float32)
+    z_HW = fill_holes(z.reshape(tc.height, tc.width, 1), targets.valid_HW & (z.reshape(tc.height, tc.width) > 0))[..., 0]
+    uv = pixel_centers(tc.width, tc.height).reshape(-1, 2)
+    X = transform_points(invert(cam_from_world), tc.backproject(uv, z_HW.reshape(-1).astype(np.float64)))
+    ok = (z_HW > 0).reshape(-1)
+    coords = np.where(ok[:, None], X, np.nan).astype(np.float32).reshape(tc.height, tc.width, 3)
+    coords[targets.valid_HW] = targets.coords_HW3[targets.valid_HW]  # the teacher's points, bit for bit
+    conf = np.where(targets.valid_HW, targets.conf_HW, 0.0).astype(np.float32)
+    return FrameTargets(targets.name, tc, coords, conf, ok.reshape(tc.height, tc.width))
+
+
+def sparse_pass_targets(
+    points_M3: np.ndarray,
+    conf_M: np.ndarray,
+    K_33: np.ndarray,
+    cam_from_world_34: np.ndarray,
+    uv_N2: np.ndarray,
+    grid: tuple[int, int],
+    centre: np.ndarray,
+    weight_scale: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets of one pass from a sparse teacher's points: coords (centre-relative), valid, weight per cell.
+
+    A sparse teacher (SfM, COLMAP) has a point on ~1 % of its grid's pixels, so
+    sampling at the cell centres (``pass_targets``) finds a target for ~5 % of
+    the cells. Here every point goes to the cell it projects into (the most
+    confident one when several do), moved onto the ray of the cell centre at
+    its own depth, as the teachers snap points to their pixel centres: ~10x
+    more supervised cells, each target off by the depth change across at most
+    half a cell.
+
+    Args:
+        points_M3: world points (absolute world frame).
+        conf_M: their confidences.
+        K_33, cam_from_world_34: the pass camera, world relative to ``centre`` (``pass_camera``).
+        uv_N2: cell centres; grid: (h, w) of the cell grid (stride ``8``).
+        centre: (3,) scene centre.
+        weight_scale: confidence normaliser (``confidence_scale``).
+    """
+    h, w = grid
+    R, t = cam_from_world_34[:, :3].astype(np.float64), cam_from_world_34[:, 3].astype(np.float64)
+    K = K_33.astype(np.float64)
+    p = (points_M3.astype(np.float64) - centre) @ R.T + t
+    z = p[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        col = np.floor((K[0, 0] * p[:, 0] / z + K[0, 2]) / 8.0)
+        row = np.floor((K[1, 1] * p[:, 1] / z + K[1, 2]) / 8.0)
+    ok = (z > 1e-3) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    cell = (row[ok] * w + col[ok]).astype(np.int64)
+    idx = np.flatnonzero(ok)
+    order = np.lexsort((-conf_M[idx], cell))  # most confident first within each cell
+    _, first = np.unique(cell[order], return_index=True)
+    pick, cells = idx[order[first]], cell[order[first]]
+    uv = uv_N2[cells].astype(np.float64)
+    zc = z[pick]
+    cam = np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0] * zc, (uv[:, 1] - K[1, 2]) / K[1, 1] * zc, zc], 1)
+    coords = np.zeros((h * w, 3), np.float32)
+    coords[cells] = ((cam - t) @ R).astype(np.float32)
+    valid = np.zeros(h * w, bool)
+    valid[cells] = True
+    weight = np.zeros(h * w, np.float32)
+    weight[cells] = conf_M[pick] / weight_scale
+    return coords, valid, weight
 
 
 def build_buffer(
@@ -353,17 +453,21 @@ def build_buffer(
         camera = frame.camera.scaled(W, H)
         t = targets[frame.name]
         dense = t.valid_HW.mean() >= 0.5
+        # Novel views are rendered from a surface: the dense targets, or one through the sparse ones.
+        surface = t if dense else proxy_targets(t, frame.cam_from_world) if t.num_valid >= MIN_PROXY_POINTS else None
         for k in range(config.buffer_passes):
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
-            view = dense and k >= config.buffer_passes - config.view_passes
+            view = surface is not None and k >= config.buffer_passes - config.view_passes
             if view:
                 new_from_old = random_view(rng, config.view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
-                rendered, vcoords, vvalid, vconf = render_view(t, rgb, camera, cam_from_world)
+                supervised = None if dense else t.valid_HW
+                rendered, vcoords, vvalid, vconf = render_view(surface, rgb, camera, cam_from_world, supervised)
                 img = rendered.astype(np.float32) / 255.0
                 vt = FrameTargets(frame.name, camera, vcoords, vconf, vvalid)
                 A = np.eye(2)
             else:
+                cam_from_world = frame.cam_from_world
                 A = warp_matrix(camera, scale, angle)
                 img = render_pass(rgb, camera, A).astype(np.float32) / 255.0
             if jitter.any():
@@ -374,14 +478,26 @@ def build_buffer(
                 f = encode(encoder, normalise(img[None], mean, std), part)
             feat[p] = f[0].permute(1, 2, 0).reshape(N, -1).numpy().astype(np.float16)
             if view:
-                origin = invert(cam_from_world)[:3, 3]
-                coords[p], valid[p], inside[p], weight[p] = pass_targets(vt, camera, A, uv_N2, centre, weight_scale, origin)
-                inside[p] &= valid[p]  # holes show inpainted colour: no reprojection loss there either
                 K[p], pose[p] = pass_camera(camera, cam_from_world, 1.0, 0.0, centre)
+                if dense:
+                    origin = invert(cam_from_world)[:3, 3]
+                    coords[p], valid[p], inside[p], weight[p] = pass_targets(vt, camera, A, uv_N2, centre, weight_scale, origin)
+                else:
+                    coords[p], valid[p], weight[p] = sparse_pass_targets(
+                        vcoords[vvalid], vconf[vvalid], K[p], pose[p], uv_N2, (H // 8, W // 8), centre, weight_scale
+                    )
+                inside[p] = valid[p]  # elsewhere the view shows filled-in colour: no reprojection loss there either
             else:
+                K[p], pose[p] = pass_camera(camera, cam_from_world, scale, angle, centre)
                 origin = frame.world_from_cam[:3, 3]
                 coords[p], valid[p], inside[p], weight[p] = pass_targets(t, camera, A, uv_N2, centre, weight_scale, origin)
-                K[p], pose[p] = pass_camera(camera, frame.cam_from_world, scale, angle, centre)
+                if not dense:
+                    coords[p], valid[p], weight[p] = sparse_pass_targets(
+                        t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW], K[p], pose[p], uv_N2, (H // 8, W // 8), centre,
+                        weight_scale,
+                    )  # fmt: skip
+                    valid[p] &= inside[p]
+                    weight[p] *= valid[p]
             p += 1
     return FeatureBuffer(
         (W, H), feat, coords, valid, inside, weight, K, pose, frame_of, tuple(f.name for f in frames), uv_N2.astype(np.float32), path

@@ -24,7 +24,7 @@ from slocal.distill.data import TrainFrame, ValFrame
 from slocal.distill.students import StudentNet
 from slocal.errors import SlocalError
 from slocal.geometry.camera import pixel_centers
-from slocal.geometry.pnp import PnpConfig, solve_pnp
+from slocal.geometry.pnp import DENSE_PNP, solve_pnp
 from slocal.geometry.pose import pose_error
 from slocal.io import atomic_path
 from slocal.progress import make_progress
@@ -132,7 +132,7 @@ def validate(net: StudentNet, frames: Sequence[TrainFrame | ValFrame], centre: n
                 out = net(x.to(device))
             xyz = out[0, :3].permute(1, 2, 0).reshape(-1, 3).double().cpu().numpy() + centre
             uv = pixel_centers(f.camera.width, f.camera.height, net.config.stride).reshape(-1, 2)
-            result = solve_pnp(uv, xyz, f.camera, PnpConfig())
+            result = solve_pnp(uv, xyz, f.camera, DENSE_PNP)
             if result.success:
                 errors.append(pose_error(result.cam_from_world, f.cam_from_world))
             else:

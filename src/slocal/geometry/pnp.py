@@ -35,6 +35,14 @@ class PnpConfig:
         return self.threshold_px * camera.width / 640.0
 
 
+# Dense scene-coordinate predictions (one match per stride-8 cell, 1 280 at 320x256, often under
+# 20 % inliers away from the mapping trajectory): a looser threshold and an iteration cap. Chosen on
+# validation frames held out of redkitchen-split's mapping set (benchmarks/results/tune_ransac.md):
+# at least as accurate there as the sparse-match default and several times faster, because the
+# looser threshold finds enough inliers for RANSAC to stop early.
+DENSE_PNP = PnpConfig(threshold_px=20.0, max_iterations=500)
+
+
 @dataclass(frozen=True, eq=False)
 class PnpResult:
     """Outcome of one PnP-RANSAC call.

@@ -21,7 +21,7 @@ from slocal.distill.config import DEFAULT_STUDENT, resolve_preset
 from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
-from slocal.geometry.pnp import PnpConfig, solve_pnp
+from slocal.geometry.pnp import DENSE_PNP, PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.onnx_student import OnnxStudent
 from slocal.runs import default_student_path
@@ -152,8 +152,8 @@ class Localizer:
 
     Args:
         model: a ``Student`` (torch) or ``OnnxStudent``; anything with ``predict``.
-        pnp_config: RANSAC settings; its pixel threshold scales with the width
-            of the image the network saw.
+        pnp_config: RANSAC settings (default: ``DENSE_PNP``, chosen for dense predictions);
+            its pixel threshold scales with the width of the image the network saw.
         min_confidence: drop predictions with a lower confidence (None: keep all).
         max_points: use at most this many matches, the most confident (None: all).
     """
@@ -161,7 +161,7 @@ class Localizer:
     def __init__(
         self,
         model: ScenePredictor,
-        pnp_config: PnpConfig = PnpConfig(),
+        pnp_config: PnpConfig = DENSE_PNP,
         min_confidence: float | None = None,
         max_points: int | None = None,
     ):

@@ -1,0 +1,102 @@
+"""Choose the query-time RANSAC settings on validation frames, never on the queries.
+
+Takes students trained by ``tune_redkitchen_split.py`` (each holds out a stretch of
+the mapping trajectory and names those frames in its model file), runs the network
+once per validation frame, then PnP-RANSAC with every setting of the grid on the
+same 2D-3D matches. Reports accuracy and RANSAC milliseconds per setting, pooled
+over the given models (one model per seed).
+
+Usage::
+
+    python benchmarks/tune_ransac.py /tmp/runs/tuning/xstrong-pushpull-seed0/model.pt \\
+        /tmp/runs/tuning/xstrong-pushpull-seed1/model.pt
+
+Results go to ``benchmarks/results/tune_ransac.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from common import write_results
+
+from slocal.data import load_scene
+from slocal.distill.model_file import read_model_payload
+from slocal.geometry.pnp import PnpConfig, solve_pnp
+from slocal.geometry.pose import pose_error
+from slocal.io import read_image
+from slocal.localize.localizer import correspondences, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
+THRESHOLDS = (5.0, 10.0, 20.0, 30.0, 40.0)
+MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
+REPEATS = 3  # RANSAC timings per frame and setting (the median is kept)
+
+
+def frame_matches(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, np.ndarray, np.ndarray, object, np.ndarray]]:
+    """(name, uv, xyz, network camera, cam_from_world) of every validation frame of one model."""
+    names = set(read_model_payload(model_path)["train"]["validation_frames"])
+    if not names:
+        raise SystemExit(f"{model_path}: trained without validation frames (train.val_stretch / val_frames)")
+    scene = load_scene(data_root, scene_id)
+    model = load_model(model_path)
+    out = []
+    for frame in (f for f in scene.mapping if f.name in names):
+        prediction = model.predict(read_image(frame.image_path), frame.camera)
+        uv, xyz = correspondences(prediction)
+        out.append((frame.name, uv, xyz, prediction.camera, frame.cam_from_world))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, help="model files trained with validation frames")
+    parser.add_argument("--scene", default="redkitchen-split")
+    parser.add_argument("--data-root", type=Path, default=DATA)
+    args = parser.parse_args()
+    frames = [m for path in args.models for m in frame_matches(path, args.data_root, args.scene)]
+    rows = []
+    for threshold, iterations in itertools.product(THRESHOLDS, MAX_ITERATIONS):
+        cfg = PnpConfig(threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations))
+        errors, ms = [], []
+        for _, uv, xyz, camera, cam_from_world in frames:
+            runs = [solve_pnp(uv, xyz, camera, cfg) for _ in range(REPEATS)]
+            ms.append(float(np.median([r.ms for r in runs])))
+            r = runs[0]
+            errors.append(pose_error(r.cam_from_world, cam_from_world) if r.success else (np.inf, np.inf))
+        e = np.asarray(errors)
+        rows.append({
+            "threshold_px": threshold, "max_iterations": iterations, "frames": len(frames),
+            "pct_10cm5deg": float(np.mean((e[:, 0] < 0.10) & (e[:, 1] < 5)) * 100),
+            "pct_5cm5deg": float(np.mean((e[:, 0] < 0.05) & (e[:, 1] < 5)) * 100),
+            "pct_2cm2deg": float(np.mean((e[:, 0] < 0.02) & (e[:, 1] < 2)) * 100),
+            "median_cm": float(np.median(e[:, 0]) * 100), "median_deg": float(np.median(e[:, 1])),
+            "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    lines = [
+        "# RANSAC settings on validation frames (never the queries)\n",
+        "{header}",
+        f"Models: {', '.join(f'`{p}`' for p in args.models)}; {len(frames)} validation frames in all (held-out stretches of "
+        f"the mapping trajectory of `{args.scene}`). Same network output for every setting; RANSAC ms is the median of "
+        f"{REPEATS} runs per frame.\n",
+        "| threshold px (at 640) | max iterations | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | RANSAC ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
+            f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} | {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"
+        )
+    write_results("tune_ransac", {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
