@@ -27,6 +27,7 @@ LAYERS = {
     "runs": 0,
     "device": 0,
     "torch_io": 0,
+    "onnx_runtime": 0,
     "geometry": 0,
     "data": 1,
     "teach": 2,

@@ -29,13 +29,13 @@ from importlib import import_module
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from slocal.errors import SlocalError
+from slocal.onnx_runtime import cpu_session
 from slocal.torch_io import read_torch_file
 
 log = logging.getLogger(__name__)
@@ -225,10 +225,7 @@ class OrtModule:
                 input_names=["image"], output_names=output_names,
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
             )  # fmt: skip
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(buf.getvalue(), threads or torch.get_num_threads())
 
     def __call__(self, x_B3HW: torch.Tensor) -> list[torch.Tensor]:
         outs = self.session.run(None, {"image": np.ascontiguousarray(x_B3HW.detach().cpu().numpy(), dtype=np.float32)})

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from slocal.distill.model_file import StudentOutput
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
+from slocal.onnx_runtime import cpu_session
 
-# onnx and onnxruntime are imported when an ONNX model is read or run: torch students never need them.
+# onnx is imported when an ONNX model's metadata is read: localizing with torch students never needs it.
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("version", "scene_id", "stride", "image_size", "reference_camera", "centre", "preprocess")
@@ -117,8 +119,6 @@ class OnnxStudent:
         Raises:
             SlocalError: missing/corrupt file, missing metadata, or wrong scene.
         """
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise SlocalError("model file not found", path)
@@ -131,11 +131,8 @@ class OnnxStudent:
                 f"(fingerprint {metadata.get('scene_fingerprint')} vs {expect_fingerprint}); distill and export it again",
                 path,
             )
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = cpu_session(path, threads)
         except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
             raise SlocalError(f"onnxruntime cannot load the model: {exc}", path) from exc
         return cls(path, metadata, session)
