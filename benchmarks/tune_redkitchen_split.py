@@ -94,7 +94,9 @@ def main() -> int:
         "# Recipe choice on validation frames of redkitchen-split (never the queries)\n",
         "{header}",
         f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
-        "each variant is trained on the rest for the stated budget (encoding included) on this CPU.\n",
+        "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
+        "Validation PnP: what the code of the row's commit used (10 px / 10 000 iterations up to 672bc6a, "
+        "`DENSE_PNP` = 20 px / 500 after). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d).\n",
         "| variant | student | seed | side | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
         "| % @10cm5° | % @5cm5° | median cm / ° |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

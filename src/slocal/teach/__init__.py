@@ -6,6 +6,8 @@ caches what it produces under ``<runs>/<scene>/targets/``.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
@@ -47,14 +49,25 @@ def teacher_options(name: str, checkpoint: str | None = None, device: str | None
     return options
 
 
+_BUILDERS = {
+    "depth": (DepthTeacher, DepthTeacherConfig),
+    "sfm": (SfmTeacher, SfmTeacherConfig),
+    "colmap": (ColmapTeacher, ColmapTeacherConfig),
+    "dust3r": (Dust3rTeacher, Dust3rTeacherConfig),
+}
+
+
 def make_teacher(name: str, **options) -> Teacher:
-    """Build a teacher by name; ``options`` are fields of its config dataclass."""
-    if name == "depth":
-        return DepthTeacher(DepthTeacherConfig(**options))
-    if name == "sfm":
-        return SfmTeacher(SfmTeacherConfig(**options))
-    if name == "colmap":
-        return ColmapTeacher(ColmapTeacherConfig(**options))
-    if name == "dust3r":
-        return Dust3rTeacher(Dust3rTeacherConfig(**options))
-    raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
+    """Build a teacher by name; ``options`` are fields of its config dataclass.
+
+    Raises:
+        SlocalError: an unknown teacher, or an option its config does not have.
+    """
+    if name not in _BUILDERS:
+        raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
+    teacher_cls, config_cls = _BUILDERS[name]
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SlocalError(f"the {name} teacher has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}")
+    return teacher_cls(config_cls(**options))
