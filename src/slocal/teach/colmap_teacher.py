@@ -35,7 +35,7 @@ from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.progress import progress_bar
 from slocal.teach.sfm.teacher import sparse_targets
-from slocal.teach.sfm.tracks import Observations, observation_confidence
+from slocal.teach.sfm.tracks import Observations
 from slocal.teach.targets import FrameTargets
 
 log = logging.getLogger(__name__)
@@ -133,16 +133,8 @@ def mapping_observations(scene: Scene, config: ColmapTeacherConfig) -> dict[str,
         if not ok.any():
             continue
         pts, p2d, uv, err = pts[ok], p2d[ok], uv[ok], err[ok]
-        out[frame.name] = Observations(
-            point2D_idx=p2d,
-            uv_N2=_to_frame_pixels(frame, camera, uv),
-            point3D_id=ids_a[pts],
-            xyz_N3=xyz_a[pts],
-            track_length=lengths_a[pts],
-            tri_angle_deg=angles_a[pts],
-            reproj_error=err,
-            conf=observation_confidence(lengths_a[pts], angles_a[pts], err, config),
-        )
+        uv_frame = _to_frame_pixels(frame, camera, uv)
+        out[frame.name] = Observations.of_points(p2d, uv_frame, err, pts, ids_a, xyz_a, lengths_a, angles_a, config)
     return out
 
 

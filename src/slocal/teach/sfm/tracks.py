@@ -38,6 +38,24 @@ class Observations:
     def __len__(self) -> int:
         return len(self.point2D_idx)
 
+    @classmethod
+    def of_points(
+        cls,
+        point2D_idx: np.ndarray,
+        uv_N2: np.ndarray,
+        reproj_error: np.ndarray,
+        pts: np.ndarray,
+        point3D_id: np.ndarray,
+        xyz_N3: np.ndarray,
+        track_length: np.ndarray,
+        tri_angle_deg: np.ndarray,
+        config: SfmTeacherConfig,
+    ) -> Observations:
+        """The observations of points ``pts`` (indices into the per-point arrays that follow), with their confidence."""
+        length, angle = track_length[pts], tri_angle_deg[pts]
+        conf = observation_confidence(length, angle, reproj_error, config)
+        return cls(point2D_idx, uv_N2, point3D_id[pts], xyz_N3[pts], length, angle, reproj_error, conf)
+
 
 def observation_confidence(
     track_length: np.ndarray, tri_angle_deg: np.ndarray, reproj_error_px: np.ndarray, config: SfmTeacherConfig
@@ -102,14 +120,5 @@ def kept_observations(sfm_map: SfmMap, config: SfmTeacherConfig) -> dict[int, Ob
         if not ok.any():
             continue
         pts, p2d, uv, err = pts[ok], p2d[ok], uv[ok], err[ok]
-        out[int(image_id)] = Observations(
-            point2D_idx=p2d,
-            uv_N2=uv,
-            point3D_id=point_ids_a[pts],
-            xyz_N3=xyz_a[pts],
-            track_length=lengths_a[pts],
-            tri_angle_deg=angles_a[pts],
-            reproj_error=err,
-            conf=observation_confidence(lengths_a[pts], angles_a[pts], err, config),
-        )
+        out[int(image_id)] = Observations.of_points(p2d, uv, err, pts, point_ids_a, xyz_a, lengths_a, angles_a, config)
     return out
