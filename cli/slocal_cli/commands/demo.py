@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from slocal.demo import DemoConfig, run_demo
-from slocal_cli.commands.bench import echo_result
+from slocal_cli.commands.bench import echo_result, split_list
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
 
 
@@ -17,15 +17,22 @@ from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Ve
 def demo(
     minutes: Annotated[float, typer.Option("--minutes", help="Distillation budget of the student.")] = DemoConfig.minutes,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scene.")] = DemoConfig.seed,
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated methods of the final table; add dust3r for the teacher's per-query time.")
+    ] = ",".join(DemoConfig.methods),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUNS/demo-bench).")] = None,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
-    """Render a procedural room, teach with depth, distill a CNN student and bench it against SIFT and DUSt3R."""
+    """Render a procedural room, teach with depth, distill the default student and bench it against SIFT."""
     out = out or runs / "demo-bench"
-    command = shlex.join(["slocal", "demo", "--minutes", str(minutes), "--seed", str(seed), "--data-root", str(data_root), "--runs", str(runs), "--out", str(out)])
-    result = run_demo(data_root, runs, out, DemoConfig(seed=seed, minutes=minutes), command)
+    command = shlex.join(
+        ["slocal", "demo", "--minutes", str(minutes), "--seed", str(seed), "--methods", methods, "--data-root", str(data_root),
+         "--runs", str(runs), "--out", str(out)]
+    )  # fmt: skip
+    config = DemoConfig(seed=seed, minutes=minutes, methods=tuple(split_list(methods)))
+    result = run_demo(data_root, runs, out, config, command)
     echo_result(result)
     if result.failures:
         raise typer.Exit(1)
