@@ -184,7 +184,9 @@ def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: 
     ``config.timing_queries`` queries are run and only their timings are reported.
     """
     baseline = Dust3rBaseline.build(scene, config.checkpoint, config.device, Dust3rBaselineConfig(pnp=config.pnp))
-    row: dict = {"teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only), **ransac_settings(config.pnp)}
+    row: dict = {
+        "teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only), **ransac_settings(config.pnp)
+    }  # fmt: skip
     if baseline.timing_only:
         queries = select_queries(queries, config.timing_queries)
         row.update(n_timed=len(queries), timing_note=baseline.timing_note)

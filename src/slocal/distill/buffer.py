@@ -242,10 +242,7 @@ def fill_holes(image_HWC: np.ndarray, known_HW: np.ndarray) -> np.ndarray:
     half = (max(1, (W + 1) // 2), max(1, (H + 1) // 2))
     w_small = cv2.resize(w, half, interpolation=cv2.INTER_AREA)
     sum_small = cv2.resize(image_HWC * w[..., None], half, interpolation=cv2.INTER_AREA).reshape(half[1], half[0], -1)
-    small = sum_small / np.maximum(w_small, 1e-6)[..., None]
-    if (W, H) == half:  # a single pixel left and still unknown: nothing to pull from
-        return image_HWC
-    small = fill_holes(small, w_small > 0)
+    small = fill_holes(sum_small / np.maximum(w_small, 1e-6)[..., None], w_small > 0)
     up = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR).reshape(H, W, -1)
     return np.where(known_HW[..., None], image_HWC, up)
 
@@ -299,7 +296,8 @@ def render_view(
     depth_HW, owner_HW = depth.reshape(H, W), owner.reshape(H, W)
     pad_d = np.pad(depth_HW, 1, constant_values=np.inf)
     pad_o = np.pad(owner_HW, 1, constant_values=-1)
-    shifts = [(slice(1, -1), slice(0, -2)), (slice(1, -1), slice(2, None)), (slice(0, -2), slice(1, -1)), (slice(2, None), slice(1, -1))]
+    inner, lo, hi = slice(1, -1), slice(0, -2), slice(2, None)
+    shifts = [(inner, lo), (inner, hi), (lo, inner), (hi, inner)]  # left, right, up and down neighbours
     near_d = np.stack([pad_d[s] for s in shifts])
     near_o = np.stack([pad_o[s] for s in shifts])
     best = np.argmin(near_d, axis=0)
