@@ -215,7 +215,7 @@ class OrtModule:
     The export takes a second; the session then accepts any batch and image size.
     """
 
-    def __init__(self, module: nn.Module, output_names: list[str], threads: int | None = None):
+    def __init__(self, module: nn.Module, output_names: list[str], threads: int | None = None, spinning: bool = True):
         buf = io.BytesIO()
         with warnings.catch_warnings():
             # The TorchScript exporter handles these plain networks; the dynamo one would need onnxscript.
@@ -225,7 +225,7 @@ class OrtModule:
                 input_names=["image"], output_names=output_names,
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
             )  # fmt: skip
-        self.session = cpu_session(buf.getvalue(), threads or torch.get_num_threads())
+        self.session = cpu_session(buf.getvalue(), threads or torch.get_num_threads(), spinning)
 
     def __call__(self, x_B3HW: torch.Tensor) -> list[torch.Tensor]:
         outs = self.session.run(None, {"image": np.ascontiguousarray(x_B3HW.detach().cpu().numpy(), dtype=np.float32)})
@@ -238,7 +238,8 @@ class OrtEncoder:
     def __init__(self, encoder: DenseEncoder, part: str = "levels", threads: int | None = None):
         self.part = part
         names = ["f8", "f16", "f32"] if part == "levels" else ["f8"]
-        self.module = OrtModule(_Part(encoder, part), names, threads)
+        # Mapping interleaves each run with numpy work: sleeping threads (see ``cpu_session``).
+        self.module = OrtModule(_Part(encoder, part), names, threads, spinning=False)
 
     def __call__(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         outs = self.module(x_B3HW)
