@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from common import write_results
 
+from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import PnpConfig, solve_pnp
-from slocal.geometry.pose import pose_error
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model
 
@@ -64,19 +64,17 @@ def main() -> int:
     rows = []
     for threshold, iterations in itertools.product(THRESHOLDS, MAX_ITERATIONS):
         cfg = PnpConfig(threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations))
-        errors, ms = [], []
-        for _, uv, xyz, camera, cam_from_world in frames:
+        results, ms = [], []
+        for name, uv, xyz, camera, cam_from_world in frames:
             runs = [solve_pnp(uv, xyz, camera, cfg) for _ in range(REPEATS)]
             ms.append(float(np.median([r.ms for r in runs])))
             r = runs[0]
-            errors.append(pose_error(r.cam_from_world, cam_from_world) if r.success else (np.inf, np.inf))
-        e = np.asarray(errors)
+            results.append(query_result(name, r.cam_from_world if r.success else None, cam_from_world, r.num_inliers, {}))
+        s = accuracy_summary(results)
         rows.append({
             "threshold_px": threshold, "max_iterations": iterations, "frames": len(frames),
-            "pct_10cm5deg": float(np.mean((e[:, 0] < 0.10) & (e[:, 1] < 5)) * 100),
-            "pct_5cm5deg": float(np.mean((e[:, 0] < 0.05) & (e[:, 1] < 5)) * 100),
-            "pct_2cm2deg": float(np.mean((e[:, 0] < 0.02) & (e[:, 1] < 2)) * 100),
-            "median_cm": float(np.median(e[:, 0]) * 100), "median_deg": float(np.median(e[:, 1])),
+            "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"], "pct_2cm2deg": s["acc_2cm2deg"],
+            "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
             "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
         })  # fmt: skip
         print(rows[-1], flush=True)

@@ -169,6 +169,14 @@ def render_pass(rgb_HW3: np.ndarray, camera: Camera, A_22: np.ndarray) -> np.nda
     return cv2.warpAffine(src, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def unwarped_cells(camera: Camera, A_22: np.ndarray, uv_N2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell centres of a pass in the unwarped network image (N, 2), and whether they fall inside it (N,)."""
+    c = np.array([camera.cx, camera.cy])
+    src = (uv_N2 - c) @ np.linalg.inv(A_22).T + c
+    inside = (src[:, 0] >= 0) & (src[:, 0] < camera.width) & (src[:, 1] >= 0) & (src[:, 1] < camera.height)
+    return src, inside
+
+
 def pass_targets(
     targets: FrameTargets,
     camera: Camera,
@@ -182,9 +190,7 @@ def pass_targets(
 
     ``origin_3`` is the camera centre (world frame), for telling depth edges apart (``FrameTargets.sample``).
     """
-    c = np.array([camera.cx, camera.cy])
-    src = (uv_N2 - c) @ np.linalg.inv(A_22).T + c  # cell centres in the unwarped network image
-    inside = (src[:, 0] >= 0) & (src[:, 0] < camera.width) & (src[:, 1] >= 0) & (src[:, 1] < camera.height)
+    src, inside = unwarped_cells(camera, A_22, uv_N2)
     tc = targets.camera
     xy_t = np.stack(
         [(src[:, 0] - camera.cx) / camera.fx * tc.fx + tc.cx, (src[:, 1] - camera.cy) / camera.fy * tc.fy + tc.cy], 1
@@ -453,6 +459,7 @@ def build_buffer(
         dense = t.valid_HW.mean() >= 0.5
         # Novel views are rendered from a surface: the dense targets, or one through the sparse ones.
         surface = t if dense else proxy_targets(t, frame.cam_from_world) if t.num_valid >= MIN_PROXY_POINTS else None
+        points_M3, points_conf_M = (None, None) if dense else (t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW])
         for k in range(config.buffer_passes):
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
             view = surface is not None and k >= config.buffer_passes - config.view_passes
@@ -487,13 +494,14 @@ def build_buffer(
                 inside[p] = valid[p]  # elsewhere the view shows filled-in colour: no reprojection loss there either
             else:
                 K[p], pose[p] = pass_camera(camera, cam_from_world, scale, angle, centre)
-                origin = frame.world_from_cam[:3, 3]
-                coords[p], valid[p], inside[p], weight[p] = pass_targets(t, camera, A, uv_N2, centre, weight_scale, origin)
-                if not dense:
+                if dense:
+                    origin = frame.world_from_cam[:3, 3]
+                    coords[p], valid[p], inside[p], weight[p] = pass_targets(t, camera, A, uv_N2, centre, weight_scale, origin)
+                else:
+                    inside[p] = unwarped_cells(camera, A, uv_N2)[1]
                     coords[p], valid[p], weight[p] = sparse_pass_targets(
-                        t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW], K[p], pose[p], uv_N2, (H // 8, W // 8), centre,
-                        weight_scale,
-                    )  # fmt: skip
+                        points_M3, points_conf_M, K[p], pose[p], uv_N2, (H // 8, W // 8), centre, weight_scale
+                    )
                     valid[p] &= inside[p]
                     weight[p] *= valid[p]
             p += 1
