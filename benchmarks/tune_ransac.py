@@ -4,14 +4,16 @@ Takes students trained by ``tune_redkitchen_split.py`` (each holds out a stretch
 the mapping trajectory and names those frames in its model file), runs the network
 once per validation frame, then PnP-RANSAC with every setting of the grid on the
 same 2D-3D matches. Reports accuracy and RANSAC milliseconds per setting, pooled
-over the given models (one model per seed).
+over the given models (one model per seed). ``--max-points`` also tries using only
+that many of the matches (evenly spaced cells, ``Localizer(max_points=...)``).
 
 Usage::
 
     python benchmarks/tune_ransac.py /tmp/runs/tuning/xstrong-pushpull-seed0/model.pt \\
         /tmp/runs/tuning/xstrong-pushpull-seed1/model.pt
+    python benchmarks/tune_ransac.py --thresholds 20 --iterations 500 --max-points 0 640 320 MODEL...
 
-Results go to ``benchmarks/results/tune_ransac.{json,md}``.
+Results go to ``benchmarks/results/tune_ransac.{json,md}`` (or ``--name``).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
 REPEATS = 3  # RANSAC timings per frame and setting (the median is kept)
 
 
-def frame_matches(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, np.ndarray, np.ndarray, object, np.ndarray]]:
-    """(name, uv, xyz, network camera, cam_from_world) of every validation frame of one model."""
+def frame_predictions(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, object, np.ndarray]]:
+    """(name, student output, cam_from_world) of every validation frame of one model."""
     names = set(read_model_payload(model_path)["train"]["validation_frames"])
     if not names:
         raise SystemExit(f"{model_path}: trained without validation frames (train.val_stretch / val_frames)")
@@ -48,9 +50,7 @@ def frame_matches(model_path: Path, data_root: Path, scene_id: str) -> list[tupl
     model = load_model(model_path)
     out = []
     for frame in (f for f in scene.mapping if f.name in names):
-        prediction = model.predict(read_image(frame.image_path), frame.camera)
-        uv, xyz = correspondences(prediction)
-        out.append((frame.name, uv, xyz, prediction.camera, frame.cam_from_world))
+        out.append((frame.name, model.predict(read_image(frame.image_path), frame.camera), frame.cam_from_world))
     return out
 
 
@@ -59,20 +59,25 @@ def main() -> int:
     parser.add_argument("models", nargs="+", type=Path, help="model files trained with validation frames")
     parser.add_argument("--scene", default="redkitchen-split")
     parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS, help="pixels at 640 px width")
+    parser.add_argument("--iterations", type=int, nargs="+", default=MAX_ITERATIONS, help="RANSAC iteration caps")
+    parser.add_argument("--max-points", type=int, nargs="+", default=[0], help="matches kept per frame (0 = all)")
+    parser.add_argument("--name", default="tune_ransac", help="results file name in benchmarks/results/")
     args = parser.parse_args()
-    frames = [m for path in args.models for m in frame_matches(path, args.data_root, args.scene)]
+    frames = [m for path in args.models for m in frame_predictions(path, args.data_root, args.scene)]
     rows = []
-    for threshold, iterations in itertools.product(THRESHOLDS, MAX_ITERATIONS):
+    for threshold, iterations, max_points in itertools.product(args.thresholds, args.iterations, args.max_points):
         cfg = PnpConfig(threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations))
         results, ms = [], []
-        for name, uv, xyz, camera, cam_from_world in frames:
-            runs = [solve_pnp(uv, xyz, camera, cfg) for _ in range(REPEATS)]
+        for name, prediction, cam_from_world in frames:
+            uv, xyz = correspondences(prediction, max_points=max_points or None)
+            runs = [solve_pnp(uv, xyz, prediction.camera, cfg) for _ in range(REPEATS)]
             ms.append(float(np.median([r.ms for r in runs])))
             r = runs[0]
             results.append(query_result(name, r.cam_from_world if r.success else None, cam_from_world, r.num_inliers, {}))
         s = accuracy_summary(results)
         rows.append({
-            "threshold_px": threshold, "max_iterations": iterations, "frames": len(frames),
+            "threshold_px": threshold, "max_iterations": iterations, "max_points": max_points or None, "frames": len(frames),
             "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"], "pct_2cm2deg": s["acc_2cm2deg"],
             "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
             "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
@@ -84,15 +89,15 @@ def main() -> int:
         f"Models: {', '.join(f'`{p}`' for p in args.models)}; {len(frames)} validation frames in all (held-out stretches of "
         f"the mapping trajectory of `{args.scene}`). Same network output for every setting; RANSAC ms is the median of "
         f"{REPEATS} runs per frame.\n",
-        "| threshold px (at 640) | max iterations | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | RANSAC ms p50 / p95 |",
-        "|---|---|---|---|---|---|---|",
+        "| threshold px (at 640) | max iterations | matches | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | RANSAC ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
+            f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['max_points'] or 'all'} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} | {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"
         )
-    write_results("tune_ransac", {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")
+    write_results(args.name, {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -20,8 +20,11 @@ from slocal.distill.buffer import (
     proxy_targets,
     random_view,
     render_pass,
+    render_points,
     render_view,
     sparse_pass_targets,
+    SplatPoints,
+    view_neighbours,
     warp_matrix,
 )
 from slocal.distill.config import StudentConfig
@@ -38,9 +41,9 @@ TINY_ACE = StudentConfig(
 )  # fmt: skip
 
 
-def _view():
+def _view(index: int = 60):
     config = SynthConfig(color_size=(160, 128), depth_size=(160, 128), focal=130.0, seed=5)
-    world_from_cam = trajectory(config, "mapping")[60]
+    world_from_cam = trajectory(config, "mapping")[index]
     camera = config.color_camera
     depth = SynthWorld(config).render_depth(camera, world_from_cam)
     uv = pixel_centers(camera.width, camera.height).reshape(-1, 2)
@@ -92,6 +95,38 @@ def test_render_view_puts_every_target_at_its_projection_in_the_new_camera():
     off = np.abs(np.floor(uv) - np.stack([cols, rows], 1)).sum(1)
     assert off.max() <= 1 and (off == 0).mean() > 0.8
     assert (image == 128).all()  # holes are filled from known pixels only
+
+
+def test_neighbours_fill_a_novel_view_where_the_frame_alone_leaves_holes():
+    """Splatting two frames of the room: more of a view between them is supervised, and still exactly."""
+    a, camera, a_cam_from_world = _view(60)
+    b, _, b_cam_from_world = _view(75)
+    between = random_view(np.random.default_rng(3), 0.05, 3.0) @ b_cam_from_world
+    rgb = np.full((camera.height, camera.width, 3), 90, np.uint8)
+    alone = render_points(SplatPoints.of_frame(a, rgb), camera, between)
+    both = render_points(SplatPoints.concat([SplatPoints.of_frame(a, rgb), SplatPoints.of_frame(b, rgb + 60)]), camera, between)
+    assert both[2].mean() > alone[2].mean() + 0.1, (alone[2].mean(), both[2].mean())
+    coords, valid = both[1], both[2]
+    p = coords[valid].astype(np.float64) @ between[:3, :3].T + between[:3, 3]
+    uv = p[:, :2] / p[:, 2:] * [camera.fx, camera.fy] + [camera.cx, camera.cy]
+    rows, cols = np.nonzero(valid)
+    off = np.abs(np.floor(uv) - np.stack([cols, rows], 1)).sum(1)
+    assert off.max() <= 1 and (off == 0).mean() > 0.8
+    # Frame b is nearer the view, so it owns most pixels: its colour shows where both see the surface.
+    assert (both[0][valid] == 150).mean() > 0.5
+
+
+def test_view_neighbours_rank_by_centre_distance_and_viewing_direction():
+    def cam(x: float, yaw_deg: float) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = cv2.Rodrigues(np.array([0.0, np.radians(yaw_deg), 0.0]))[0]
+        T[0, 3] = x
+        return T
+
+    candidates = np.stack([cam(0.3, 0.0), cam(0.05, 180.0), cam(0.1, 10.0), cam(-0.5, 0.0)])
+    # The camera 5 cm away but looking back is no neighbour; 10 cm at 10 deg beats 30 cm at 0 deg.
+    assert view_neighbours(cam(0.0, 0.0), candidates, 3).tolist() == [2, 0, 3]
+    assert view_neighbours(cam(0.0, 0.0), candidates, 10).tolist() == [2, 0, 3, 1]
 
 
 def _sparse(targets: FrameTargets, keep_every: int) -> FrameTargets:

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Sparse targets a frame needs before its novel views are rendered through their interpolated surface.
 MIN_PROXY_POINTS = 100
+# Fraction of valid target pixels above which a frame's targets count as dense (depth, DUSt3R).
+DENSE_FRACTION = 0.5
 # Frames encoded per onnxruntime call: batching gains nothing on 2 cores and costs memory.
 ENCODE_BATCH = 1
 
@@ -253,37 +255,61 @@ def fill_holes(image_HWC: np.ndarray, known_HW: np.ndarray) -> np.ndarray:
     return np.where(known_HW[..., None], image_HWC, up)
 
 
-def render_view(
-    targets: FrameTargets,
-    rgb_HW3: np.ndarray,
-    camera: Camera,
-    cam_from_world: np.ndarray,
-    supervised_HW: np.ndarray | None = None,
+@dataclass(frozen=True, eq=False)
+class SplatPoints:
+    """Coloured world points to render novel views from (``render_points``).
+
+    Attributes:
+        points_M3: float32 world points.
+        colours_M3: uint8 RGB.
+        conf_M: float32 teacher confidence.
+        supervised_M: bool, the point is a real target (else it only carries colour).
+    """
+
+    points_M3: np.ndarray
+    colours_M3: np.ndarray
+    conf_M: np.ndarray
+    supervised_M: np.ndarray
+
+    @classmethod
+    def of_frame(cls, targets: FrameTargets, rgb_HW3: np.ndarray, supervised_HW: np.ndarray | None = None) -> SplatPoints:
+        """A frame's valid targets coloured by its image (resized to the target grid).
+
+        Args:
+            supervised_HW: which target pixels are real targets (default: all valid ones).
+        """
+        colours = cv2.resize(rgb_HW3, targets.camera.size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
+        keep = targets.valid_HW.reshape(-1)
+        supervised = keep if supervised_HW is None else supervised_HW.reshape(-1)
+        return cls(
+            targets.coords_HW3.reshape(-1, 3)[keep].astype(np.float32),
+            colours[keep],
+            targets.conf_HW.reshape(-1)[keep].astype(np.float32),
+            supervised[keep],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[SplatPoints]) -> SplatPoints:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(q, k) for q in parts]) for k in ("points_M3", "colours_M3", "conf_M", "supervised_M")))
+
+
+def render_points(
+    splat: SplatPoints, camera: Camera, cam_from_world: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Splat a frame's dense targets, coloured by its image, into another camera (novel-view augmentation).
+    """Splat coloured world points into a camera (novel-view augmentation).
 
-    Each target pixel is a world point with a colour; points are projected into
-    ``camera`` at ``cam_from_world`` and z-buffered (nearest wins). An empty
-    pixel then takes the nearest of its four neighbours' points (closing the
-    cracks of a magnifying motion); remaining holes are filled in the image
-    (``fill_holes``) and left without targets.
-
-    Args:
-        targets: dense targets of the frame (or a proxy surface, see ``proxy_targets``).
-        rgb_HW3: the frame's image.
-        camera, cam_from_world: the new camera.
-        supervised_HW: which target pixels are real targets (default: all valid ones); the
-            others only carry colour.
+    Points are projected into ``camera`` at ``cam_from_world`` and z-buffered
+    (nearest wins). An empty pixel then takes the nearest of its four
+    neighbours' points (closing the cracks of a magnifying motion); remaining
+    holes are filled in the image (``fill_holes``) and left without targets.
 
     Returns:
-        image_HW3 uint8, coords_HW3 float32 world points (NaN where no real target won the
+        image_HW3 uint8, coords_HW3 float32 world points (NaN where no supervised point won the
         pixel), valid_HW bool, conf_HW float32.
     """
-    tc = targets.camera
-    colours = cv2.resize(rgb_HW3, tc.size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
-    keep = targets.valid_HW.reshape(-1)
-    X = targets.coords_HW3.reshape(-1, 3)[keep].astype(np.float64)
-    col, conf = colours[keep], targets.conf_HW.reshape(-1)[keep]
+    X = splat.points_M3.astype(np.float64)
     p = X @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
     z = p[:, 2]
     W, H = camera.size
@@ -311,17 +337,52 @@ def render_view(
     owner = np.where(owner_HW >= 0, owner_HW, crack_owner).reshape(-1)
     filled = owner >= 0
     image = np.zeros((H * W, 3), np.float32)
-    image[filled] = col[owner[filled]]
+    image[filled] = splat.colours_M3[owner[filled]]
     image = fill_holes(image.reshape(H, W, 3), filled.reshape(H, W))
     real = filled.copy()
-    if supervised_HW is not None:
-        real[filled] = supervised_HW.reshape(-1)[keep][owner[filled]]
+    real[filled] = splat.supervised_M[owner[filled]]
     coords = np.full((H * W, 3), np.nan, np.float32)
     coords[real] = X[owner[real]]
     conf_out = np.zeros(H * W, np.float32)
-    conf_out[real] = conf[owner[real]]
+    conf_out[real] = splat.conf_M[owner[real]]
     image_u8 = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     return image_u8, coords.reshape(H, W, 3), real.reshape(H, W), conf_out.reshape(H, W)
+
+
+def render_view(
+    targets: FrameTargets,
+    rgb_HW3: np.ndarray,
+    camera: Camera,
+    cam_from_world: np.ndarray,
+    supervised_HW: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Splat one frame's dense targets, coloured by its image, into another camera (``render_points``).
+
+    Args:
+        targets: dense targets of the frame (or a proxy surface, see ``proxy_targets``).
+        rgb_HW3: the frame's image.
+        camera, cam_from_world: the new camera.
+        supervised_HW: which target pixels are real targets (default: all valid ones); the
+            others only carry colour.
+    """
+    return render_points(SplatPoints.of_frame(targets, rgb_HW3, supervised_HW), camera, cam_from_world)
+
+
+def view_neighbours(world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, metres_per_radian: float = 0.5) -> np.ndarray:
+    """Indices of the ``count`` candidate cameras nearest to a camera, nearest first.
+
+    The distance is between camera centres plus ``metres_per_radian`` times the
+    angle between the optical axes, so a camera looking the other way from the
+    same spot is not a neighbour.
+
+    Args:
+        world_from_cam: (4, 4) the camera.
+        candidates_C44: (C, 4, 4) world_from_cam of the candidates.
+    """
+    centre_dist = np.linalg.norm(candidates_C44[:, :3, 3] - world_from_cam[:3, 3], axis=1)
+    cos = np.clip(candidates_C44[:, :3, 2] @ world_from_cam[:3, 2], -1.0, 1.0)
+    score = centre_dist + metres_per_radian * np.arccos(cos)
+    return np.argsort(score, kind="stable")[:count]
 
 
 def proxy_targets(targets: FrameTargets, cam_from_world: np.ndarray) -> FrameTargets:
@@ -446,17 +507,13 @@ def build_buffer(
         "feature buffer: %d frames x %d passes x %d cells x %d channels (%.2f GB)",
         len(frames), config.buffer_passes, N, channels, buffer_bytes(P, N, channels) / 2**30,
     )  # fmt: skip
+    splats, splat_poses = _neighbour_splats(frames, targets) if config.view_neighbours > 0 else ([], np.zeros((0, 4, 4)))
     p = 0
     for fi, frame in enumerate(progress_bar(frames, "encoding mapping images")):
-        rgb = read_image(frame.image_path)
-        if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
-            raise SlocalError(
-                f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
-                frame.image_path,
-            )
+        rgb = _read_frame_image(frame)
         camera = frame.camera.scaled(W, H)
         t = targets[frame.name]
-        dense = t.valid_HW.mean() >= 0.5
+        dense = is_dense(t)
         # Novel views are rendered from a surface: the dense targets, or one through the sparse ones.
         surface = t if dense else proxy_targets(t, frame.cam_from_world) if t.num_valid >= MIN_PROXY_POINTS else None
         points_M3, points_conf_M = (None, None) if dense else (t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW])
@@ -466,8 +523,11 @@ def build_buffer(
             if view:
                 new_from_old = random_view(rng, config.view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
-                supervised = None if dense else t.valid_HW
-                rendered, vcoords, vvalid, vconf = render_view(surface, rgb, camera, cam_from_world, supervised)
+                splat = SplatPoints.of_frame(surface, rgb, None if dense else t.valid_HW)
+                if dense and splats:
+                    near = [i for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1) if i != fi]
+                    splat = SplatPoints.concat([splat] + [splats[i] for i in near[: config.view_neighbours] if splats[i] is not None])
+                rendered, vcoords, vvalid, vconf = render_points(splat, camera, cam_from_world)
                 img = rendered.astype(np.float32) / 255.0
                 vt = FrameTargets(frame.name, camera, vcoords, vconf, vvalid)
                 A = np.eye(2)
@@ -508,3 +568,29 @@ def build_buffer(
     return FeatureBuffer(
         (W, H), feat, coords, valid, inside, weight, K, pose, frame_of, tuple(f.name for f in frames), uv_N2.astype(np.float32), path
     )
+
+
+def is_dense(targets: FrameTargets) -> bool:
+    """Whether a frame's targets cover most of its grid (depth, DUSt3R), not a sparse teacher's points."""
+    return bool(targets.valid_HW.mean() >= DENSE_FRACTION)
+
+
+def _read_frame_image(frame: Frame) -> np.ndarray:
+    rgb = read_image(frame.image_path)
+    if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
+        raise SlocalError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}", frame.image_path
+        )
+    return rgb
+
+
+def _neighbour_splats(frames: list[Frame], targets: dict[str, FrameTargets]) -> tuple[list[SplatPoints | None], np.ndarray]:
+    """Every densely taught frame's coloured targets (None for sparse ones) and all frames' world_from_cam (F, 4, 4).
+
+    Held in memory for the whole encoding (~1.5 MB a frame at a 320x240 target grid).
+    """
+    splats: list[SplatPoints | None] = []
+    for frame in progress_bar(frames, "gathering points for novel views"):
+        t = targets[frame.name]
+        splats.append(SplatPoints.of_frame(t, _read_frame_image(frame)) if is_dense(t) else None)
+    return splats, np.stack([f.world_from_cam for f in frames])

@@ -163,8 +163,12 @@ class TrainConfig:
         view_passes: of the ``buffer_passes``, this many show the mapping image from a random nearby
             viewpoint, rendered by splatting its dense targets (novel-view augmentation: teaches
             the head what the scene looks like off the mapping trajectory). Frames whose targets
-            are sparse (< 50 % valid: SfM, COLMAP) use in-plane passes instead.
+            are sparse (< 50 % valid: SfM, COLMAP) are rendered through a surface interpolated
+            from them, with only their own points as targets.
         view_translation, view_rotation: the largest camera motion of a novel view (metres, degrees).
+        view_neighbours: a novel view of a densely taught frame also splats the targets of this
+            many other training frames, those nearest to the new camera, so it shows the scene
+            where the frame alone leaves holes (0 = the frame alone).
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.
@@ -195,6 +199,7 @@ class TrainConfig:
     view_passes: int = 0
     view_translation: float = 0.3
     view_rotation: float = 10.0
+    view_neighbours: int = 0
     val_every_s: float = 60.0
     checkpoint_every_s: float = 120.0
     seed: int = 0
@@ -219,6 +224,8 @@ class TrainConfig:
             )
         if not 0 <= self.view_passes < self.buffer_passes:
             raise SlocalError(f"view_passes must be in [0, buffer_passes), got {self.view_passes}")
+        if self.view_neighbours < 0:
+            raise SlocalError(f"view_neighbours must be >= 0, got {self.view_neighbours}")
         if self.view_translation < 0 or self.view_rotation < 0:
             raise SlocalError(f"view_translation and view_rotation must be >= 0, got {self.view_translation}, {self.view_rotation}")
         if not 0.0 <= self.warmup < 1.0:
