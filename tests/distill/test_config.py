@@ -106,6 +106,9 @@ def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
         ("train:\n  val_frames: -1\n", "val_frames must be >= 0"),
         ("train:\n  aug_rotation: -10\n", "aug_rotation must be >= 0"),
         ("student:\n  std: [0.2, 0, 0.2]\n", "std must be > 0"),
+        ("student:\n  encoder_levels: [16, 32]\n", "encoder_levels must be 8 followed by"),
+        ("student:\n  encoder_levels: [8, 32, 16]\n", "encoder_levels must be 8 followed by"),
+        ("train:\n  view_neighbours: -1\n", "view_neighbours must be >= 0"),
     ],
 )
 def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):

@@ -46,6 +46,22 @@ def test_dense_features_nest_and_onnxruntime_matches_torch():
     assert not encoder.training  # frozen BatchNorm statistics
 
 
+def test_fewer_levels_are_the_same_maps_without_the_coarsest_stages():
+    """levels=(8, 16): the first 152 channels of the full features, computed without the stride-32 stages."""
+    full, short = DenseEncoder(), DenseEncoder(levels=(8, 16))
+    rng = np.random.default_rng(1)
+    x = normalise(rng.integers(0, 256, (1, 96, 128, 3), dtype=np.uint8), (0.5,) * 3, (0.5,) * 3)
+    with torch.no_grad():
+        ref, got = full(x), short(x)
+    assert short.channels == 40 + 112 and got.shape == (1, 152, 12, 16)
+    torch.testing.assert_close(got, ref[:, :152])
+    assert len(short.levels(x)) == 2 and len(short.top_modules()) == 2 and len(full.top_modules()) == 4
+    assert encode(short, x).shape == got.shape  # onnxruntime, its own session
+    torch.testing.assert_close(encode(short, x), got, rtol=1e-3, atol=1e-3 * float(got.abs().max()))
+    with pytest.raises(SlocalError, match="must start with stride 8"):
+        DenseEncoder(levels=(16, 32))
+
+
 def test_weights_of_another_network_are_refused_naming_the_file(tmp_path):
     other = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), other)

@@ -65,6 +65,8 @@ class StudentConfig:
         head_width, head_layers: the 1x1-conv regression head (hidden width, hidden layers).
         backbone: ``timm``/``vit``: timm model name.
         encoder: ``ace``/``hybrid``: pretrained encoder (``slocal.distill.encoder.ENCODERS``).
+        encoder_levels: ``ace``/``hybrid``: the encoder's feature maps the head sees, by stride
+            (8 always; 16 and 32 upsampled onto it). Fewer levels, a smaller receptive field.
         tune_encoder: ``ace``/``hybrid``: fine-tune the encoder's stride-16/32 stages per scene
             (the buffer then holds the frozen stride-8 map, and the model file the tuned stages).
         patch_size: ``vit``: patch size (8 or 16; None keeps the model's).
@@ -87,6 +89,7 @@ class StudentConfig:
     head_layers: int = 3
     backbone: str = ""
     encoder: str = ""
+    encoder_levels: tuple[int, ...] = (8, 16, 32)
     tune_encoder: bool = False
     patch_size: int | None = None
     vit_depth: int | None = None
@@ -106,6 +109,9 @@ class StudentConfig:
             raise SlocalError(f"cnn widths must have 4 entries (strides 2, 4, 8, context), got {list(self.widths)}")
         if self.arch in BUFFER_ARCHS and not self.encoder:
             raise SlocalError(f"student arch {self.arch!r} needs a pretrained encoder name")
+        if tuple(sorted(set(self.encoder_levels))) != tuple(self.encoder_levels) or not set(self.encoder_levels) <= {8, 16, 32} \
+                or 8 not in self.encoder_levels:  # fmt: skip
+            raise SlocalError(f"encoder_levels must be 8 followed by any of 16, 32 in order, got {list(self.encoder_levels)}")
         if self.arch in BUFFER_ARCHS and self.size_multiple % 32:
             raise SlocalError(f"student arch {self.arch!r} needs size_multiple a multiple of 32, got {self.size_multiple}")
         if self.arch in ("timm", "vit") and not self.backbone:

