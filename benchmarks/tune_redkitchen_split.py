@@ -31,7 +31,7 @@ import yaml
 from common import RESULTS, write_results
 
 from slocal.data import load_scene
-from slocal.distill.config import TrainConfig
+from slocal.distill.config import StudentConfig, TrainConfig
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.camera import pixel_centers
 from slocal.io import read_image
@@ -96,8 +96,10 @@ def _row(name: str, student: str, seed: int, override: dict, out: Path) -> dict:
     train = payload["train"]
     val = train["validation"][-1]
     # Models trained before a setting existed ran with its default.
-    recipe = {k: train["settings"].get(k, getattr(TrainConfig(), k)) for k in RECIPE_KEYS} | {"max_side": payload["student"]["max_side"],
-                                                                "tune_encoder": payload["student"].get("tune_encoder", False)}
+    recipe = {k: train["settings"].get(k, getattr(TrainConfig(), k)) for k in RECIPE_KEYS} | {
+        "max_side": payload["student"]["max_side"], "tune_encoder": payload["student"].get("tune_encoder", False),
+        "encoder_levels": list(payload["student"].get("encoder_levels", StudentConfig().encoder_levels)),
+    }  # fmt: skip
     return {
         "variant": name, "student": student, "seed": seed, "override": override, "recipe": recipe, "minutes": train["minutes"],
         "encode_minutes": train.get("encode_minutes"), "iterations": train["iterations"],
@@ -129,9 +131,9 @@ def main() -> int:
         "`DENSE_PNP` = 20 px / 500 after). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
         "Cells: the student's coordinates at every validation cell with a depth target, against that target "
         "(recorded from f6bf0e7 on).\n",
-        "| variant | student | seed | side | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
+        "| variant | student | seed | side | encoder levels | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
         "| % @10cm5° | % @5cm5° | median cm / ° | cells: median cm / % within 10 cm |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["variant"], r["seed"])):
         c = r["recipe"]
@@ -139,7 +141,8 @@ def main() -> int:
         moves += f", +{c['view_neighbours']} frames" if c.get("view_neighbours") else ""
         views = f"{c['buffer_passes']} ({c['view_passes']}{moves})"
         lines.append(
-            f"| {r['variant']} | {r['student']} | {r['seed']} | {c['max_side']} | {views} | {'yes' if c['tune_encoder'] else 'no'} "
+            f"| {r['variant']} | {r['student']} | {r['seed']} | {c['max_side']} | {'/'.join(map(str, c.get('encoder_levels', (8, 16, 32))))} "
+            f"| {views} | {'yes' if c['tune_encoder'] else 'no'} "
             f"| {r['minutes']:.1f} | {r['iterations']} | {r['validation_frames']} "
             f"| {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} "
             f"| {_cells(r)} |"
