@@ -15,8 +15,10 @@ The buffer holds, for every pass ``P`` and cell ``N`` of the ``h x w`` grid:
 cell shows the original image, not the warp's black border) and
 ``weight_PN`` (normalised teacher confidence).
 
-Passes may also be novel views (``render_view``): the frame's targets splatted
-into a moved camera. Sparse teachers' frames are rendered through a surface
+Passes may also be novel views (``render_points``): the frame's targets splatted
+into a moved camera, where the teacher is dense together with those of the
+``config.view_neighbours`` training frames nearest to that camera
+(``view_neighbours``). Sparse teachers' frames are rendered through a surface
 interpolated from their targets (``proxy_targets``), and their targets are
 assigned to the cells they project into (``sparse_pass_targets``) rather than
 sampled at the cell centres.
