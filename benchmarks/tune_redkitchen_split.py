@@ -31,6 +31,7 @@ import yaml
 from common import RESULTS, write_results
 
 from slocal.data import load_scene
+from slocal.distill.buffer import pass_targets
 from slocal.distill.config import StudentConfig, TrainConfig
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.camera import pixel_centers
@@ -82,10 +83,9 @@ def cell_errors(model_path: Path, data_root: Path, runs: Path) -> dict:
     errors = []
     for frame in (f for f in scene.mapping if f.name in names):
         out = model.predict(read_image(frame.image_path), frame.camera)
-        cam, tc = out.camera, targets[frame.name].camera
-        uv = pixel_centers(cam.width, cam.height, out.stride).reshape(-1, 2)
-        xy = np.stack([(uv[:, 0] - cam.cx) / cam.fx * tc.fx + tc.cx, (uv[:, 1] - cam.cy) / cam.fy * tc.fy + tc.cy], 1)
-        coords, _, valid = targets[frame.name].sample(xy, frame.world_from_cam[:3, 3])
+        uv = pixel_centers(out.camera.width, out.camera.height, out.stride).reshape(-1, 2)
+        # The targets at the cell centres exactly as the buffer samples them (an unwarped pass, no centre offset).
+        coords, valid, _, _ = pass_targets(targets[frame.name], out.camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3])
         errors.append(np.linalg.norm(np.asarray(out.coords_hw3).reshape(-1, 3)[valid] - coords[valid], axis=1))
     e = np.concatenate(errors)
     return {"cell_median_cm": float(np.median(e) * 100), "cell_pct_10cm": float(np.mean(e < 0.10) * 100)}

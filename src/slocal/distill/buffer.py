@@ -519,13 +519,19 @@ def build_buffer(
         # Novel views are rendered from a surface: the dense targets, or one through the sparse ones.
         surface = t if dense else proxy_targets(t, frame.cam_from_world) if t.num_valid >= MIN_PROXY_POINTS else None
         points_M3, points_conf_M = (None, None) if dense else (t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW])
+        if surface is None:
+            own_splat = None
+        elif dense and splats:
+            own_splat = splats[fi]  # already gathered for the neighbours' sake
+        else:
+            own_splat = SplatPoints.of_frame(surface, rgb, None if dense else t.valid_HW)
         for k in range(config.buffer_passes):
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
             view = surface is not None and k >= config.buffer_passes - config.view_passes
             if view:
                 new_from_old = random_view(rng, config.view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
-                splat = SplatPoints.of_frame(surface, rgb, None if dense else t.valid_HW)
+                splat = own_splat
                 if dense and splats:
                     near = [i for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1) if i != fi]
                     splat = SplatPoints.concat([splat] + [splats[i] for i in near[: config.view_neighbours] if splats[i] is not None])
