@@ -58,8 +58,9 @@ def test_fewer_levels_are_the_same_maps_without_the_coarsest_stages():
     assert len(short.levels(x)) == 2 and len(short.top_modules()) == 2 and len(full.top_modules()) == 4
     assert encode(short, x).shape == got.shape  # onnxruntime, its own session
     torch.testing.assert_close(encode(short, x), got, rtol=1e-3, atol=1e-3 * float(got.abs().max()))
-    with pytest.raises(SlocalError, match="must start with stride 8"):
-        DenseEncoder(levels=(16, 32))
+    for bad in ((16, 32), (8, 32, 16)):
+        with pytest.raises(SlocalError, match="encoder_levels must be 8 followed by any of 16, 32 in order"):
+            DenseEncoder(levels=bad)
 
 
 def test_weights_of_another_network_are_refused_naming_the_file(tmp_path):

@@ -42,6 +42,17 @@ NORMS = ("bn", "gn")
 ALIASES_FILE = "aliases.yaml"
 
 
+# Strides of the feature maps a pretrained encoder offers (``StudentConfig.encoder_levels``).
+ENCODER_STRIDES = (8, 16, 32)
+
+
+def check_encoder_levels(levels: tuple[int, ...]) -> None:
+    """Refuse a level list that is not stride 8 followed by coarser ``ENCODER_STRIDES`` in increasing order."""
+    levels = tuple(levels)
+    if levels[:1] != (8,) or not set(levels) <= set(ENCODER_STRIDES) or levels != tuple(sorted(set(levels))):
+        raise SlocalError(f"encoder_levels must be 8 followed by any of 16, 32 in order, got {list(levels)}")
+
+
 @dataclass(frozen=True)
 class StudentConfig:
     """The student network.
@@ -109,9 +120,7 @@ class StudentConfig:
             raise SlocalError(f"cnn widths must have 4 entries (strides 2, 4, 8, context), got {list(self.widths)}")
         if self.arch in BUFFER_ARCHS and not self.encoder:
             raise SlocalError(f"student arch {self.arch!r} needs a pretrained encoder name")
-        if tuple(sorted(set(self.encoder_levels))) != tuple(self.encoder_levels) or not set(self.encoder_levels) <= {8, 16, 32} \
-                or 8 not in self.encoder_levels:  # fmt: skip
-            raise SlocalError(f"encoder_levels must be 8 followed by any of 16, 32 in order, got {list(self.encoder_levels)}")
+        check_encoder_levels(self.encoder_levels)
         if self.arch in BUFFER_ARCHS and self.size_multiple % 32:
             raise SlocalError(f"student arch {self.arch!r} needs size_multiple a multiple of 32, got {self.size_multiple}")
         if self.arch in ("timm", "vit") and not self.backbone:

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from slocal.distill.config import ENCODER_STRIDES, check_encoder_levels
 from slocal.errors import SlocalError
 from slocal.onnx_runtime import cpu_session
 from slocal.torch_io import read_torch_file
@@ -154,10 +155,9 @@ class DenseEncoder(nn.Module):
         # features_only keeps the classifier's names for the layers it keeps.
         own = self.body.state_dict()
         self.body.load_state_dict({k: v for k, v in classifier.state_dict().items() if k in own}, strict=True)
-        if self.body.feature_info.reduction() != [8, 16, 32]:
+        if tuple(self.body.feature_info.reduction()) != ENCODER_STRIDES:
             raise SlocalError(f"encoder {name}: expected strides 8, 16, 32, got {self.body.feature_info.reduction()}")
-        if self.level_strides[:1] != (8,) or not set(self.level_strides) <= {8, 16, 32}:
-            raise SlocalError(f"encoder levels must start with stride 8 and be among 8, 16, 32, got {list(levels)}")
+        check_encoder_levels(self.level_strides)
         by_stride = dict(zip(self.body.feature_info.reduction(), self.body.feature_info.channels()))
         self.channels = int(sum(by_stride[s] for s in self.level_strides))
         # The block whose output is each level (timm names them ``blocks.<i>``).
