@@ -120,6 +120,16 @@ def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
     assert "\n" not in str(info.value)  # one line for the CLI
 
 
+def test_buffer_student_input_sides_follow_its_coarsest_level(tmp_path):
+    path = tmp_path / "sides.yaml"
+    path.write_text("student:\n  encoder_levels: [8, 16]\n  size_multiple: 16\n")
+    student, _ = load_configs("ace", path)
+    assert student.size_multiple == 16 and tuple(student.encoder_levels) == (8, 16)
+    path.write_text("student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 16\n")
+    with pytest.raises(SlocalError, match="needs size_multiple a multiple of 32, got 16"):
+        load_configs("ace", path)
+
+
 def test_missing_file():
     with pytest.raises(SlocalError, match="config file not found"):
         load_configs("cnn", "/nonexistent/x.yaml")

@@ -484,7 +484,7 @@ def build_buffer(
             resized to ``image_size``, the camera scaled with them).
         targets: the teacher's targets by frame name.
         encoder: the frozen encoder.
-        image_size: (width, height) of the network input, multiples of 32.
+        image_size: (width, height) of the network input, multiples of the coarsest encoder level.
         centre: (3,) scene centre subtracted from the targets and poses.
         seed: seeds the augmentation (a buffer is reproducible).
         spill_path: file used when the buffer must be memory-mapped.

@@ -121,8 +121,11 @@ class StudentConfig:
         if self.arch in BUFFER_ARCHS and not self.encoder:
             raise SlocalError(f"student arch {self.arch!r} needs a pretrained encoder name")
         check_encoder_levels(self.encoder_levels)
-        if self.arch in BUFFER_ARCHS and self.size_multiple % 32:
-            raise SlocalError(f"student arch {self.arch!r} needs size_multiple a multiple of 32, got {self.size_multiple}")
+        if self.arch in BUFFER_ARCHS and self.size_multiple % max(self.encoder_levels):
+            raise SlocalError(
+                f"student arch {self.arch!r} with encoder levels {list(self.encoder_levels)} needs size_multiple "
+                f"a multiple of {max(self.encoder_levels)}, got {self.size_multiple}"
+            )
         if self.arch in ("timm", "vit") and not self.backbone:
             raise SlocalError(f"student arch {self.arch!r} needs a timm backbone name")
         if self.arch == "vit" and self.patch_size not in (None, 8, 16):

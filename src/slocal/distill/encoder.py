@@ -139,7 +139,7 @@ TOP_FROM = 3
 class DenseEncoder(nn.Module):
     """Frozen pretrained encoder: normalised image ``x_B3HW`` -> ``feat_BChw`` at stride 8.
 
-    ``H`` and ``W`` must be multiples of 32; ``h, w = H // 8, W // 8``.
+    ``H`` and ``W`` must be multiples of the coarsest level's stride; ``h, w = H // 8, W // 8``.
     """
 
     stride = 8
