@@ -5,7 +5,9 @@ the mapping trajectory and names those frames in its model file), runs the netwo
 once per validation frame, then PnP-RANSAC with every setting of the grid on the
 same 2D-3D matches. Reports accuracy and RANSAC milliseconds per setting, pooled
 over the given models (one model per seed). ``--max-points`` also tries using only
-that many of the matches (evenly spaced cells, ``Localizer(max_points=...)``).
+that many of the matches (evenly spaced cells, ``Localizer(max_points=...)``);
+``--ransac-points`` runs RANSAC on that many and refines on all of them, and
+``--refine-px`` adds a final Cauchy refinement at that scale (``PnpConfig``).
 
 Usage::
 
@@ -62,12 +64,18 @@ def main() -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS, help="pixels at 640 px width")
     parser.add_argument("--iterations", type=int, nargs="+", default=MAX_ITERATIONS, help="RANSAC iteration caps")
     parser.add_argument("--max-points", type=int, nargs="+", default=[0], help="matches kept per frame (0 = all)")
+    parser.add_argument("--ransac-points", type=int, nargs="+", default=[0], help="matches RANSAC samples and scores (0 = all)")
+    parser.add_argument("--refine-px", type=float, nargs="+", default=[0.0], help="final refinement scale at 640 px (0 = none)")
     parser.add_argument("--name", default="tune_ransac", help="results file name in benchmarks/results/")
     args = parser.parse_args()
     frames = [m for path in args.models for m in frame_predictions(path, args.data_root, args.scene)]
     rows = []
-    for threshold, iterations, max_points in itertools.product(args.thresholds, args.iterations, args.max_points):
-        cfg = PnpConfig(threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations))
+    grid = itertools.product(args.thresholds, args.iterations, args.max_points, args.ransac_points, args.refine_px)
+    for threshold, iterations, max_points, ransac_points, refine_px in grid:
+        cfg = PnpConfig(
+            threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations),
+            ransac_points=ransac_points or None, refine_px=refine_px or None,
+        )  # fmt: skip
         results, ms = [], []
         for name, prediction, cam_from_world in frames:
             uv, xyz = correspondences(prediction, max_points=max_points or None)
@@ -77,7 +85,8 @@ def main() -> int:
             results.append(query_result(name, r.cam_from_world if r.success else None, cam_from_world, r.num_inliers, {}))
         s = accuracy_summary(results)
         rows.append({
-            "threshold_px": threshold, "max_iterations": iterations, "max_points": max_points or None, "frames": len(frames),
+            "threshold_px": threshold, "max_iterations": iterations, "max_points": max_points or None,
+            "ransac_points": ransac_points or None, "refine_px": refine_px or None, "frames": len(frames),
             "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"], "pct_2cm2deg": s["acc_2cm2deg"],
             "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
             "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
@@ -89,12 +98,14 @@ def main() -> int:
         f"Models: {', '.join(f'`{p}`' for p in args.models)}; {len(frames)} validation frames in all (held-out stretches of "
         f"the mapping trajectory of `{args.scene}`). Same network output for every setting; RANSAC ms is the median of "
         f"{REPEATS} runs per frame.\n",
-        "| threshold px (at 640) | max iterations | matches | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | RANSAC ms p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| threshold px (at 640) | max iterations | matches | RANSAC on | refine px | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° "
+        "| RANSAC ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['max_points'] or 'all'} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
+            f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['max_points'] or 'all'} "
+            f"| {r.get('ransac_points') or 'all'} | {r.get('refine_px') or '–'} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} | {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"
         )
     write_results(args.name, {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from slocal.errors import SlocalError
+from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 
 DataRoot = Annotated[
     Path,
@@ -26,12 +28,27 @@ RunsRoot = Annotated[
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+RansacPoints = Annotated[
+    int | None,
+    typer.Option(
+        "--ransac-points",
+        help=f"Students: RANSAC samples and scores at most this many of the dense matches, then refines on all (0: all) "
+        f"(default: {DENSE_PNP.ransac_points or 'all'}).",
+        min=0,
+        show_default=False,
+    ),
+]
 
 DEFAULT_DATA = Path("data")
 DEFAULT_RUNS = Path("runs")
 
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def student_pnp(ransac_points: int | None) -> PnpConfig:
+    """The students' RANSAC settings (``DENSE_PNP``) with ``--ransac-points`` applied (None: unchanged, 0: all matches)."""
+    return DENSE_PNP if ransac_points is None else replace(DENSE_PNP, ransac_points=ransac_points or None)
 
 
 def setup_logging(verbose: bool) -> None:

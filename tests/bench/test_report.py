@@ -110,3 +110,10 @@ def test_ransac_settings_are_stated_under_the_table():
     assert "RANSAC (threshold / max iterations): ace 20 px / 500, sift 10 px / 10000" in markdown_table([student, sift])
     same = markdown_table([student, {**sift, "ransac_threshold_px": 20.0, "ransac_max_iterations": 500}])
     assert "RANSAC: 20 px at 640 px width, at most 500 iterations for every method" in same
+
+
+def test_ransac_on_a_subset_of_the_matches_is_stated():
+    student = row("s", "ace", 10.0, ransac_threshold_px=20.0, ransac_max_iterations=500, ransac_points=640, refine_px=None)
+    sift = row("s", "sift", 100.0, ransac_threshold_px=10.0, ransac_max_iterations=10000, ransac_points=None, refine_px=None)
+    text = markdown_table([student, sift])
+    assert "ace 20 px / 500 on 640 matches, refined on all, sift 10 px / 10000" in text

@@ -192,3 +192,18 @@ def test_bad_intrinsics_list_is_one_line_naming_file_and_line(tmp_path, monkeypa
     lst.write_text(text)
     r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--intrinsics-list", str(lst)])
     one_line_error(r, "list.txt", *needles)
+
+
+def test_ransac_on_a_subset_still_counts_and_refines_on_every_match(tmp_path, monkeypatch):
+    oracle = _oracle(monkeypatch)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    img = write_image(tmp_path / "q.png", np.zeros((48, 64, 3), np.uint8))
+    r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--ransac-points", "12", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)[0]
+    # RANSAC saw 12 of the 48 cells; the inliers are counted on all of them.
+    assert data["success"] and data["inliers"] == 48
+    np.testing.assert_allclose(data["cam_from_world"], oracle.cam_from_world, atol=1e-5)
+    r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--ransac-points", "-1"])
+    assert r.exit_code != 0

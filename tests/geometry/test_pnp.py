@@ -45,3 +45,36 @@ def test_too_few_points_is_a_reported_failure():
 
 def test_threshold_scales_with_width():
     assert PnpConfig(threshold_px=10).threshold_for(Camera(320, 240, 1, 1, 0, 0)) == pytest.approx(5.0)
+
+
+def test_ransac_on_a_subset_then_refined_on_all_matches():
+    cam, gt, uv, xyz = scene_points(1200, seed=2)
+    rng = np.random.default_rng(6)
+    xyz[:600] += rng.normal(scale=0.5, size=(600, 3))  # 50 % gross outliers
+    uv_noisy = uv + rng.normal(scale=1.0, size=uv.shape)  # 1 px noise on every match
+    sub = solve_pnp(uv_noisy, xyz, cam, PnpConfig(ransac_points=100, max_iterations=500))
+    full = solve_pnp(uv_noisy, xyz, cam, PnpConfig(max_iterations=500))
+    # The inliers are counted on every match, not only the 100 RANSAC saw.
+    assert sub.success and sub.num_correspondences == 1200
+    assert sub.inlier_mask[600:].mean() > 0.99 and sub.inlier_mask[:600].mean() < 0.1
+    # Refined on ~600 inliers, the pose is as good as RANSAC on all matches.
+    t_sub, r_sub = pose_error(sub.cam_from_world, gt)
+    t_full, r_full = pose_error(full.cam_from_world, gt)
+    assert t_sub < 1.5 * t_full and r_sub < 1.5 * r_full
+    # RANSAC on 100 matches alone (no refinement on all) leaves a pose about sqrt(6) times worse.
+    alone = solve_pnp(uv_noisy[::12], xyz[::12], cam, PnpConfig(max_iterations=500))
+    assert pose_error(alone.cam_from_world, gt)[1] > r_sub
+
+
+def test_final_refinement_with_a_tighter_loss_keeps_exact_poses():
+    cam, gt, uv, xyz = scene_points(300, seed=3)
+    res = solve_pnp(uv, xyz, cam, PnpConfig(refine_px=2.0))
+    assert res.success and res.num_inliers == 300
+    t, r = pose_error(res.cam_from_world, gt)
+    assert t < 1e-6 and r < 1e-4
+
+
+@pytest.mark.parametrize("kwargs", [{"ransac_points": 3}, {"refine_px": 0.0}, {"threshold_px": -1.0}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        PnpConfig(**kwargs)

@@ -10,7 +10,9 @@ import typer
 
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RansacPoints, RunsRoot, Verbose, handle_errors, print_json, student_pnp,
+)  # fmt: skip
 from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
@@ -33,6 +35,7 @@ def bench(
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).", min=1)] = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
+    ransac_points: RansacPoints = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -55,10 +58,11 @@ def bench(
         timing_queries=timing_queries,
         metres_per_unit=metres_per_unit,
         pose_files=tuple(poses or ()),
+        student_pnp=student_pnp(ransac_points),
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.
     parts = ["slocal", "bench", "--data-root", str(data_root), "--runs", str(runs), "--methods", methods, "--out", str(out)]
-    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries), ("--metres-per-unit", metres_per_unit)):
+    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries), ("--metres-per-unit", metres_per_unit), ("--ransac-points", ransac_points)):
         if value is not None:
             parts += [flag, str(value)]
     for p in poses or ():

@@ -10,7 +10,9 @@ import typer
 from slocal.errors import SlocalError
 from slocal.localize.localizer import DEFAULT_STUDENT, Localizer, default_model_path, load_model
 from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RansacPoints, RunsRoot, Verbose, handle_errors, print_json, student_pnp,
+)  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -65,6 +67,7 @@ def localize(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json with inliers, timings and failures.")] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the network (torch and onnxruntime) (default: their choice).", min=1)] = None,
+    ransac_points: RansacPoints = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,  # accepted like every command; the model file holds what localize needs
     runs: RunsRoot = DEFAULT_RUNS,
@@ -99,7 +102,7 @@ def localize(
         else:
             camera = fixed if fixed is not None else predictor.reference_camera
         queries.append(Query(name, path, camera))
-    results = localize_queries(Localizer(predictor), queries)
+    results = localize_queries(Localizer(predictor, student_pnp(ransac_points)), queries)
 
     if out is not None:
         write_hloc_poses(out, results, {"model": str(model), "scene": predictor.scene_id})

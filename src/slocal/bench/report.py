@@ -210,12 +210,16 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             "or a scale.txt for cm and the cm/° accuracies"
         )
     settings = dict.fromkeys(
-        f"{r['ransac_threshold_px']:g} px at 640 px width, at most {r['ransac_max_iterations']} iterations"
+        f"{r['ransac_threshold_px']:g} px at 640 px width, at most {r['ransac_max_iterations']} iterations{_subset(r)}"
         for r in rows
         if r.get("ransac_threshold_px") is not None and not r.get("failed")
     )
     if len(settings) > 1:
-        by_method = {r["method"]: f"{r['ransac_threshold_px']:g} px / {r['ransac_max_iterations']}" for r in rows if r.get("ransac_threshold_px") is not None}
+        by_method = {
+            r["method"]: f"{r['ransac_threshold_px']:g} px / {r['ransac_max_iterations']}{_subset(r)}"
+            for r in rows
+            if r.get("ransac_threshold_px") is not None
+        }
         notes.append("- RANSAC (threshold / max iterations): " + ", ".join(f"{m} {v}" for m, v in by_method.items()))
     elif settings:
         notes.append(f"- RANSAC: {next(iter(settings))} for every method")
@@ -431,3 +435,11 @@ def write_report(
             plots.append(plot_positions(scene, by_method, out_dir / "plots" / f"{slug}_positions.png", "m" if scale is not None else "units"))
     paths["plots"] = plots
     return paths
+
+
+def _subset(row: dict) -> str:
+    """How a row's RANSAC used its matches, when not plainly all of them (``PnpConfig``)."""
+    text = f" on {row['ransac_points']} matches, refined on all" if row.get("ransac_points") else ""
+    if row.get("refine_px"):
+        text += f", final refinement at {row['refine_px']:g} px"
+    return text

@@ -102,7 +102,10 @@ def _timed_read(frame: Frame) -> tuple[np.ndarray, float]:
 
 def ransac_settings(pnp: PnpConfig) -> dict:
     """The RANSAC settings a row was localized with (threshold in pixels at 640 px width)."""
-    return {"ransac_threshold_px": pnp.threshold_px, "ransac_max_iterations": pnp.max_iterations}
+    return {
+        "ransac_threshold_px": pnp.threshold_px, "ransac_max_iterations": pnp.max_iterations,
+        "ransac_points": pnp.ransac_points, "refine_px": pnp.refine_px,
+    }  # fmt: skip
 
 
 def _baseline_query(localize: Callable, frame: Frame) -> QueryResult:

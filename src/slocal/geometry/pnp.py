@@ -22,6 +22,12 @@ class PnpConfig:
         min_inliers: fewer inliers than this is a failed localization.
         max_iterations, min_iterations, success_prob: RANSAC stopping rule.
         seed: RANSAC seed, for reproducible results.
+        ransac_points: run RANSAC on at most this many matches, evenly spaced in the order
+            given (None: all), then refine the pose on all of them. RANSAC's cost grows with
+            the matches it scores every hypothesis on; the final refinement is what the extra
+            matches are for.
+        refine_px: scale (pixels at 640 width) of the Cauchy loss of a final refinement on all
+            matches (None: poselib's own refinement on the RANSAC inliers is the last step).
     """
 
     threshold_px: float = 10.0
@@ -30,9 +36,23 @@ class PnpConfig:
     min_iterations: int = 100
     success_prob: float = 0.9999
     seed: int = 0
+    ransac_points: int | None = None
+    refine_px: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.threshold_px > 0:
+            raise ValueError(f"threshold_px must be > 0, got {self.threshold_px}")
+        if self.ransac_points is not None and self.ransac_points < 4:
+            raise ValueError(f"ransac_points must be >= 4 or None, got {self.ransac_points}")
+        if self.refine_px is not None and not self.refine_px > 0:
+            raise ValueError(f"refine_px must be > 0 or None, got {self.refine_px}")
 
     def threshold_for(self, camera: Camera) -> float:
         return self.threshold_px * camera.width / 640.0
+
+    def refine_scale_for(self, camera: Camera) -> float:
+        """The final refinement's loss scale in ``camera``'s pixels (RANSAC's threshold if ``refine_px`` is None)."""
+        return (self.refine_px if self.refine_px is not None else self.threshold_px) * camera.width / 640.0
 
 
 # Dense scene-coordinate predictions (one match per stride-8 cell, 1 280 at 320x256, often under
@@ -97,10 +117,34 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
         "success_prob": config.success_prob,
         "seed": config.seed,
     }
-    pose, info = poselib.estimate_absolute_pose(uv[finite], xyz[finite], poselib_camera(camera), ransac, {})
+    idx = np.flatnonzero(finite)
+    sample = idx
+    if config.ransac_points is not None and n > config.ransac_points:
+        sample = idx[np.linspace(0, n - 1, config.ransac_points).round().astype(np.int64)]
+    cam = poselib_camera(camera)
+    pose, info = poselib.estimate_absolute_pose(uv[sample], xyz[sample], cam, ransac, {})
     inliers = np.zeros(len(uv), bool)
-    inliers[finite] = np.asarray(info["inliers"], bool)
+    if sample is idx and config.refine_px is None:
+        inliers[idx] = np.asarray(info["inliers"], bool)
+    else:
+        # RANSAC saw a subset, or a final refinement is asked for: refine on the inliers among all
+        # matches (as poselib's local optimisation does on the matches it saw), then count again.
+        threshold = config.threshold_for(camera)
+        inliers[idx] = reprojection_errors(pose.Rt, uv[idx], xyz[idx], camera) < threshold
+        if int(inliers.sum()) >= 4:
+            bundle = {"loss_type": "CAUCHY", "loss_scale": config.refine_scale_for(camera)} if config.refine_px else {
+                "loss_type": "TRUNCATED", "loss_scale": threshold}
+            pose, _ = poselib.refine_absolute_pose(uv[inliers], xyz[inliers], pose, cam, bundle)
+            inliers[idx] = reprojection_errors(pose.Rt, uv[idx], xyz[idx], camera) < threshold
     num = int(inliers.sum())
     cam_from_world = to_homogeneous(np.asarray(pose.R), np.asarray(pose.t))
     ok = num >= config.min_inliers and bool(np.isfinite(cam_from_world).all())
     return PnpResult(cam_from_world if ok else None, ok, num, n, inliers, (time.perf_counter() - start) * 1e3)
+
+
+def reprojection_errors(cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera) -> np.ndarray:
+    """(N,) pixel distance between ``uv_N2`` and the projection of the world points ``xyz_N3``; inf behind the camera."""
+    Rt = np.asarray(cam_from_world_34, np.float64)
+    uv, _ = camera.project(xyz_N3 @ Rt[:3, :3].T + Rt[:3, 3])
+    err = np.linalg.norm(uv - uv_N2, axis=1)
+    return np.where(np.isfinite(err), err, np.inf)
