@@ -12,7 +12,8 @@ and each seed's bench report under ``benchmarks/results/<name>/seedK/``.
 
 Usage::
 
-    python benchmarks/student_table.py --scene redkitchen-split --students ace --seeds 0,1 --name redkitchen_split_cpu
+    python benchmarks/student_table.py --scene redkitchen-split --students ace --seeds 0,1 --ransac-points 320 \\
+        --name redkitchen_split_cpu
     python benchmarks/student_table.py --scene redkitchen-split --students cnn,ace,vit,hybrid-lite0 --minutes 5 \\
         --name seed_table_redkitchen_split_cpu
     python benchmarks/student_table.py --scene redkitchen --students ace --seeds 0 --name redkitchen_cpu
@@ -77,8 +78,24 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
     for name in REPORT_FILES:
         if (tmp_out / name).is_file():
             shutil.copy2(tmp_out / name, out / name)
-    return {"seed": seed, "distill": distilled, "bench_command": shlex.join(["slocal", *cmd[3:]]), "bench_exit": proc.returncode,
-            "bench_wall_s": wall, "rows": report["rows"]}  # fmt: skip
+    rows, commands = report["rows"], [shlex.join(["slocal", *cmd[3:]])]
+    if args.ransac_points:
+        # The same models again, RANSAC on a subset of their matches: a second bench run of the students only.
+        fast_out = runs / "bench-report-fast"
+        cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join(students), "--no-distill", "--device", "cpu",
+               "--ransac-points", str(args.ransac_points), "--out", str(fast_out), *common]  # fmt: skip
+        run(cmd)
+        if not (fast_out / "results.json").is_file():
+            raise SystemExit("bench with --ransac-points wrote no results")
+        fast = json.loads((fast_out / "results.json").read_text())["rows"]
+        rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points})"} for r in fast]
+        commands.append(shlex.join(["slocal", *cmd[3:]]))
+        (out / "ransac_points").mkdir()
+        for name in REPORT_FILES:
+            if (fast_out / name).is_file():
+                shutil.copy2(fast_out / name, out / "ransac_points" / name)
+    return {"seed": seed, "distill": distilled, "bench_command": "; ".join(commands), "bench_exit": proc.returncode,
+            "bench_wall_s": wall, "rows": rows}  # fmt: skip
 
 
 def fmt(v, digits=1) -> str:
@@ -113,7 +130,7 @@ def markdown(payload: dict) -> str:
     for run_ in payload["runs"]:
         for student, d in run_["distill"].items():
             lines.append(f"- `{d.get('command', 'reused ' + str(d.get('reused')))}`")
-        lines.append(f"- `{run_['bench_command']}`")
+        lines += [f"- `{c}`" for c in run_["bench_command"].split("; ")]
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +145,7 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--ransac-points", type=int, default=0, help="also bench the students with `--ransac-points N`")
     parser.add_argument("--reuse", action="store_true", help="bench an existing model instead of distilling it again")
     args = parser.parse_args()
     args.baselines = [b for b in args.baselines.split(",") if b]

@@ -10,10 +10,12 @@ Usage::
 
     python benchmarks/tune_redkitchen_split.py frozen-320 tuned-320      # variants by file name
     python benchmarks/tune_redkitchen_split.py --minutes 8 --seed 1 tuned-320
+    python benchmarks/tune_redkitchen_split.py --scene synth-room --data-root data --minutes 5 \\
+        --name tune_synth_room fused3-l816          # any scene with depth targets, e.g. the demo's room
 
 Results (machine, date, command, every variant's validation numbers) go to
-``benchmarks/results/tune_redkitchen_split.{json,md}``; variants already in that file
-are kept unless run again.
+``benchmarks/results/tune_redkitchen_split.{json,md}`` (``--name``); variants already in
+that file are kept unless run again.
 """
 
 from __future__ import annotations
@@ -58,18 +60,18 @@ def run_variant(name: str, args, runs: Path) -> dict:
         out = runs / "tuning" / f"{name}-seed{args.seed}" / "model.pt"
         if args.reuse and out.is_file():
             print(f"reusing {out}", flush=True)
-            return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs)
+            return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs, args.scene)
         cmd = [
-            sys.executable, "-m", "slocal_cli.main", "distill", "--scene", "redkitchen-split", "--student", student,
+            sys.executable, "-m", "slocal_cli.main", "distill", "--scene", args.scene, "--student", student,
             "--config", str(config), "--minutes", str(args.minutes), "--data-root", str(args.data_root),
             "--runs", str(runs), "--out", str(out), "--device", "cpu",
         ]  # fmt: skip
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-    return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs)
+    return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs, args.scene)
 
 
-def cell_errors(model_path: Path, data_root: Path, runs: Path) -> dict:
+def cell_errors(model_path: Path, data_root: Path, runs: Path, scene_id: str) -> dict:
     """Per-cell error of the student's coordinates on the validation frames, against the depth teacher's targets.
 
     Finer-grained than pose accuracy on 15 frames (one frame is a 7-point step): every
@@ -77,7 +79,7 @@ def cell_errors(model_path: Path, data_root: Path, runs: Path) -> dict:
     be told apart by how close their predictions are.
     """
     names = set(read_model_payload(model_path)["train"]["validation_frames"])
-    scene = load_scene(data_root, "redkitchen-split")
+    scene = load_scene(data_root, scene_id)
     targets = load_targets(targets_dir(runs, scene, make_teacher("depth"))).by_name()
     model = load_model(model_path)
     errors = []
@@ -112,18 +114,20 @@ def main() -> int:
     parser.add_argument("variants", nargs="+", help=f"names of YAML files in {VARIANTS}")
     parser.add_argument("--minutes", type=float, default=8.0, help="whole mapping budget per variant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scene", default="redkitchen-split", help="a scene with depth targets")
+    parser.add_argument("--name", default="tune_redkitchen_split", help="results file name in benchmarks/results/")
     parser.add_argument("--data-root", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--reuse", action="store_true", help="take a variant's existing model instead of training it again")
     args = parser.parse_args()
     new_rows = [run_variant(name, args, args.runs) for name in args.variants]
     # Read the earlier rows only now: another run of this script may have written them meanwhile.
-    previous = RESULTS / "tune_redkitchen_split.json"
+    previous = RESULTS / f"{args.name}.json"
     rows = json.loads(previous.read_text())["rows"] if previous.is_file() else []
     done = {(r["variant"], r["seed"]) for r in new_rows}
     rows = [r for r in rows if (r["variant"], r["seed"]) not in done] + new_rows
     lines = [
-        "# Recipe choice on validation frames of redkitchen-split (never the queries)\n",
+        f"# Recipe choice on validation frames of {args.scene} (never the queries)\n",
         "{header}",
         f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
         "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
@@ -150,7 +154,7 @@ def main() -> int:
     lines.append("\nVariant files (`benchmarks/tuning/*.yaml`, on top of the student preset):\n")
     for r in sorted(rows, key=lambda r: (r["variant"], r["seed"])):
         lines.append(f"- `{r['variant']}` seed {r['seed']}: `{json.dumps(r['override'])}`")
-    write_results("tune_redkitchen_split", {"val_stretch": VAL_STRETCH, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(args.name, {"scene": args.scene, "val_stretch": VAL_STRETCH, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

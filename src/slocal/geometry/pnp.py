@@ -55,7 +55,7 @@ class PnpConfig:
         return (self.refine_px if self.refine_px is not None else self.threshold_px) * camera.width / 640.0
 
 
-# Dense scene-coordinate predictions (one match per stride-8 cell, 1 280 at 320x256, often under
+# Dense scene-coordinate predictions (one match per stride-8 cell, 1 200 at 320x240, often under
 # 20 % inliers away from the mapping trajectory): a looser threshold and an iteration cap. Chosen on
 # validation frames held out of redkitchen-split's mapping set (benchmarks/results/tune_ransac.md):
 # at least as accurate there as the sparse-match default and several times faster, because the
