@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine description and result writing."""
+"""Helpers shared by the benchmark scripts: machine description, result writing, per-cell errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from slocal.bench.machine import machine_info
-from slocal.io import write_json, write_text
+from slocal.distill.buffer import pass_targets
+from slocal.geometry.camera import pixel_centers
+from slocal.io import read_image, write_json, write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,3 +39,26 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     )
     md_path = write_text(RESULTS / f"{name}.md", markdown.replace("{header}", header))
     return json_path, md_path
+
+
+def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
+    """Distance (metres) between a student's coordinates and the teacher's targets at every cell that has one.
+
+    Args:
+        model: a loaded student (``load_model``).
+        frames: the frames to predict (each with its image, camera and pose).
+        targets_by_name: the teacher's ``FrameTargets`` by frame name.
+
+    Returns:
+        (N,) errors of all cells with a target, over all frames.
+    """
+    errors = []
+    for frame in frames:
+        out = model.predict(read_image(frame.image_path), frame.camera)
+        uv = pixel_centers(out.camera.width, out.camera.height, out.stride).reshape(-1, 2)
+        # The targets at the cell centres exactly as the buffer samples them (an unwarped pass, no centre offset).
+        coords, valid, _, _ = pass_targets(
+            targets_by_name[frame.name], out.camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3]
+        )
+        errors.append(np.linalg.norm(np.asarray(out.coords_hw3).reshape(-1, 3)[valid] - coords[valid], axis=1))
+    return np.concatenate(errors) if errors else np.zeros(0)

@@ -30,14 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import RESULTS, write_results
+from common import RESULTS, frame_cell_errors, write_results
 
 from slocal.data import load_scene
-from slocal.distill.buffer import pass_targets
 from slocal.distill.config import StudentConfig, TrainConfig
 from slocal.distill.model_file import read_model_payload
-from slocal.geometry.camera import pixel_centers
-from slocal.io import read_image
 from slocal.localize.localizer import load_model
 from slocal.teach import make_teacher
 from slocal.teach.targets import load_targets, targets_dir
@@ -81,15 +78,7 @@ def cell_errors(model_path: Path, data_root: Path, runs: Path, scene_id: str) ->
     names = set(read_model_payload(model_path)["train"]["validation_frames"])
     scene = load_scene(data_root, scene_id)
     targets = load_targets(targets_dir(runs, scene, make_teacher("depth"))).by_name()
-    model = load_model(model_path)
-    errors = []
-    for frame in (f for f in scene.mapping if f.name in names):
-        out = model.predict(read_image(frame.image_path), frame.camera)
-        uv = pixel_centers(out.camera.width, out.camera.height, out.stride).reshape(-1, 2)
-        # The targets at the cell centres exactly as the buffer samples them (an unwarped pass, no centre offset).
-        coords, valid, _, _ = pass_targets(targets[frame.name], out.camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3])
-        errors.append(np.linalg.norm(np.asarray(out.coords_hw3).reshape(-1, 3)[valid] - coords[valid], axis=1))
-    e = np.concatenate(errors)
+    e = frame_cell_errors(load_model(model_path), [f for f in scene.mapping if f.name in names], targets)
     return {"cell_median_cm": float(np.median(e) * 100), "cell_pct_10cm": float(np.mean(e < 0.10) * 100)}
 
 
