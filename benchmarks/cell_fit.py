@@ -50,7 +50,8 @@ def fit_row(label: str, model_path: Path, scene, targets: dict, every: int) -> d
     return {
         "label": label,
         "model": str(model_path),
-        "encoder_levels": payload["student"].get("encoder_levels"),
+        # Models from before the setting existed used all three levels.
+        "encoder_levels": payload["student"].get("encoder_levels") or [8, 16, 32],
         "image_size": payload["image_size"],
         "iterations": payload["train"].get("iterations"),
         "train_frames": len(train),
