@@ -109,6 +109,7 @@ def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
         ("student:\n  encoder_levels: [16, 32]\n", "encoder_levels must be 8 followed by"),
         ("student:\n  encoder_levels: [8, 32, 16]\n", "encoder_levels must be 8 followed by"),
         ("train:\n  view_neighbours: -1\n", "view_neighbours must be >= 0"),
+        ("train:\n  level_dropout: 1.0\n", "level_dropout must be in \\[0, 1\\)"),
     ],
 )
 def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):

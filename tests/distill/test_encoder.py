@@ -35,7 +35,7 @@ def test_dense_features_nest_and_onnxruntime_matches_torch():
     with torch.no_grad():
         ref = encoder(x)
         f8, f16, f32 = encoder.levels(x)
-    assert ref.shape == (1, encoder.channels, 12, 16) and encoder.channels == 40 + 112 + 320
+    assert ref.shape == (1, encoder.channels, 12, 16) and encoder.channels == 40 + 112 + 320 and encoder.level_channels == (40, 112, 320)
     assert f16.shape[-2:] == (6, 8) and f32.shape[-2:] == (3, 4)
     got = OrtEncoder(encoder)(x)
     assert torch.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))

@@ -187,6 +187,10 @@ class TrainConfig:
         view_neighbours: a novel view of a densely taught frame also splats the targets of this
             many other training frames, those nearest to the new camera, so it shows the scene
             where the frame alone leaves holes (0 = the frame alone).
+        level_dropout: ``ace`` students with more than one encoder level: probability that a
+            training cell's coarsest level (e.g. the stride-32 map) is zeroed (the kept ones
+            scaled by 1 / (1 - p)), so the head learns to place cells from the finer levels alone
+            and uses the whole-view context only on top. 0: off.
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.
@@ -218,6 +222,7 @@ class TrainConfig:
     view_translation: float = 0.3
     view_rotation: float = 10.0
     view_neighbours: int = 0
+    level_dropout: float = 0.0
     val_every_s: float = 60.0
     checkpoint_every_s: float = 120.0
     seed: int = 0
@@ -244,6 +249,8 @@ class TrainConfig:
             raise SlocalError(f"view_passes must be in [0, buffer_passes), got {self.view_passes}")
         if self.view_neighbours < 0:
             raise SlocalError(f"view_neighbours must be >= 0, got {self.view_neighbours}")
+        if not 0.0 <= self.level_dropout < 1.0:
+            raise SlocalError(f"level_dropout must be in [0, 1), got {self.level_dropout}")
         if self.view_translation < 0 or self.view_rotation < 0:
             raise SlocalError(f"view_translation and view_rotation must be >= 0, got {self.view_translation}, {self.view_rotation}")
         if not 0.0 <= self.warmup < 1.0:

@@ -159,7 +159,8 @@ class DenseEncoder(nn.Module):
             raise SlocalError(f"encoder {name}: expected strides 8, 16, 32, got {self.body.feature_info.reduction()}")
         check_encoder_levels(self.level_strides)
         by_stride = dict(zip(self.body.feature_info.reduction(), self.body.feature_info.channels()))
-        self.channels = int(sum(by_stride[s] for s in self.level_strides))
+        self.level_channels = tuple(int(by_stride[s]) for s in self.level_strides)
+        self.channels = sum(self.level_channels)
         # The block whose output is each level (timm names them ``blocks.<i>``).
         self._level_block = {r: int(m.split(".")[1]) for r, m in zip(self.body.feature_info.reduction(), self.body.feature_info.module_name())}
         self.top_end = self._level_block[self.level_strides[-1]] + 1

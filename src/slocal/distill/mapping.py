@@ -70,6 +70,19 @@ class _HeadStep(torch.nn.Module):
         return self.net.forward_features(feat_BChw)
 
 
+
+def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero the last ``channels`` features (the coarsest encoder level) of each sample with probability ``p``.
+
+    Inverted dropout: the kept samples' coarsest features are scaled by ``1 / (1 - p)``, so the
+    network needs no change at inference. ``generator`` is the sampler's, whose state the
+    checkpoint keeps (resuming stays bit-exact).
+    """
+    keep_B = (torch.rand(feat_BChw.shape[0], generator=generator) >= p).to(feat_BChw.dtype) / (1.0 - p)
+    scale_BC = torch.ones(feat_BChw.shape[:2], dtype=feat_BChw.dtype)
+    scale_BC[:, -channels:] = keep_B[:, None]
+    return feat_BChw * scale_BC[:, :, None, None]
+
 def split_frames(scene: Scene, targets: TargetSet, cfg: TrainConfig) -> tuple[list[Frame], list[Frame]]:
     """(training, validation) mapping frames with targets, in trajectory order (``validation_split``)."""
     names = targets.by_name()
@@ -156,6 +169,13 @@ def train_buffer_student(
 
 def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after) -> DistillResult:
     t0 = time.monotonic()
+    if cfg.level_dropout > 0 and (
+        student_cfg.arch != "ace" or student_cfg.tune_encoder or len(student_cfg.encoder_levels) < 2
+    ):
+        raise SlocalError(
+            f"train.level_dropout needs an ace student with two or more frozen encoder levels, not {student_cfg.name} "
+            f"(arch {student_cfg.arch}, levels {list(student_cfg.encoder_levels)}, tune_encoder {student_cfg.tune_encoder})"
+        )
     ck = None
     if resume:
         ck = load_checkpoint(ckpt_path)
@@ -231,6 +251,7 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
         )  # fmt: skip
 
+    coarsest = encoder.level_channels[-1]
     step_module.train()
     loop = TrainingLoop(
         cfg, env, dev, label=f"map {student_cfg.name}", spent_before_s=encode_s, stop_after=stop_after, **loop_state
@@ -242,6 +263,8 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_factor"]
             batch = sampler.map_batch(cfg.batch_size) if per_map else sampler.cell_batch(cfg.batch_cells)
+            if cfg.level_dropout > 0:
+                batch["feat"] = drop_coarsest_level(batch["feat"], coarsest, cfg.level_dropout, sampler.generator)
             batch = {k: v.to(dev) for k, v in batch.items()}
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out_B3hw = step_module(batch["feat"])

@@ -1,0 +1,26 @@
+import torch
+
+from slocal.distill.mapping import drop_coarsest_level
+
+
+def test_drop_coarsest_level_zeroes_only_the_last_level_and_keeps_the_expectation():
+    B, fine, coarse = 20000, 5, 3
+    feat = torch.ones(B, fine + coarse, 1, 1)
+    out = drop_coarsest_level(feat, coarse, 0.25, torch.Generator().manual_seed(0))
+    # Finer levels untouched; each cell's coarsest block is either all zero or all 1 / (1 - p).
+    assert torch.equal(out[:, :fine], feat[:, :fine])
+    block = out[:, fine:, 0, 0]
+    dropped = (block == 0).all(1)
+    kept = torch.isclose(block, torch.full_like(block, 1 / 0.75)).all(1)
+    assert bool((dropped | kept).all())
+    assert abs(float(dropped.float().mean()) - 0.25) < 0.01
+    # Inverted dropout: the mean of the coarsest features is unchanged.
+    assert abs(float(block.mean()) - 1.0) < 0.02
+
+
+def test_drop_coarsest_level_follows_its_generator():
+    feat = torch.randn(64, 8, 1, 1)
+    a = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(7))
+    b = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(7))
+    c = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
