@@ -189,8 +189,8 @@ class TrainConfig:
             where the frame alone leaves holes (0 = the frame alone).
         level_dropout: ``ace`` students with more than one encoder level: probability that a
             training cell's coarsest level (e.g. the stride-32 map) is zeroed (the kept ones
-            scaled by 1 / (1 - p)), so the head learns to place cells from the finer levels alone
-            and uses the whole-view context only on top. 0: off.
+            unchanged), so the head learns to place cells from the finer levels alone and uses
+            the whole-view context only on top. 0: off.
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.

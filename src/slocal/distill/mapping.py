@@ -74,11 +74,13 @@ class _HeadStep(torch.nn.Module):
 def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, generator: torch.Generator) -> torch.Tensor:
     """Zero the last ``channels`` features (the coarsest encoder level) of each sample with probability ``p``.
 
-    Inverted dropout: the kept samples' coarsest features are scaled by ``1 / (1 - p)``, so the
-    network needs no change at inference. ``generator`` is the sampler's, whose state the
-    checkpoint keeps (resuming stays bit-exact).
+    The kept blocks are not rescaled (unlike unit-wise dropout): the whole block goes or stays, so
+    the head learns two modes, with and without it, and at inference it always sees the "with"
+    mode exactly as in training (an inverted-dropout ``1 / (1 - p)`` would show it a scale it was
+    never trained on). ``generator`` is the sampler's, whose state the checkpoint keeps (resuming
+    stays bit-exact).
     """
-    keep_B = (torch.rand(feat_BChw.shape[0], generator=generator) >= p).to(feat_BChw.dtype) / (1.0 - p)
+    keep_B = (torch.rand(feat_BChw.shape[0], generator=generator) >= p).to(feat_BChw.dtype)
     scale_BC = torch.ones(feat_BChw.shape[:2], dtype=feat_BChw.dtype)
     scale_BC[:, -channels:] = keep_B[:, None]
     return feat_BChw * scale_BC[:, :, None, None]
