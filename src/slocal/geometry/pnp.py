@@ -9,7 +9,7 @@ import numpy as np
 import poselib
 
 from slocal.geometry.camera import Camera
-from slocal.geometry.pose import to_homogeneous
+from slocal.geometry.pose import to_homogeneous, transform_points
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,12 @@ class PnpConfig:
     def threshold_for(self, camera: Camera) -> float:
         return self.threshold_px * camera.width / 640.0
 
-    def refine_scale_for(self, camera: Camera) -> float:
-        """The final refinement's loss scale in ``camera``'s pixels (RANSAC's threshold if ``refine_px`` is None)."""
-        return (self.refine_px if self.refine_px is not None else self.threshold_px) * camera.width / 640.0
+    def final_bundle(self, camera: Camera) -> dict:
+        """poselib bundle options of the refinement on all matches: Cauchy at ``refine_px``, else
+        truncated at the RANSAC threshold (what poselib's local optimisation uses)."""
+        if self.refine_px is not None:
+            return {"loss_type": "CAUCHY", "loss_scale": self.refine_px * camera.width / 640.0}
+        return {"loss_type": "TRUNCATED", "loss_scale": self.threshold_for(camera)}
 
 
 # Dense scene-coordinate predictions (one match per stride-8 cell, 1 200 at 320x240, often under
@@ -110,8 +113,9 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
     n = int(finite.sum())
     if n < max(4, config.min_inliers):
         return PnpResult(None, False, 0, n, None, (time.perf_counter() - start) * 1e3)
+    threshold = config.threshold_for(camera)
     ransac = {
-        "max_reproj_error": config.threshold_for(camera),
+        "max_reproj_error": threshold,
         "max_iterations": config.max_iterations,
         "min_iterations": config.min_iterations,
         "success_prob": config.success_prob,
@@ -129,12 +133,9 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
     else:
         # RANSAC saw a subset, or a final refinement is asked for: refine on the inliers among all
         # matches (as poselib's local optimisation does on the matches it saw), then count again.
-        threshold = config.threshold_for(camera)
         inliers[idx] = reprojection_errors(pose.Rt, uv[idx], xyz[idx], camera) < threshold
         if int(inliers.sum()) >= 4:
-            bundle = {"loss_type": "CAUCHY", "loss_scale": config.refine_scale_for(camera)} if config.refine_px else {
-                "loss_type": "TRUNCATED", "loss_scale": threshold}
-            pose, _ = poselib.refine_absolute_pose(uv[inliers], xyz[inliers], pose, cam, bundle)
+            pose, _ = poselib.refine_absolute_pose(uv[inliers], xyz[inliers], pose, cam, config.final_bundle(camera))
             inliers[idx] = reprojection_errors(pose.Rt, uv[idx], xyz[idx], camera) < threshold
     num = int(inliers.sum())
     cam_from_world = to_homogeneous(np.asarray(pose.R), np.asarray(pose.t))
@@ -144,7 +145,6 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
 
 def reprojection_errors(cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera) -> np.ndarray:
     """(N,) pixel distance between ``uv_N2`` and the projection of the world points ``xyz_N3``; inf behind the camera."""
-    Rt = np.asarray(cam_from_world_34, np.float64)
-    uv, _ = camera.project(xyz_N3 @ Rt[:3, :3].T + Rt[:3, 3])
+    uv, _ = camera.project(transform_points(np.asarray(cam_from_world_34, np.float64), xyz_N3))
     err = np.linalg.norm(uv - uv_N2, axis=1)
     return np.where(np.isfinite(err), err, np.inf)
