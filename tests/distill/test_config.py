@@ -131,6 +131,24 @@ def test_buffer_student_input_sides_follow_its_coarsest_level(tmp_path):
         load_configs("ace", path)
 
 
+@pytest.mark.parametrize(
+    "student, text",
+    [
+        ("ace", "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n"),  # nothing coarser to drop
+        ("cnn", "train:\n  level_dropout: 0.5\n"),
+        ("ace", "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tune_encoder: true\ntrain:\n  level_dropout: 0.5\n"),
+    ],
+)
+def test_level_dropout_only_for_ace_students_with_a_coarser_level(tmp_path, student, text):
+    path = tmp_path / "drop.yaml"
+    path.write_text(text)
+    with pytest.raises(SlocalError, match="level_dropout needs an ace student with two or more frozen encoder levels") as info:
+        load_configs(student, path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    path.write_text("student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\ntrain:\n  level_dropout: 0.5\n")
+    assert load_configs("ace", path)[1].level_dropout == 0.5
+
+
 def test_missing_file():
     with pytest.raises(SlocalError, match="config file not found"):
         load_configs("cnn", "/nonexistent/x.yaml")

@@ -393,10 +393,23 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return _parse(path.read_text(), path)
 
 
+def _check_together(student: StudentConfig, train: TrainConfig, source: str | Path) -> tuple[StudentConfig, TrainConfig]:
+    """Refuse training settings the student cannot use (each section alone is checked by its dataclass)."""
+    if train.level_dropout > 0 and (student.arch != "ace" or student.tune_encoder or len(student.encoder_levels) < 2):
+        raise SlocalError(
+            f"train.level_dropout needs an ace student with two or more frozen encoder levels, not {student.name} "
+            f"(arch {student.arch}, levels {list(student.encoder_levels)}, tune_encoder {student.tune_encoder})",
+            source,
+        )
+    return student, train
+
+
 def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
     """The settings of a YAML file alone (dataclass defaults + the file, no preset)."""
     data = read_config_file(path)
-    return _build(StudentConfig, data["student"], path, "student"), _build(TrainConfig, data["train"], path, "train")
+    return _check_together(
+        _build(StudentConfig, data["student"], path, "student"), _build(TrainConfig, data["train"], path, "train"), path
+    )
 
 
 def load_configs(
@@ -422,7 +435,7 @@ def load_configs(
     t_values.update(_check_keys(TrainConfig, overrides, None, "train"))
     if "iterations" in overrides and "minutes" not in overrides:
         t_values["minutes"] = None
-    return _build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train")
+    return _check_together(_build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train"), source)
 
 
 def to_plain(config: StudentConfig | TrainConfig) -> dict[str, Any]:

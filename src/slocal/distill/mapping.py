@@ -70,7 +70,6 @@ class _HeadStep(torch.nn.Module):
         return self.net.forward_features(feat_BChw)
 
 
-
 def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, generator: torch.Generator) -> torch.Tensor:
     """Zero the last ``channels`` features (the coarsest encoder level) of each sample with probability ``p``.
 
@@ -84,6 +83,7 @@ def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, genera
     scale_BC = torch.ones(feat_BChw.shape[:2], dtype=feat_BChw.dtype)
     scale_BC[:, -channels:] = keep_B[:, None]
     return feat_BChw * scale_BC[:, :, None, None]
+
 
 def split_frames(scene: Scene, targets: TargetSet, cfg: TrainConfig) -> tuple[list[Frame], list[Frame]]:
     """(training, validation) mapping frames with targets, in trajectory order (``validation_split``)."""
@@ -171,13 +171,6 @@ def train_buffer_student(
 
 def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after) -> DistillResult:
     t0 = time.monotonic()
-    if cfg.level_dropout > 0 and (
-        student_cfg.arch != "ace" or student_cfg.tune_encoder or len(student_cfg.encoder_levels) < 2
-    ):
-        raise SlocalError(
-            f"train.level_dropout needs an ace student with two or more frozen encoder levels, not {student_cfg.name} "
-            f"(arch {student_cfg.arch}, levels {list(student_cfg.encoder_levels)}, tune_encoder {student_cfg.tune_encoder})"
-        )
     ck = None
     if resume:
         ck = load_checkpoint(ckpt_path)
