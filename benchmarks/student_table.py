@@ -65,37 +65,39 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
             raise SystemExit(f"distill {student} failed with exit code {proc.returncode}")
         distilled[student] = {**json.loads(proc.stdout), "wall_s": wall, "command": shlex.join(["slocal", *cmd[3:]])}
     out = args.results_dir / args.name / f"seed{seed}"
-    tmp_out = runs / "bench-report"
-    cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join([*students, *args.baselines]), "--no-distill",
-           "--device", "cpu", "--out", str(tmp_out), *common]  # fmt: skip
-    proc, wall = run(cmd)
-    if not (tmp_out / "results.json").is_file():
-        raise SystemExit(f"bench wrote no results (exit code {proc.returncode})")
-    report = json.loads((tmp_out / "results.json").read_text())
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for name in REPORT_FILES:
-        if (tmp_out / name).is_file():
-            shutil.copy2(tmp_out / name, out / name)
-    rows, commands = report["rows"], [shlex.join(["slocal", *cmd[3:]])]
+    cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join([*students, *args.baselines]), "--no-distill",
+           "--device", "cpu", *common]  # fmt: skip
+    rows, command, proc, wall = bench_and_keep(cmd, runs / "bench-report", out)
+    commands = [command]
     if args.ransac_points:
         # The same models again, RANSAC on a subset of their matches: a second bench run of the students only.
-        fast_out = runs / "bench-report-fast"
         cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join(students), "--no-distill", "--device", "cpu",
-               "--ransac-points", str(args.ransac_points), "--out", str(fast_out), *common]  # fmt: skip
-        run(cmd)
-        if not (fast_out / "results.json").is_file():
-            raise SystemExit("bench with --ransac-points wrote no results")
-        fast = json.loads((fast_out / "results.json").read_text())["rows"]
+               "--ransac-points", str(args.ransac_points), *common]  # fmt: skip
+        fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-fast", out / "ransac_points")
         rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points})"} for r in fast]
-        commands.append(shlex.join(["slocal", *cmd[3:]]))
-        (out / "ransac_points").mkdir()
-        for name in REPORT_FILES:
-            if (fast_out / name).is_file():
-                shutil.copy2(fast_out / name, out / "ransac_points" / name)
-    return {"seed": seed, "distill": distilled, "bench_command": "; ".join(commands), "bench_exit": proc.returncode,
+        commands.append(command)
+    return {"seed": seed, "distill": distilled, "bench_commands": commands, "bench_exit": proc.returncode,
             "bench_wall_s": wall, "rows": rows}  # fmt: skip
+
+
+def bench_and_keep(cmd: list[str], report: Path, keep: Path) -> tuple[list[dict], str, subprocess.CompletedProcess, float]:
+    """Run ``slocal bench`` (``cmd`` without ``--out``) into ``report``; copy its report files to ``keep``.
+
+    Returns:
+        The report's rows, the command as typed, the process and its wall seconds.
+    """
+    cmd = [*cmd, "--out", str(report)]
+    proc, wall = run(cmd)
+    if not (report / "results.json").is_file():
+        raise SystemExit(f"bench wrote no results (exit code {proc.returncode}): {shlex.join(cmd)}")
+    keep.mkdir(parents=True)
+    for name in REPORT_FILES:
+        if (report / name).is_file():
+            shutil.copy2(report / name, keep / name)
+    rows = json.loads((report / "results.json").read_text())["rows"]
+    return rows, shlex.join(["slocal", *cmd[3:]]), proc, wall
 
 
 def fmt(v, digits=1) -> str:
@@ -130,7 +132,7 @@ def markdown(payload: dict) -> str:
     for run_ in payload["runs"]:
         for student, d in run_["distill"].items():
             lines.append(f"- `{d.get('command', 'reused ' + str(d.get('reused')))}`")
-        lines += [f"- `{c}`" for c in run_["bench_command"].split("; ")]
+        lines += [f"- `{c}`" for c in run_["bench_commands"]]
     return "\n".join(lines) + "\n"
 
 
