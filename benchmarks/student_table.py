@@ -12,7 +12,7 @@ and each seed's bench report under ``benchmarks/results/<name>/seedK/``.
 
 Usage::
 
-    python benchmarks/student_table.py --scene redkitchen-split --students ace --seeds 0,1 --ransac-points 320 \\
+    python benchmarks/student_table.py --scene redkitchen-split --students ace --seeds 0,1 --ransac-points 0 \\
         --name redkitchen_split_cpu
     python benchmarks/student_table.py --scene redkitchen-split --students cnn,ace,vit,hybrid-lite0 --minutes 5 \\
         --name seed_table_redkitchen_split_cpu
@@ -71,12 +71,12 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
            "--device", "cpu", *common]  # fmt: skip
     rows, command, proc, wall = bench_and_keep(cmd, runs / "bench-report", out)
     commands = [command]
-    if args.ransac_points:
-        # The same models again, RANSAC on a subset of their matches: a second bench run of the students only.
+    if args.ransac_points is not None:
+        # The same models again with other RANSAC settings (0: all matches): a second bench run of the students only.
         cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join(students), "--no-distill", "--device", "cpu",
                "--ransac-points", str(args.ransac_points), *common]  # fmt: skip
-        fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-fast", out / "ransac_points")
-        rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points})"} for r in fast]
+        fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-ransac", out / "ransac_points")
+        rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points or 'all'})"} for r in fast]
         commands.append(command)
     return {"seed": seed, "distill": distilled, "bench_commands": commands, "bench_exit": proc.returncode,
             "bench_wall_s": wall, "rows": rows}  # fmt: skip
@@ -147,7 +147,7 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--ransac-points", type=int, default=0, help="also bench the students with `--ransac-points N`")
+    parser.add_argument("--ransac-points", type=int, default=None, help="also bench the students with `--ransac-points N` (0: all)")
     parser.add_argument("--reuse", action="store_true", help="bench an existing model instead of distilling it again")
     args = parser.parse_args()
     args.baselines = [b for b in args.baselines.split(",") if b]

@@ -116,4 +116,4 @@ def test_ransac_on_a_subset_of_the_matches_is_stated():
     student = row("s", "ace", 10.0, ransac_threshold_px=20.0, ransac_max_iterations=500, ransac_points=640, refine_px=None)
     sift = row("s", "sift", 100.0, ransac_threshold_px=10.0, ransac_max_iterations=10000, ransac_points=None, refine_px=None)
     text = markdown_table([student, sift])
-    assert "ace 20 px / 500 on 640 matches, refined on all, sift 10 px / 10000" in text
+    assert "ace 20 px / 500 on 640 matches, then poselib on all, sift 10 px / 10000" in text

@@ -57,10 +57,11 @@ def test_ransac_on_a_subset_then_refined_on_all_matches():
     # The inliers are counted on every match, not only the 100 RANSAC saw.
     assert sub.success and sub.num_correspondences == 1200
     assert sub.inlier_mask[600:].mean() > 0.99 and sub.inlier_mask[:600].mean() < 0.1
-    # Refined on ~600 inliers, the pose is as good as RANSAC on all matches.
+    # poselib's local optimisation and final refinement then run on all matches from the subset's
+    # pose: it ends where RANSAC on all matches does, with the same inliers.
+    np.testing.assert_allclose(sub.cam_from_world, full.cam_from_world, atol=1e-7)
+    np.testing.assert_array_equal(sub.inlier_mask, full.inlier_mask)
     t_sub, r_sub = pose_error(sub.cam_from_world, gt)
-    t_full, r_full = pose_error(full.cam_from_world, gt)
-    assert t_sub < 1.5 * t_full and r_sub < 1.5 * r_full
     # RANSAC on 100 matches alone (no refinement on all) leaves a pose about sqrt(6) times worse.
     alone = solve_pnp(uv_noisy[::12], xyz[::12], cam, PnpConfig(max_iterations=500))
     assert pose_error(alone.cam_from_world, gt)[1] > r_sub

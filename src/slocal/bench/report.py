@@ -439,7 +439,7 @@ def write_report(
 
 def _subset(row: dict) -> str:
     """How a row's RANSAC used its matches, when not plainly all of them (``PnpConfig``)."""
-    text = f" on {row['ransac_points']} matches, refined on all" if row.get("ransac_points") else ""
+    text = f" on {row['ransac_points']} matches, then poselib on all" if row.get("ransac_points") else ""
     if row.get("refine_px"):
         text += f", final refinement at {row['refine_px']:g} px"
     return text
