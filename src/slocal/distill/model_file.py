@@ -63,6 +63,20 @@ class StudentOutput:
     ms_network: float
 
 
+def network_input(rgb_HW3: np.ndarray, mean, std, scale: float = 1.0 / 255.0) -> np.ndarray:
+    """``(rgb * scale - mean) / std`` per channel of a uint8 RGB image, as the network's (1, 3, H, W) float32 input."""
+    gain = scale / np.asarray(std, np.float64)
+    offset = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+    height, width = rgb_HW3.shape[:2]
+    x_13HW = np.empty((1, 3, height, width), np.float32)
+    # One channel plane at a time: numpy's broadcasting over a trailing axis of 3 took 2.3 ms for a
+    # 320x240 image here (a sixth of the network's time), this 0.15 ms.
+    for c in range(3):
+        np.multiply(rgb_HW3[:, :, c], np.float32(gain[c]), out=x_13HW[0, c])
+        x_13HW[0, c] += np.float32(offset[c])
+    return x_13HW
+
+
 class _ExportModule(torch.nn.Module):
     """fp32 network + centre: image (B, 3, H, W) -> world coords (B, 3, h, w)[, conf (B, 1, h, w)]."""
 
@@ -134,10 +148,7 @@ class Student:
         width, height = self.image_size
         if (rgb_HW3.shape[1], rgb_HW3.shape[0]) != (width, height):
             rgb_HW3 = cv2.resize(rgb_HW3, (width, height), interpolation=cv2.INTER_AREA)
-        mean = np.asarray(self.config.mean, np.float32)
-        std = np.asarray(self.config.std, np.float32)
-        x = (rgb_HW3.astype(np.float32) * np.float32(1.0 / 255.0) - mean) / std
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        return network_input(rgb_HW3, self.config.mean, self.config.std)
 
     def export_module(self) -> torch.nn.Module:
         """The network in fp32 with the centre added: image -> coords[, conf] (see ``slocal.localize.export``)."""

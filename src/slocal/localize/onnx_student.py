@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from slocal.distill.model_file import StudentOutput
+from slocal.distill.model_file import StudentOutput, network_input
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.onnx_runtime import cpu_session
@@ -73,10 +73,8 @@ def preprocess(rgb_HW3: np.ndarray, camera: Camera, image_size: tuple[int, int],
     interpolation = INTERPOLATIONS[spec.get("resize", "area")]
     if (rgb_HW3.shape[1], rgb_HW3.shape[0]) != (width, height):
         rgb_HW3 = cv2.resize(rgb_HW3, (width, height), interpolation=interpolation)
-    mean = np.asarray(spec["mean"], np.float32).reshape(1, 1, 3)
-    std = np.asarray(spec["std"], np.float32).reshape(1, 1, 3)
-    x = (rgb_HW3.astype(np.float32) * np.float32(spec.get("scale", 1.0 / 255.0)) - mean) / std
-    return x.transpose(2, 0, 1)[None], camera.scaled(width, height)
+    x_13HW = network_input(rgb_HW3, spec["mean"], spec["std"], float(spec.get("scale", 1.0 / 255.0)))
+    return x_13HW, camera.scaled(width, height)
 
 
 class OnnxStudent:
@@ -149,7 +147,7 @@ class OnnxStudent:
         """
         x_13HW, net_camera = preprocess(rgb_HW3, camera, self.image_size, self.preprocess)
         start = time.perf_counter()
-        outputs = self.session.run(None, {"image": np.ascontiguousarray(x_13HW, dtype=np.float32)})
+        outputs = self.session.run(None, {"image": x_13HW})
         ms = (time.perf_counter() - start) * 1e3
         named = dict(zip(self._outputs, outputs))
         coords_hw3 = np.ascontiguousarray(named["coords"][0].transpose(1, 2, 0), dtype=np.float32)
