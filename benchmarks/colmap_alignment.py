@@ -11,6 +11,9 @@ This script fits that offset ``R_off`` on the *mapping* images only
 that ``colmap_redkitchen.py`` trained (same localizer, same seeded RANSAC), with and without it,
 next to COLMAP's own query poses as the floor.
 
+``--ransac-points 0`` also scores each student with RANSAC on all its matches (the default
+runs it on ``DENSE_PNP.ransac_points`` of them), on the same network output.
+
 Usage::
 
     python benchmarks/colmap_alignment.py runs/final2-colmap runs/final2-colmap-s1
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +34,10 @@ from common import write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
+from slocal.geometry.pnp import DENSE_PNP, solve_pnp
 from slocal.geometry.pose import invert, pose_error, to_homogeneous
-from slocal.localize.localizer import Localizer, default_model_path, load_model
+from slocal.io import read_image
+from slocal.localize.localizer import correspondences, default_model_path, load_model
 
 
 def camera_rotation_offset(scene, sim, gt: dict[str, np.ndarray]) -> np.ndarray:
@@ -55,7 +61,9 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="--runs folders of colmap_redkitchen.py (one per seed)")
     parser.add_argument("--student", default="ace")
     parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--ransac-points", type=int, nargs="*", default=[], help="also score RANSAC on N matches (0: all)")
     args = parser.parse_args()
+    settings = {"default": DENSE_PNP, **{f"RANSAC on {n or 'all'}": replace(DENSE_PNP, ransac_points=n or None) for n in args.ransac_points}}
     gt = read_gt(args.data_root / SCENE / GT_FILE)
     rows = []
     for runs in args.runs:
@@ -63,20 +71,27 @@ def main() -> int:
         sim, _, _ = sim3_metric_from_model(scene, gt)
         R_off = camera_rotation_offset(scene, sim, gt)
         model_path = default_model_path(runs, SCENE, args.student)
-        localizer = Localizer(load_model(model_path, expect_scene=SCENE))
-        estimates = {}
-        for frame in scene.query:
-            loc = localizer.localize_image(frame.image_path, frame.camera)
-            estimates[frame.name] = invert(loc.cam_from_world) if loc.success else None
-        for label, offset in (("Sim(3)", None), ("Sim(3) + camera rotation offset", R_off)):
-            for who in ("student", "COLMAP's own query poses"):
-                results = []
-                for frame in scene.query:
-                    est = estimates[frame.name] if who == "student" else frame.world_from_cam
-                    est_metric = None if est is None else to_metric(sim, est, offset)
-                    results.append(query_result(frame.name, est_metric, invert(gt[frame.name]), 0, {"total": 0.0}))
-                rows.append({"runs": str(runs), "model": str(model_path), "alignment": label, "poses": who,
-                             "offset_deg": pose_error(to_homogeneous(R_off, np.zeros(3)), np.eye(4))[1], **accuracy_summary(results, 1.0)})  # fmt: skip
+        model = load_model(model_path, expect_scene=SCENE)
+        outputs = {frame.name: model.predict(read_image(frame.image_path), frame.camera) for frame in scene.query}
+        for ransac, pnp in settings.items():
+            estimates = {}
+            for frame in scene.query:
+                output = outputs[frame.name]
+                result = solve_pnp(*correspondences(output), output.camera, pnp)
+                estimates[frame.name] = invert(result.cam_from_world) if result.success else None
+            for label, offset in (("Sim(3)", None), ("Sim(3) + camera rotation offset", R_off)):
+                for who in ("student", "COLMAP's own query poses"):
+                    if who != "student" and ransac != "default":
+                        continue
+                    results = []
+                    for frame in scene.query:
+                        est = estimates[frame.name] if who == "student" else frame.world_from_cam
+                        est_metric = None if est is None else to_metric(sim, est, offset)
+                        results.append(query_result(frame.name, est_metric, invert(gt[frame.name]), 0, {"total": 0.0}))
+                    rows.append({"runs": str(runs), "model": str(model_path), "alignment": label, "ransac": ransac,
+                                 "poses": who if who != "student" or ransac == "default" else f"student, {ransac}",
+                                 "offset_deg": pose_error(to_homogeneous(R_off, np.zeros(3)), np.eye(4))[1],
+                                 **accuracy_summary(results, 1.0)})  # fmt: skip
     lines = [
         "# colmap-redkitchen against the metric ground truth, with and without the camera rotation offset\n",
         "{header}",
