@@ -104,14 +104,22 @@ def fmt(v, digits=1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def split_ms(row: dict) -> str:
+    """``network + RANSAC`` p50 milliseconds of a student row ("-" for baselines, which have no network)."""
+    if row.get("ms_network") is None or row.get("ms_ransac") is None:
+        return "-"
+    return f"{row['ms_network']:.1f} + {row['ms_ransac']:.1f}"
+
+
 def markdown(payload: dict) -> str:
     lines = [
         f"# {payload['scene']}: students vs baselines, one bench run per seed\n",
         "{header}",
         f"Budget per student: {payload['minutes']:g} min of mapping on this CPU (feature encoding included). "
         "Every row of a seed comes from the same `slocal bench` run on the same queries.\n",
-        "| seed | method | queries | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | ms/query p50 | speed vs first student | map MB | distill wall min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| seed | method | queries | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | ms/query p50 | network + RANSAC ms | "
+        "speed vs first student | map MB | distill wall min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run_ in payload["runs"]:
         rows = [r for r in run_["rows"] if r.get("scene") == payload["scene"]]
@@ -121,12 +129,12 @@ def markdown(payload: dict) -> str:
             wall = d.get("wall_s")
             speed = "-" if not ref or not r.get("ms_per_query") else f"x{r['ms_per_query'] / ref['ms_per_query']:.1f}"
             if r.get("failed"):
-                lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | |")
+                lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | | |")
                 continue
             lines.append(
                 f"| {run_['seed']} | {r['method']} | {r['n_queries']} | {fmt(r['acc_10cm5deg'], 0)} | {fmt(r['acc_5cm5deg'], 0)} | "
                 f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {fmt(r.get('ms_per_query'))} | "
-                f"{speed} | {fmt(r.get('map_mb'))} | {fmt(wall / 60 if wall else None)} |"
+                f"{split_ms(r)} | {speed} | {fmt(r.get('map_mb'))} | {fmt(wall / 60 if wall else None)} |"
             )
     lines += ["", "Commands:", ""]
     for run_ in payload["runs"]:
