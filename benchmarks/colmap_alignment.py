@@ -29,8 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from colmap_redkitchen import DATA, GT_FILE, SCENE, metric_pose, read_gt, sim3_metric_from_model
-from common import write_results
+from colmap_redkitchen import GT_FILE, SCENE, metric_pose, read_gt, sim3_metric_from_model
+from common import SHARED_DATA, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
@@ -60,7 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="--runs folders of colmap_redkitchen.py (one per seed)")
     parser.add_argument("--student", default="ace")
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     parser.add_argument("--ransac-points", type=int, nargs="*", default=[], help="also score RANSAC on N matches (0: all)")
     args = parser.parse_args()
     settings = {"default": DENSE_PNP, **{f"RANSAC on {n or 'all'}": replace(DENSE_PNP, ransac_points=n or None) for n in args.ransac_points}}

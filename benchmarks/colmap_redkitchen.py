@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import write_results
+from common import SHARED_DATA, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.distill.config import DEFAULT_STUDENT
@@ -44,8 +43,6 @@ from slocal.geometry.pose import invert, pose_error
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, load_model
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data"
 SCENE = "colmap-redkitchen"
 GT_FILE = "gt_world_from_cam.txt"
 
@@ -105,7 +102,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=None, help="train exactly this many iterations instead (smoke tests)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
     parser.add_argument("--runs", type=Path, default=None, help="targets, undistorted images and models (default: a temporary folder)")
     parser.add_argument("--results-name", default=None, help="results file stem (default: colmap_redkitchen_<device>)")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine description, result writing, per-cell errors."""
+"""Helpers shared by the benchmark scripts: paths, machine description, result writing, per-cell errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from slocal.distill.buffer import pass_targets
 from slocal.geometry.camera import pixel_centers
 from slocal.io import read_image, write_json, write_text
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+# The shared data the tests also read: $SLOCAL_SHARED, else ../shared beside the repository.
+SHARED_DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data"
+SEVEN_SCENES = SHARED_DATA / "7scenes-mini"
+# The files of a `slocal bench --out` report that the benchmarks keep in benchmarks/results/.
+REPORT_FILES = ("results.json", "results.md", "results.csv", "per_query.json")
 
 
 def command_line() -> str:

@@ -19,21 +19,18 @@ Results go to ``benchmarks/results/query_time_cpu.{json,md}`` (or ``--name``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import write_results
+from common import SEVEN_SCENES, write_results
 
 from slocal.data import load_scene
 from slocal.geometry.pnp import DENSE_PNP
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, load_model
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 WARMUP = 3  # localizations per setting before timing (sessions, caches)
 
 
@@ -41,7 +38,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="student model files (model.pt or .onnx)")
     parser.add_argument("--scene", default="redkitchen-split")
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--ransac-points", type=int, nargs="+", default=[DENSE_PNP.ransac_points or 0], help="RANSAC subsets to time (0: all matches)")
     parser.add_argument("--passes", type=int, default=3, help="localizations of every query per setting")
     parser.add_argument("--name", default="query_time_cpu", help="results file name in benchmarks/results/")

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import RESULTS, SEVEN_SCENES
 
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import accuracy_summary, query_result
@@ -42,9 +43,6 @@ from slocal.teach import ensure_targets
 from slocal.teach.features import colmap_quiet
 from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig, build_sfm_map
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
-RESULTS = REPO / "benchmarks" / "results"
 STAGES = ("load", "features", "matching", "ransac", "total")
 
 
@@ -201,7 +199,7 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sfm_runs"))
     parser.add_argument("--colour-focal", type=float, default=None, help="also run the diagnostic with this colour focal")
     parser.add_argument("--out", type=Path, default=RESULTS / "sfm_teacher_redkitchen")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -31,13 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, write_results
+from common import REPO, REPORT_FILES, RESULTS, SEVEN_SCENES, write_results
 
 from slocal.distill.config import resolve_preset
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
-REPORT_FILES = ("results.json", "results.md", "results.csv", "per_query.json")
 
 
 def run(cmd: list[str], stdout=None) -> tuple[subprocess.CompletedProcess, float]:
@@ -152,7 +148,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--name", required=True, help="result file name under benchmarks/results/")
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--ransac-points", type=int, default=None, help="also bench the students with `--ransac-points N` (0: all)")

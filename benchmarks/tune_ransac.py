@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import write_results
+from common import SEVEN_SCENES, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
@@ -41,8 +40,6 @@ from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 THRESHOLDS = (5.0, 10.0, 20.0, 30.0, 40.0)
 MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
 REPEATS = 3  # RANSAC timings per frame and setting at least (the median is kept)
@@ -73,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="model files trained with validation frames")
     parser.add_argument("--scene", default="redkitchen-split")
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS, help="pixels at 640 px width")
     parser.add_argument("--iterations", type=int, nargs="+", default=MAX_ITERATIONS, help="RANSAC iteration caps")
     parser.add_argument("--max-points", type=int, nargs="+", default=[0], help="matches kept per frame (0 = all)")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import RESULTS, frame_cell_errors, write_results
+from common import REPO, RESULTS, SEVEN_SCENES, frame_cell_errors, write_results
 
 from slocal.data import load_scene
 from slocal.distill.config import StudentConfig, TrainConfig
@@ -39,8 +38,6 @@ from slocal.localize.localizer import load_model
 from slocal.teach import make_teacher
 from slocal.teach.targets import load_targets, targets_dir
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 VARIANTS = Path(__file__).resolve().parent / "tuning"
 VAL_STRETCH = 0.15
 # Settings shown in the table, read back from each model file (what it was really trained with).
@@ -105,7 +102,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scene", default="redkitchen-split", help="a scene with depth targets")
     parser.add_argument("--name", default="tune_redkitchen_split", help="results file name in benchmarks/results/")
-    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--reuse", action="store_true", help="take a variant's existing model instead of training it again")
     args = parser.parse_args()
