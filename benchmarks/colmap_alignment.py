@@ -79,17 +79,17 @@ def main() -> int:
                 output = outputs[frame.name]
                 result = solve_pnp(*correspondences(output), output.camera, pnp)
                 estimates[frame.name] = invert(result.cam_from_world) if result.success else None
+            pose_sets = {"student" if ransac == "default" else f"student, {ransac}": estimates}
+            if ransac == "default":
+                pose_sets["COLMAP's own query poses"] = {frame.name: frame.world_from_cam for frame in scene.query}
             for label, offset in (("Sim(3)", None), ("Sim(3) + camera rotation offset", R_off)):
-                for who in ("student", "COLMAP's own query poses"):
-                    if who != "student" and ransac != "default":
-                        continue
-                    results = []
-                    for frame in scene.query:
-                        est = estimates[frame.name] if who == "student" else frame.world_from_cam
-                        est_metric = None if est is None else to_metric(sim, est, offset)
-                        results.append(query_result(frame.name, est_metric, invert(gt[frame.name]), 0, {"total": 0.0}))
-                    rows.append({"runs": str(runs), "model": str(model_path), "alignment": label, "ransac": ransac,
-                                 "poses": who if who != "student" or ransac == "default" else f"student, {ransac}",
+                for who, poses in pose_sets.items():
+                    results = [
+                        query_result(frame.name, None if poses[frame.name] is None else to_metric(sim, poses[frame.name], offset),
+                                     invert(gt[frame.name]), 0, {"total": 0.0})
+                        for frame in scene.query
+                    ]  # fmt: skip
+                    rows.append({"runs": str(runs), "model": str(model_path), "alignment": label, "ransac": ransac, "poses": who,
                                  "offset_deg": pose_error(to_homogeneous(R_off, np.zeros(3)), np.eye(4))[1],
                                  **accuracy_summary(results, 1.0)})  # fmt: skip
     lines = [
