@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import shlex
 import sys
@@ -68,3 +69,11 @@ def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
         )
         errors.append(np.linalg.norm(np.asarray(out.coords_hw3).reshape(-1, 3)[valid] - coords[valid], axis=1))
     return np.concatenate(errors) if errors else np.zeros(0)
+
+
+def sign_test_p(won: int, lost: int) -> float:
+    """Two-sided exact sign test on the discordant pairs (won vs lost), the paired test for binary outcomes."""
+    n, k = won + lost, min(won, lost)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SEVEN_SCENES, write_results
+from common import SEVEN_SCENES, sign_test_p, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
@@ -43,14 +42,6 @@ from slocal.localize.localizer import correspondences, load_model
 THRESHOLDS = (5.0, 10.0, 20.0, 30.0, 40.0)
 MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
 REPEATS = 3  # RANSAC timings per frame and setting at least (the median is kept)
-
-
-def sign_test_p(won: int, lost: int) -> float:
-    """Two-sided exact sign test on the discordant pairs (won vs lost), the paired test for binary outcomes."""
-    n, k = won + lost, min(won, lost)
-    if n == 0:
-        return 1.0
-    return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)
 
 
 def frame_predictions(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, object, np.ndarray]]:
