@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from slocal.distill.encoder import DenseEncoder, OrtEncoder, encode, load_classifier, normalise, weights_path, encoder_spec
+from slocal.distill.encoder import DenseEncoder, OrtEncoder, encode, encoder_spec, load_classifier, network_input, normalise, weights_path
 from slocal.errors import SlocalError
 from slocal.io import read_image
 
@@ -73,3 +73,26 @@ def test_weights_of_another_network_are_refused_naming_the_file(tmp_path):
     with pytest.raises(SlocalError, match="unknown encoder 'nosuch'"):
         encoder_spec("nosuch")
     assert weights_path(encoder_spec("efficientnet-lite0")).is_file()
+
+
+def test_network_input_is_the_per_channel_normalisation():
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    x = network_input(rgb, mean, std)
+    assert x.shape == (1, 3, 24, 32) and x.dtype == np.float32 and x.flags.c_contiguous
+    expected = ((rgb / 255.0 - np.asarray(mean)) / np.asarray(std)).transpose(2, 0, 1)[None]
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+    # Channels are not mixed up: only the red plane changes when only red does.
+    rgb2 = rgb.copy()
+    rgb2[:, :, 0] += 1
+    changed = (network_input(rgb2, mean, std) != x).any(axis=(0, 2, 3))
+    assert changed.tolist() == [True, False, False]
+
+
+def test_normalise_is_network_input_per_image_for_uint8_and_float_pixels():
+    rgb = np.random.default_rng(1).integers(0, 256, (2, 24, 32, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    x = normalise(rgb, mean, std)
+    assert x.shape == (2, 3, 24, 32) and x.dtype == torch.float32
+    np.testing.assert_array_equal(x[1:].numpy(), network_input(rgb[1], mean, std))
+    np.testing.assert_allclose(normalise(rgb.astype(np.float32) / 255.0, mean, std).numpy(), x.numpy(), atol=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from slocal.distill.model_file import StudentOutput, load_student, network_input, read_model_payload, save_student
+from slocal.distill.model_file import StudentOutput, load_student, read_model_payload, save_student
 from slocal.distill.students import build_student
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pixel_centers
@@ -134,17 +134,3 @@ def test_student_exports_to_onnx_with_the_same_predictions(model_path, tmp_path)
     a, b = student.predict(rgb, CAMERA.scaled(128, 96)), onnx_student.predict(rgb, CAMERA.scaled(128, 96))
     np.testing.assert_allclose(a.coords_hw3, b.coords_hw3, atol=1e-4)
     assert a.camera == b.camera and a.stride == b.stride
-
-
-def test_network_input_is_the_per_channel_normalisation():
-    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    x = network_input(rgb, mean, std)
-    assert x.shape == (1, 3, 24, 32) and x.dtype == np.float32 and x.flags.c_contiguous
-    expected = ((rgb / 255.0 - np.asarray(mean)) / np.asarray(std)).transpose(2, 0, 1)[None]
-    np.testing.assert_allclose(x, expected, atol=1e-5)
-    # Channels are not mixed up: only the red plane changes when only red does.
-    rgb2 = rgb.copy()
-    rgb2[:, :, 0] += 1
-    changed = (network_input(rgb2, mean, std) != x).any(axis=(0, 2, 3))
-    assert changed.tolist() == [True, False, False]

@@ -276,11 +276,30 @@ def encode(encoder: DenseEncoder, x_B3HW: torch.Tensor, part: str = "levels") ->
     return _ORT_CACHE[key](x_B3HW)
 
 
+def network_input(rgb_HW3: np.ndarray, mean, std, scale: float = 1.0 / 255.0) -> np.ndarray:
+    """``(rgb * scale - mean) / std`` per channel of an RGB image (H, W, 3), as the network's (1, 3, H, W) float32 input.
+
+    ``scale`` 1/255 for uint8 pixels, 1 for float pixels already in [0, 1].
+    """
+    gain = scale / np.asarray(std, np.float64)
+    offset = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+    height, width = rgb_HW3.shape[:2]
+    x_13HW = np.empty((1, 3, height, width), np.float32)
+    # One channel plane at a time: numpy's broadcasting over a trailing axis of 3 took 2.3 ms for a
+    # 320x240 image here (a sixth of the network's time), this 0.15 ms.
+    for c in range(3):
+        np.multiply(rgb_HW3[:, :, c], np.float32(gain[c]), out=x_13HW[0, c])
+        x_13HW[0, c] += np.float32(offset[c])
+    return x_13HW
+
+
 def normalise(rgb_BHW3: np.ndarray, mean, std) -> torch.Tensor:
-    """uint8 or [0, 1] float RGB (B, H, W, 3) -> normalised ``x_B3HW`` float32."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb_BHW3)).float()
-    if rgb_BHW3.dtype == np.uint8:
-        x = x / 255.0
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 1, 1, 3)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 1, 1, 3)
-    return ((x - m) / s).permute(0, 3, 1, 2).contiguous()
+    """uint8 or [0, 1] float RGB (B, H, W, 3) -> normalised ``x_B3HW`` float32: ``network_input`` per image.
+
+    The buffer and the validation frames go through this, the localizer through ``network_input``:
+    one normalisation for training and query time.
+    """
+    scale = 1.0 / 255.0 if rgb_BHW3.dtype == np.uint8 else 1.0
+    return torch.from_numpy(np.concatenate([network_input(rgb_HW3, mean, std, scale) for rgb_HW3 in rgb_BHW3]))
+
+

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from slocal.data.scene import Scene
 from slocal.distill.config import StudentConfig, TrainConfig, to_plain, train_from_plain
 from slocal.distill.data import TrainFrame, ValFrame
+from slocal.distill.encoder import normalise
 from slocal.distill.students import StudentNet
 from slocal.errors import SlocalError
 from slocal.geometry.camera import pixel_centers
@@ -123,11 +124,9 @@ def validate(net: StudentNet, frames: Sequence[TrainFrame | ValFrame], centre: n
     was_training = net.training
     net.eval()
     errors = []
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     with torch.inference_mode():
         for f in frames:
-            x = (torch.from_numpy(f.image_HW3).permute(2, 0, 1)[None].float() / 255.0 - m) / s
+            x = normalise(f.image_HW3[None], mean, std)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = net(x.to(device))
             xyz = out[0, :3].permute(1, 2, 0).reshape(-1, 3).double().cpu().numpy() + centre

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from slocal.distill.model_file import StudentOutput, network_input
+from slocal.distill.encoder import network_input
+from slocal.distill.model_file import StudentOutput
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.onnx_runtime import cpu_session
