@@ -71,6 +71,17 @@ def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
     return np.concatenate(errors) if errors else np.zeros(0)
 
 
+def hits_5cm5deg(results) -> np.ndarray:
+    """(N,) bool: which poses lie within 5 cm and 5 deg of the ground truth, as ``ACCURACY_THRESHOLDS`` counts."""
+    return np.array([r.t_err_m < 0.05 and r.r_err_deg < 5.0 for r in results], dtype=bool)
+
+
+def paired_vs_first(hits: np.ndarray, first_hits: np.ndarray) -> dict:
+    """Pose-by-pose comparison with the first row's hits: won, lost (within 5 cm / 5 deg) and the sign test."""
+    won, lost = int((hits & ~first_hits).sum()), int((first_hits & ~hits).sum())
+    return {"won_5cm5deg_vs_first": won, "lost_5cm5deg_vs_first": lost, "sign_test_p": sign_test_p(won, lost)}
+
+
 def sign_test_p(won: int, lost: int) -> float:
     """Two-sided exact sign test on the discordant pairs (won vs lost), the paired test for binary outcomes."""
     n, k = won + lost, min(won, lost)

@@ -25,8 +25,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from common import SEVEN_SCENES, sign_test_p, write_results
+from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.distill.model_file import read_model_payload
@@ -71,19 +70,18 @@ def main() -> int:
     for label, models in recipes:
         results = recipe_poses(models, args.data_root, args.scene, seeds)
         keys = [r.image for r in results]
-        hits = np.array([r.t_err_m < 0.05 and r.r_err_deg < 5.0 for r in results])  # as ACCURACY_THRESHOLDS counts
+        hits = hits_5cm5deg(results)
         if first is None:
             first = (keys, hits)
         elif keys != first[0]:
             raise SystemExit(f"{label}: its models' validation frames differ from {recipes[0][0]}'s; cannot pair poses")
-        won, lost = int((hits & ~first[1]).sum()), int((first[1] & ~hits).sum())
         s = accuracy_summary(results)
         iterations = [read_model_payload(p)["train"]["iterations"] for p in models]
         rows.append({
             "recipe": label, "models": [str(p) for p in models], "iterations": iterations, "poses": len(results),
             "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"], "pct_2cm2deg": s["acc_2cm2deg"],
             "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
-            "won_5cm5deg_vs_first": won, "lost_5cm5deg_vs_first": lost, "sign_test_p": sign_test_p(won, lost),
+            **paired_vs_first(hits, first[1]),
         })  # fmt: skip
         print(rows[-1], flush=True)
     n_models = len(recipes[0][1])

@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SEVEN_SCENES, sign_test_p, write_results
+from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
@@ -91,15 +91,14 @@ def main() -> int:
                 pose = r.cam_from_world if r.success else None
                 results.append(query_result(f"{name}#{seed}", pose, cam_from_world, r.num_inliers, {}))
         s = accuracy_summary(results)
-        hits = np.array([r.t_err_m < 0.05 and r.r_err_deg < 5.0 for r in results])  # as ACCURACY_THRESHOLDS counts
+        hits = hits_5cm5deg(results)
         first_hits = hits if first_hits is None else first_hits
-        won, lost = int((hits & ~first_hits).sum()), int((first_hits & ~hits).sum())
         rows.append({
             "threshold_px": threshold, "max_iterations": iterations, "max_points": max_points or None,
             "ransac_points": ransac_points or None, "refine_px": refine_px or None, "frames": len(frames),
             "poses": len(results), "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"],
             "pct_2cm2deg": s["acc_2cm2deg"], "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
-            "won_5cm5deg_vs_first": won, "lost_5cm5deg_vs_first": lost, "sign_test_p": sign_test_p(won, lost),
+            **paired_vs_first(hits, first_hits),
             "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
         })  # fmt: skip
         print(rows[-1], flush=True)
