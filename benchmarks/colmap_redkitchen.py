@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 from common import SHARED_DATA, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
@@ -70,8 +71,6 @@ def read_gt(path: Path) -> dict[str, np.ndarray]:
 
 def sim3_metric_from_model(scene, gt: dict[str, np.ndarray]):
     """pycolmap Sim3d mapping model coordinates to metric ones, fitted over the mapping camera centres."""
-    import pycolmap
-
     names = [f.name for f in scene.mapping if f.name in gt]
     src = np.array([scene.frame(n).world_from_cam[:3, 3] for n in names])
     tgt = np.array([gt[n][:3, 3] for n in names])
