@@ -47,11 +47,12 @@ RECIPE_KEYS = ("buffer_passes", "view_passes", "view_translation", "view_rotatio
 def run_variant(name: str, args, runs: Path) -> dict:
     override = yaml.safe_load((VARIANTS / f"{name}.yaml").read_text()) or {}
     student = override.pop("preset", "ace-lite0")
-    override.setdefault("train", {}).update(val_stretch=VAL_STRETCH, val_every_s=1e9, seed=args.seed)
+    held_out = {"val_frames": args.val_frames, "val_stretch": 0.0} if args.val_frames else {"val_stretch": VAL_STRETCH}
+    override.setdefault("train", {}).update(**held_out, val_every_s=1e9, seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / f"{name}.yaml"
         config.write_text(yaml.safe_dump(override))
-        out = runs / "tuning" / f"{name}-seed{args.seed}" / "model.pt"
+        out = runs / "tuning" / f"{name}-seed{args.seed}{'-every' if args.val_frames else ''}" / "model.pt"
         if args.reuse and out.is_file():
             print(f"reusing {out}", flush=True)
             return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs, args.scene)
@@ -105,17 +106,24 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--reuse", action="store_true", help="take a variant's existing model instead of training it again")
+    parser.add_argument(
+        "--val-frames", type=int, default=0,
+        help="hold out this many evenly spaced mapping frames instead of the trajectory's last stretch "
+        "(validation between mapping frames: what a scene whose queries sit between them, like the demo's room, asks)",
+    )  # fmt: skip
     args = parser.parse_args()
     new_rows = [run_variant(name, args, args.runs) for name in args.variants]
     # Read the earlier rows only now: another run of this script may have written them meanwhile.
     previous = RESULTS / f"{args.name}.json"
     rows = json.loads(previous.read_text())["rows"] if previous.is_file() else []
-    done = {(r["variant"], r["seed"]) for r in new_rows}
-    rows = [r for r in rows if (r["variant"], r["seed"]) not in done] + new_rows
+    done = {_row_key(r) for r in new_rows}
+    rows = [r for r in rows if _row_key(r) not in done] + new_rows
     lines = [
         f"# Recipe choice on validation frames of {args.scene} (never the queries)\n",
         "{header}",
-        f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
+        (f"Held out: {args.val_frames} evenly spaced mapping frames; " if args.val_frames else
+         f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); ")  # fmt: skip
+        +
         "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
         "Validation PnP: what the code of the row's commit used (10 px / 10 000 iterations up to 672bc6a, "
         "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
@@ -142,6 +150,11 @@ def main() -> int:
         lines.append(f"- `{r['variant']}` seed {r['seed']}: `{json.dumps(r['override'])}`")
     write_results(args.name, {"scene": args.scene, "val_stretch": VAL_STRETCH, "rows": rows}, "\n".join(lines) + "\n")
     return 0
+
+
+def _row_key(row: dict) -> tuple:
+    """A row is replaced only by a run of the same variant, seed, budget and held-out frames."""
+    return row["variant"], row["seed"], round(row["minutes"], 1), row["override"]["train"].get("val_frames", 0)
 
 
 def _cells(row: dict) -> str:
