@@ -2,7 +2,8 @@
 
 Each recipe is given as ``LABEL=MODEL[,MODEL...]``: students that ``tune_redkitchen_split.py``
 trained with one variant, one model per training seed, listed in the same seed order for every
-recipe. The held-out stretch does not depend on the seed or the variant, so model *i* of two
+recipe. The held-out frames (a stretch, or ``--val-frames`` evenly spaced ones) do not depend on the
+seed or the variant, so model *i* of two
 recipes is localized on the same frames with the same RANSAC seeds (the default ``DENSE_PNP``,
 ``--ransac-seeds`` times per frame): every pose has a partner. The first recipe is the
 reference; each other one is compared with it pose by pose (within 5 cm / 5 deg for one and not
@@ -89,7 +90,7 @@ def main() -> int:
         "# Mapping recipes compared pose by pose on validation frames (never the queries)\n",
         "{header}",
         f"{n_models} model(s) per recipe (one per training seed, paired by seed), each localized on its held-out "
-        f"stretch of `{args.scene}` with the default RANSAC (`DENSE_PNP`), {len(seeds)} RANSAC seed(s) per frame: "
+        f"frames of `{args.scene}` with the default RANSAC (`DENSE_PNP`), {len(seeds)} RANSAC seed(s) per frame: "
         f"{rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within 5 cm / 5° and the first "
         "row's does not (+), and the reverse (−), with the two-sided sign test's p. RANSAC seeds of one frame share "
         "the network output, so the poses are not independent: read p as a guide, not a verdict.\n",
