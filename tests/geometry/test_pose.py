@@ -19,6 +19,21 @@ def test_invert_round_trip():
     np.testing.assert_allclose(transform_points(invert(T), transform_points(T, pts)), pts, atol=1e-12)
 
 
+def test_transform_points_matches_the_matrix_formula():
+    T = random_pose(4)
+    pts = np.random.default_rng(5).normal(scale=3.0, size=(2000, 6))[:, ::2]  # strided: not contiguous
+    expected = pts @ T[:3, :3].T + T[:3, 3]
+    out = transform_points(T, pts)
+    assert out.dtype == np.float64 and out.shape == (2000, 3)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(transform_points(T[:3], pts), expected, rtol=0, atol=1e-12)  # 3x4 works too
+    # float32 points and a float32 transform stay float32, as numpy's own product would
+    out32 = transform_points(T.astype(np.float32), pts.astype(np.float32))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, expected, rtol=0, atol=1e-5)
+    assert transform_points(T, np.zeros((0, 3))).shape == (0, 3)
+
+
 def test_pose_error_known_offsets():
     cam_from_world = random_pose(3)
     world_from_cam = invert(cam_from_world)

@@ -312,7 +312,7 @@ def render_points(
         pixel), valid_HW bool, conf_HW float32.
     """
     X = splat.points_M3.astype(np.float64)
-    p = X @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+    p = transform_points(cam_from_world, X)
     z = p[:, 2]
     W, H = camera.size
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -8,6 +8,7 @@ camera-to-world matrix that 7-Scenes and 12Scenes store). Quaternions are
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -30,8 +31,19 @@ def invert(T_44: np.ndarray) -> np.ndarray:
 
 
 def transform_points(T_44: np.ndarray, points_N3: np.ndarray) -> np.ndarray:
-    """Apply a 4x4 transform to (N, 3) points."""
-    return points_N3 @ T_44[:3, :3].T + T_44[:3, 3]
+    """Apply a 4x4 (or 3x4) transform to (N, 3) points; the result has numpy's dtype of ``T @ points``.
+
+    OpenCV's per-point loop instead of ``points @ R.T + t``: numpy hands that (N, 3) x (3, 3)
+    product to BLAS, which took 13 ms for the 300 000 points of a novel view here, cv2 0.5 ms
+    (same float64 arithmetic, equal to 1e-15).
+    """
+    T_34 = np.asarray(T_44, np.float64)[:3]
+    points_N3 = np.asarray(points_N3)
+    dtype = np.result_type(T_44, points_N3)
+    if points_N3.shape[0] == 0:
+        return np.zeros((0, 3), dtype)
+    out = cv2.transform(np.ascontiguousarray(points_N3, np.float64).reshape(1, -1, 3), T_34).reshape(-1, 3)
+    return out if dtype == np.float64 else out.astype(dtype)
 
 
 def check_rigid(T_44: np.ndarray, tol: float = 1e-3) -> str | None:

@@ -33,6 +33,7 @@ import numpy as np
 from slocal.data.colmap import is_pinhole
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
+from slocal.geometry.pose import transform_points
 from slocal.progress import progress_bar
 from slocal.teach.sfm.teacher import sparse_targets
 from slocal.teach.sfm.tracks import Observations
@@ -123,7 +124,7 @@ def mapping_observations(scene: Scene, config: ColmapTeacherConfig) -> dict[str,
         p2d = np.array([j for _, j in items], np.int64)
         uv = np.array([image.points2D[j].xy for j in p2d], np.float64).reshape(-1, 2)
         cam_from_world = frame.cam_from_world
-        p_cam = xyz_a[pts] @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+        p_cam = transform_points(cam_from_world, xyz_a[pts])
         front = p_cam[:, 2] > 0
         err = np.full(len(pts), np.inf)
         if front.any():
