@@ -320,11 +320,12 @@ def render_points(
         v = np.floor(camera.fy * p[:, 1] / z + camera.cy)
     ok = (z > 1e-3) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
     pts = np.flatnonzero(ok)
-    pix = v[ok].astype(np.int64) * W + u[ok].astype(np.int64)
+    pix = (v[pts] * W + u[pts]).astype(np.int64)  # whole numbers below 2**53: exact in float64
+    z_pts = z[pts]
     depth = np.full(H * W, np.inf)
-    np.minimum.at(depth, pix, z[pts])
+    np.minimum.at(depth, pix, z_pts)
     owner = np.full(H * W, -1, np.int64)
-    nearest = z[pts] == depth[pix]
+    nearest = z_pts == depth[pix]
     owner[pix[nearest]] = pts[nearest]
     # Cracks: an empty pixel takes the nearest point owning one of its 4 neighbours.
     depth_HW, owner_HW = depth.reshape(H, W), owner.reshape(H, W)
