@@ -69,7 +69,6 @@ def sim3_with_camera_offset(scene, gt: dict[str, np.ndarray], iterations: int = 
     names = [f.name for f in scene.mapping if f.name in gt]
     R_model = np.stack([scene.frame(n).world_from_cam[:3, :3] for n in names])
     c_model = np.stack([scene.frame(n).world_from_cam[:3, 3] for n in names])
-    R_gt = np.stack([gt[n][:3, :3] for n in names])
     c_gt = np.stack([gt[n][:3, 3] for n in names])
     t_off, R_s = np.zeros(3), np.eye(3)
     for _ in range(iterations):
@@ -77,8 +76,7 @@ def sim3_with_camera_offset(scene, gt: dict[str, np.ndarray], iterations: int = 
         if sim is None:
             raise SystemExit("Sim(3) estimation failed")
         R_s, t_s, s = np.asarray(sim.rotation.matrix()), np.asarray(sim.translation), float(sim.scale)
-        U, _, Vt = np.linalg.svd(np.einsum("nji,njk->ik", R_s @ R_model, R_gt))
-        R_off = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+        R_off = camera_rotation_offset(scene, sim, gt)
         A = (R_s @ R_model).reshape(-1, 3)
         b = (c_gt - (s * c_model @ R_s.T + t_s)).reshape(-1)
         t_new = np.linalg.lstsq(A, b, rcond=None)[0]
@@ -197,7 +195,7 @@ def main() -> int:
             f"| `{Path(r['runs']).name}` | {r['alignment']} | {r['poses']} | {r['offset_deg']:.2f} / {r['offset_cm']:.1f} | "
             f"{r['median_t_cm']:.1f} / {r['median_r_deg']:.2f} | {r['acc_10cm5deg']:.0f} | {r['acc_5cm5deg']:.0f} | {r['acc_2cm2deg']:.0f} |"
         )
-    halves = half_trajectory_check(load_scene(args.data_root, SCENE, runs_root=args.runs[0]), gt)
+    halves = half_trajectory_check(scene, gt)  # the same COLMAP model for every runs folder: the last one loaded
     lines += [
         "\nHow well each alignment carries over along the trajectory: fitted on one half of the mapping "
         "cameras (frames in name order), COLMAP's poses of the other half against their ground truth.\n",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from slocal.bench.machine import machine_info
+from slocal.bench.metrics import ACCURACY_THRESHOLDS
 from slocal.distill.buffer import pass_targets
 from slocal.geometry.camera import pixel_centers
 from slocal.io import read_image, write_json, write_text
@@ -73,7 +74,8 @@ def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
 
 def hits_5cm5deg(results) -> np.ndarray:
     """(N,) bool: which poses lie within 5 cm and 5 deg of the ground truth, as ``ACCURACY_THRESHOLDS`` counts."""
-    return np.array([r.t_err_m < 0.05 and r.r_err_deg < 5.0 for r in results], dtype=bool)
+    max_t, max_r = next((t, r) for name, t, r in ACCURACY_THRESHOLDS if name == "acc_5cm5deg")
+    return np.array([r.t_err_m < max_t and r.r_err_deg < max_r for r in results], dtype=bool)
 
 
 def paired_vs_first(hits: np.ndarray, first_hits: np.ndarray) -> dict:

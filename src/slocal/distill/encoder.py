@@ -301,5 +301,3 @@ def normalise(rgb_BHW3: np.ndarray, mean, std) -> torch.Tensor:
     """
     scale = 1.0 / 255.0 if rgb_BHW3.dtype == np.uint8 else 1.0
     return torch.from_numpy(np.concatenate([network_input(rgb_HW3, mean, std, scale) for rgb_HW3 in rgb_BHW3]))
-
-
