@@ -116,6 +116,34 @@ def test_neighbours_fill_a_novel_view_where_the_frame_alone_leaves_holes():
     assert (both[0][valid] == 150).mean() > 0.5
 
 
+def test_render_points_keeps_the_nearest_point_and_fills_a_crack_from_the_nearer_neighbour():
+    """Hand-placed points in a 4x3 camera at the origin (pixel (c, r) covers [c, c + 1) x [r, r + 1))."""
+    camera = Camera(4, 3, 1.0, 1.0, 0.0, 0.0)
+
+    def at(col: float, row: float, z: float) -> list[float]:  # the point seen at pixel (col, row), depth z
+        return [col * z, row * z, z]
+
+    points = np.array(
+        [at(0.5, 0.5, 2.0), at(0.5, 0.5, 1.0),  # pixel (0, 0): the nearer one (1) wins
+         at(2.5, 0.5, 3.0), at(2.5, 2.5, 1.5),  # pixels (2, 0) and (2, 2): pixel (2, 1) is a crack between them
+         at(5.5, 0.5, 1.0), [0.5, 0.5, -1.0]],  # right of the image, behind the camera: never drawn
+        np.float32,
+    )  # fmt: skip
+    colours = np.arange(6, dtype=np.uint8)[:, None].repeat(3, 1) * 40
+    splat = SplatPoints(points, colours, np.linspace(0.5, 1.0, 6, dtype=np.float32), np.ones(6, bool))
+    image, coords, valid, conf = render_points(splat, camera, np.eye(4))
+    # Which point each pixel shows: drawn at (0, 0), (2, 0) and (2, 2); every other pixel with a drawn
+    # 4-neighbour takes the nearest of them ((1, 0): point 1 at 1 m, not point 2 at 3 m; (2, 1): point 3).
+    owner = np.array([[1, 1, 2, 2], [1, -1, 3, -1], [-1, 3, 3, 3]])
+    np.testing.assert_array_equal(valid, owner >= 0)
+    np.testing.assert_array_equal(coords[valid], points[owner[valid]])
+    np.testing.assert_array_equal(conf[valid], splat.conf_M[owner[valid]])
+    np.testing.assert_array_equal(image[valid][:, 0], colours[owner[valid], 0])
+    assert np.isnan(coords[~valid]).all() and (conf[~valid] == 0).all()
+    holes = image[~valid][:, 0]
+    assert ((holes >= 40) & (holes <= 120)).all()  # filled from drawn pixels only (160, 200: the dropped points)
+
+
 def test_view_neighbours_rank_by_centre_distance_and_viewing_direction():
     def cam(x: float, yaw_deg: float) -> np.ndarray:
         T = np.eye(4)

@@ -106,20 +106,25 @@ class CellSampler:
             raise SlocalError("the feature buffer has no usable cell (do the images show what the targets see?)")
 
     def cell_batch(self, size: int) -> dict[str, torch.Tensor]:
-        """``size`` cells as a batch of one-cell images: feat (B, C, 1, 1), coords (B, 1, 3), uv/K/pose per cell."""
+        """``size`` cells as a batch of one-cell images: feat (B, C, 1, 1), coords (B, 1, 3), uv/K/pose per cell.
+
+        The cells come in buffer order (the draw sorted): the loss is a mean over them, and
+        reading the float16 features in memory order, converted by torch afterwards, takes a
+        fifth of the time of a gather in draw order through numpy's float32 cast.
+        """
         b = self.buffer
-        idx = self.cells[torch.randint(len(self.cells), (size,), generator=self.generator)].numpy()
-        N = b.feat_PNC.shape[1]
+        idx = torch.sort(self.cells[torch.randint(len(self.cells), (size,), generator=self.generator)]).values.numpy()
+        P, N = b.feat_PNC.shape[:2]
         p, n = idx // N, idx % N
         return {
-            "feat": torch.from_numpy(b.feat_PNC[p, n].astype(np.float32))[:, :, None, None],
-            "coords": torch.from_numpy(b.coords_PN3[p, n])[:, None],
-            "valid": torch.from_numpy(b.valid_PN[p, n])[:, None],
+            "feat": torch.from_numpy(b.feat_PNC.reshape(P * N, -1).take(idx, axis=0)).float()[:, :, None, None],
+            "coords": torch.from_numpy(b.coords_PN3.reshape(P * N, 3).take(idx, axis=0))[:, None],
+            "valid": torch.from_numpy(b.valid_PN.reshape(-1).take(idx))[:, None],
             "inside": torch.ones(size, 1, dtype=torch.bool),
-            "weight": torch.from_numpy(b.weight_PN[p, n])[:, None],
-            "uv": torch.from_numpy(b.uv_N2[n])[:, None],
-            "K": torch.from_numpy(b.K_P33[p]),
-            "pose": torch.from_numpy(b.cam_from_world_P34[p]),
+            "weight": torch.from_numpy(b.weight_PN.reshape(-1).take(idx))[:, None],
+            "uv": torch.from_numpy(b.uv_N2.take(n, axis=0))[:, None],
+            "K": torch.from_numpy(b.K_P33.take(p, axis=0)),
+            "pose": torch.from_numpy(b.cam_from_world_P34.take(p, axis=0)),
         }
 
     def map_batch(self, size: int) -> dict[str, torch.Tensor]:
