@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import numpy as np
 import pycolmap
 from colmap_redkitchen import GT_FILE, SCENE, metric_pose, read_gt, sim3_metric_from_model
-from common import SHARED_DATA, write_results
+from common import MAX_5CM5DEG, SHARED_DATA, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
@@ -111,7 +111,7 @@ def half_trajectory_check(scene, gt: dict[str, np.ndarray]) -> list[dict]:
             rows.append({
                 "fitted_on": "first" if fit == 0 else "second", "alignment": label,
                 "median_cm": float(np.median(errors[:, 0]) * 100), "median_deg": float(np.median(errors[:, 1])),
-                "pct_5cm5deg": float(np.mean((errors[:, 0] < 0.05) & (errors[:, 1] < 5.0)) * 100),
+                "pct_5cm5deg": float(np.mean((errors[:, 0] < MAX_5CM5DEG[0]) & (errors[:, 1] < MAX_5CM5DEG[1])) * 100),
                 "t_off_cm": None if offset is None else (offset[:3, 3] * 100).tolist(),
             })  # fmt: skip
     return rows

@@ -72,9 +72,13 @@ def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
     return np.concatenate(errors) if errors else np.zeros(0)
 
 
+# (metres, degrees) of the 5 cm / 5 deg accuracy, as ``ACCURACY_THRESHOLDS`` counts it.
+MAX_5CM5DEG = next((t, r) for name, t, r in ACCURACY_THRESHOLDS if name == "acc_5cm5deg")
+
+
 def hits_5cm5deg(results) -> np.ndarray:
-    """(N,) bool: which poses lie within 5 cm and 5 deg of the ground truth, as ``ACCURACY_THRESHOLDS`` counts."""
-    max_t, max_r = next((t, r) for name, t, r in ACCURACY_THRESHOLDS if name == "acc_5cm5deg")
+    """(N,) bool: which poses lie within 5 cm and 5 deg of the ground truth (``MAX_5CM5DEG``)."""
+    max_t, max_r = MAX_5CM5DEG
     return np.array([r.t_err_m < max_t and r.r_err_deg < max_r for r in results], dtype=bool)
 
 
