@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from slocal.distill.encoder import DenseEncoder, OrtEncoder, encode, encoder_spec, load_classifier, network_input, normalise, weights_path
+from slocal.distill.encoder import DenseEncoder, OrtEncoder, OrtModule, encode, encoder_spec, load_classifier, network_input, normalise, weights_path
 from slocal.errors import SlocalError
 from slocal.io import read_image
 
@@ -44,6 +44,26 @@ def test_dense_features_nest_and_onnxruntime_matches_torch():
     assert not any(p.requires_grad for p in encoder.parameters())
     encoder.train()
     assert not encoder.training  # frozen BatchNorm statistics
+
+
+def test_ort_module_makes_one_fixed_shape_session_per_input_shape_and_matches_torch():
+    """Odd sizes give asymmetric "same" padding: folded per shape, it must still match torch at each."""
+    encoder = DenseEncoder(levels=(8, 16))
+    module = OrtModule(encoder, ["features"], threads=1)
+    rng = np.random.default_rng(2)
+    shapes = [(1, 96, 128), (2, 90, 118), (1, 96, 128), (1, 64, 64), (1, 72, 72), (1, 80, 80)]
+    for batch, height, width in shapes:
+        x = normalise(rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8), (0.5,) * 3, (0.5,) * 3)
+        with torch.no_grad():
+            ref = encoder(x)
+        (got,) = module(x)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+    # Least recently used first: (2, 90, 118) was dropped, (1, 96, 128) kept because it was used again.
+    assert OrtModule.MAX_SESSIONS == 4
+    assert list(module._sessions) == [(1, 96, 128), (1, 64, 64), (1, 72, 72), (1, 80, 80)]
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        module.session((1, 3, 64, 64)).run(None, {"image": np.zeros((1, 3, 72, 72), np.float32)})
 
 
 def test_fewer_levels_are_the_same_maps_without_the_coarsest_stages():

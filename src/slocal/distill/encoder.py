@@ -26,11 +26,13 @@ import hashlib
 import io
 import logging
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import timm
 import torch
 import torch.nn as nn
@@ -221,8 +223,14 @@ class _Part(nn.Module):
 class OrtModule:
     """A torch module (image -> tensors) run by onnxruntime on CPU, exported in memory with its current weights.
 
-    The export takes a second; the session then accepts any batch and image size.
+    The export (a second) leaves batch, height and width free; each input shape then gets its own
+    session with those dimensions fixed (``MAX_SESSIONS`` kept, ~50 ms to make one). Fixed, the
+    shape arithmetic of the encoder's TF "same" padding folds away and the padding fuses into the
+    convolutions: the ace-lite0 student at 320x240 runs 59 nodes instead of 483, 11.5 instead of
+    14.4 ms per query here (median of four alternating 60-query runs).
     """
+
+    MAX_SESSIONS = 4
 
     def __init__(self, module: nn.Module, output_names: list[str], threads: int | None = None, spinning: bool = True):
         buf = io.BytesIO()
@@ -234,10 +242,26 @@ class OrtModule:
                 input_names=["image"], output_names=output_names,
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
             )  # fmt: skip
-        self.session = cpu_session(buf.getvalue(), threads or torch.get_num_threads(), spinning)
+        self.model = buf.getvalue()
+        self.threads = threads or torch.get_num_threads()
+        self.spinning = spinning
+        self._sessions: OrderedDict[tuple[int, int, int], ort.InferenceSession] = OrderedDict()
+
+    def session(self, shape_B3HW: tuple[int, ...]) -> ort.InferenceSession:
+        """The session for inputs of this shape (made on first use; the least recently used dropped beyond ``MAX_SESSIONS``)."""
+        key = (int(shape_B3HW[0]), int(shape_B3HW[2]), int(shape_B3HW[3]))
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+        else:
+            dims = dict(zip(("batch", "height", "width"), key))
+            self._sessions[key] = cpu_session(self.model, self.threads, self.spinning, fixed_dims=dims)
+            if len(self._sessions) > self.MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        return self._sessions[key]
 
     def __call__(self, x_B3HW: torch.Tensor) -> list[torch.Tensor]:
-        outs = self.session.run(None, {"image": np.ascontiguousarray(x_B3HW.detach().cpu().numpy(), dtype=np.float32)})
+        x = np.ascontiguousarray(x_B3HW.detach().cpu().numpy(), dtype=np.float32)
+        outs = self.session(x.shape).run(None, {"image": x})
         return [torch.from_numpy(o) for o in outs]
 
 
