@@ -16,15 +16,15 @@ def cpu_session(
     Args:
         model: an ``.onnx`` path or the model's bytes.
         threads: intra-op threads (None: onnxruntime's default, one per core).
-        fixed_dims: values for the model's named free input dimensions (``{"height": 240}``): the
-            session then accepts only those, and onnxruntime's graph optimisation can fold the
-            shape arithmetic that depends on them (see ``OrtModule``).
         spinning: let worker threads busy-wait between runs (onnxruntime's default).
             Off for the mapping encoder: on 2 cores the spinning threads starve the
             numpy work that follows each run (feature fusion, novel-view rendering;
             40 -> 27 ms per encoded pass here). On for query-time students, where
             it is 2-7 ms faster per query on 20 redkitchen-split queries and RANSAC
             is not slowed.
+        fixed_dims: values for the model's named free input dimensions (``{"height": 240}``): the
+            session then accepts only those, and onnxruntime's graph optimisation can fold the
+            shape arithmetic that depends on them (see ``OrtModule``).
     """
     options = ort.SessionOptions()
     if threads is not None:
