@@ -126,7 +126,7 @@ def main() -> int:
         +
         "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
         "Validation PnP: what the code of the row's commit used (10 px / 10 000 iterations up to 672bc6a, "
-        "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
+        "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b, 25 px from 9c11696). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
         "Cells: the student's coordinates at every validation cell with a depth target, against that target "
         "(recorded from f6bf0e7 on).\n",
         "| variant | student | seed | side | encoder levels | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
