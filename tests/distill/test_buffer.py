@@ -261,6 +261,7 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
     assert payload["encoder"]["name"] == "efficientnet-lite0" and result.file_mb < 1.0
     assert payload["train"]["recipe"] == "buffer" and payload["train"]["buffer_passes"] == 2 * 10
     student = load_student(tmp_path / "a.pt", precision="fp32")
+    assert list(student.module._ort._sessions) == [(1, 96, 128)]  # made at load, at the network's input size
     errors = []
     for frame in tiny_scene.mapping[:4]:
         out = student.predict(cv2.cvtColor(cv2.imread(str(frame.image_path)), cv2.COLOR_BGR2RGB), frame.camera)
@@ -272,6 +273,7 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
         errors.append((np.linalg.norm(pred - target[ok], axis=1).mean(), np.linalg.norm(student.centre - target[ok], axis=1).mean()))
     trained, centre_only = np.mean(errors, axis=0)
     assert trained < 0.5 * centre_only, (trained, centre_only)
+    assert list(student.module._ort._sessions) == [(1, 96, 128)]  # every query ran in that session
 
     # 30 + resume 30 == 60 straight, bit for bit.
     short = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002,

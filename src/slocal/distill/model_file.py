@@ -268,7 +268,7 @@ def load_student(
     dev = torch.device(device)
     net = net.to(dev).eval()
     if isinstance(net, BufferStudent) and dev.type == "cpu":
-        net.prepare_inference()
+        net.prepare_inference(image_size)
     if config.arch in ("cnn", "timm"):
         net = net.to(memory_format=torch.channels_last)
     return Student(net, payload, path.stat().st_size / 2**20, dev, precision)

@@ -280,12 +280,18 @@ class BufferStudent(StudentNet):
         self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
         self._ort = None
 
-    def prepare_inference(self) -> None:
+    def prepare_inference(self, image_size: tuple[int, int] | None = None) -> None:
         """On CPU, run the whole network through onnxruntime from now on (``OrtModule``).
 
         Inference only: call it once the weights are final (``load_student`` does).
+
+        Args:
+            image_size: (width, height) the network will run at: its session is made now, at load,
+                instead of on the first query.
         """
         self._ort = OrtModule(self, ["coords"])
+        if image_size is not None:
+            self._ort.session((1, 3, image_size[1], image_size[0]))
 
     def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
         """Fused encoder features (B, encoder.channels, h, w) -> hidden features before ``final``, (B, h, w, width)."""
