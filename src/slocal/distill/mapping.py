@@ -42,11 +42,11 @@ from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
     DistEnv,
     DistillResult,
-    check_resume,
     TrainingLoop,
-
+    check_resume,
     init_distributed,
     load_checkpoint,
+    make_optimizer,
     max_over_ranks,
     resumed_loop_state,
     validate,
@@ -216,7 +216,7 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
     groups = [{"params": head_params, "lr_factor": 1.0}]
     if enc_params:
         groups.append({"params": enc_params, "lr_factor": cfg.encoder_lr_factor})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(groups, cfg, dev)
     bf16 = use_bf16(cfg.precision, dev)
     sampler = CellSampler(buffer, seed=cfg.seed * 1000 + 17 + env.rank)
 

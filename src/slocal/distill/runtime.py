@@ -119,6 +119,16 @@ def max_over_ranks(value: float, env: DistEnv, device: torch.device) -> float:
     return float(t.item())
 
 
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW at ``cfg``'s learning rate and weight decay over ``params`` (tensors or param groups).
+
+    The fused kernel updates every parameter in one pass instead of a dozen tensor ops per
+    parameter: on 2 CPU cores the head's optimizer step took 12 % of a mapping step with the
+    default implementation (py-spy), and the fused one is 3x faster (0.18 vs 0.56 ms).
+    """
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
+
+
 def validate(net: StudentNet, frames: Sequence[TrainFrame | ValFrame], centre: np.ndarray, bf16: bool, device: torch.device, mean, std) -> dict:
     """Pose accuracy on held-out frames through the localizer's PnP-RANSAC."""
     was_training = net.training

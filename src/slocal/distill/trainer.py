@@ -35,11 +35,11 @@ from slocal.distill.mapping import train_buffer_student
 from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
     DistillResult,
-    check_resume,
     TrainingLoop,
-
+    check_resume,
     init_distributed,
     load_checkpoint,
+    make_optimizer,
     resumed_loop_state,
     validate,
     write_checkpoint,
@@ -157,7 +157,7 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
     model: torch.nn.Module = net
     if env.active:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(net.parameters(), cfg, dev)
     bf16 = use_bf16(cfg.precision, dev)
 
     loop_state: dict = {}
