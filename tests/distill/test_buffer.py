@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import namedtuple
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -253,6 +254,21 @@ def _head_state(path):
     return read_model_payload(path)["state_dict"]
 
 
+def _mapping_errors(student, scene, targets) -> tuple[float, float]:
+    """Mean cell error (m) of ``student`` on four mapping frames, and that of predicting the scene centre."""
+    errors = []
+    for frame in scene.mapping[:4]:
+        out = student.predict(cv2.cvtColor(cv2.imread(str(frame.image_path)), cv2.COLOR_BGR2RGB), frame.camera)
+        assert out.coords_hw3.shape == (96 // 8, 128 // 8, 3) and np.isfinite(out.coords_hw3).all()
+        t = targets.by_name()[frame.name]
+        uv = pixel_centers(out.camera.width, out.camera.height, 8).reshape(-1, 2) * (t.camera.width / out.camera.width)
+        target, _, ok = t.sample(uv)
+        pred = out.coords_hw3.reshape(-1, 3)[ok]
+        errors.append((np.linalg.norm(pred - target[ok], axis=1).mean(), np.linalg.norm(student.centre - target[ok], axis=1).mean()))
+    trained, centre_only = np.mean(errors, axis=0)
+    return float(trained), float(centre_only)
+
+
 def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene, tiny_targets, tmp_path):
     cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
@@ -262,16 +278,7 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
     assert payload["train"]["recipe"] == "buffer" and payload["train"]["buffer_passes"] == 2 * 10
     student = load_student(tmp_path / "a.pt", precision="fp32")
     assert list(student.module._ort._sessions) == [(1, 96, 128)]  # made at load, at the network's input size
-    errors = []
-    for frame in tiny_scene.mapping[:4]:
-        out = student.predict(cv2.cvtColor(cv2.imread(str(frame.image_path)), cv2.COLOR_BGR2RGB), frame.camera)
-        assert out.coords_hw3.shape == (96 // 8, 128 // 8, 3) and np.isfinite(out.coords_hw3).all()
-        t = tiny_targets.by_name()[frame.name]
-        uv = pixel_centers(out.camera.width, out.camera.height, 8).reshape(-1, 2) * (t.camera.width / out.camera.width)
-        target, _, ok = t.sample(uv)
-        pred = out.coords_hw3.reshape(-1, 3)[ok]
-        errors.append((np.linalg.norm(pred - target[ok], axis=1).mean(), np.linalg.norm(student.centre - target[ok], axis=1).mean()))
-    trained, centre_only = np.mean(errors, axis=0)
+    trained, centre_only = _mapping_errors(student, tiny_scene, tiny_targets)
     assert trained < 0.5 * centre_only, (trained, centre_only)
     assert list(student.module._ort._sessions) == [(1, 96, 128)]  # every query ran in that session
 
@@ -283,3 +290,20 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
     assert resumed.resumed_from == 30 and resumed.iterations == 60
     a, b = _head_state(tmp_path / "a.pt"), _head_state(tmp_path / "b.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_path):
+    """``precision: bf16`` (what ``auto`` picks on CPUs with native bf16) trains the head under autocast and learns.
+
+    Same run as the fp32 test above; bf16's coarser steps may cost precision, not the learning itself.
+    """
+    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002, precision="bf16")
+    result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
+    assert result.precision == "bf16" and read_model_payload(tmp_path / "a.pt")["train"]["precision"] == "bf16"
+    train_student(tiny_scene, tiny_targets, TINY_ACE, replace(cfg, precision="fp32"), tmp_path / "b.pt", device="cpu")
+    head, head_fp32 = _head_state(tmp_path / "a.pt"), _head_state(tmp_path / "b.pt")
+    assert all(v.dtype == torch.float32 for v in head.values())  # autocast: fp32 weights, bf16 matmuls
+    # Same seed and cells: only the arithmetic differs, so equal weights would mean autocast never ran.
+    assert not torch.equal(head["final.weight"], head_fp32["final.weight"])
+    trained, centre_only = _mapping_errors(load_student(tmp_path / "a.pt", precision="fp32"), tiny_scene, tiny_targets)
+    assert trained < 0.5 * centre_only, (trained, centre_only)

@@ -35,6 +35,17 @@ def test_outliers_are_rejected():
     assert t < 1e-3 and r < 0.05
 
 
+def test_transposed_or_flat_points_are_refused():
+    """(2, N) / (3, N) would flatten into scrambled (N, 2) / (N, 3) of equal length: refused, not solved."""
+    cam, _, uv, xyz = scene_points(60)
+    with pytest.raises(ValueError, match=r"\(N, 2\) image points.*\(2, 60\) and \(3, 60\)"):
+        solve_pnp(uv.T, xyz.T, cam)
+    with pytest.raises(ValueError, match=r"got \(120,\) and \(60, 3\)"):
+        solve_pnp(uv.reshape(-1), xyz, cam)
+    with pytest.raises(ValueError, match="60 image points but 59 world points"):
+        solve_pnp(uv, xyz[:59], cam)
+
+
 def test_too_few_points_is_a_reported_failure():
     cam, _, uv, xyz = scene_points(10)
     res = solve_pnp(uv, xyz, cam, PnpConfig(min_inliers=20))

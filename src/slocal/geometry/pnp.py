@@ -111,8 +111,12 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
         ``success=False``, not raised.
     """
     start = time.perf_counter()
-    uv = np.ascontiguousarray(uv_N2, dtype=np.float64).reshape(-1, 2)
-    xyz = np.ascontiguousarray(xyz_N3, dtype=np.float64).reshape(-1, 3)
+    # Check the layout before anything is flattened: (2, N) and (3, N) arrays would reshape into
+    # equally long, scrambled (N, 2) and (N, 3) ones and give a wrong pose, never an error.
+    if np.ndim(uv_N2) != 2 or np.shape(uv_N2)[1] != 2 or np.ndim(xyz_N3) != 2 or np.shape(xyz_N3)[1] != 3:
+        raise ValueError(f"expected (N, 2) image points and (N, 3) world points, got {np.shape(uv_N2)} and {np.shape(xyz_N3)}")
+    uv = np.ascontiguousarray(uv_N2, dtype=np.float64)
+    xyz = np.ascontiguousarray(xyz_N3, dtype=np.float64)
     if len(uv) != len(xyz):
         raise ValueError(f"{len(uv)} image points but {len(xyz)} world points")
     finite = np.isfinite(uv).all(1) & np.isfinite(xyz).all(1)
