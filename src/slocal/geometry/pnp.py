@@ -109,6 +109,9 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
     Returns:
         A ``PnpResult``; too few correspondences or inliers is reported as
         ``success=False``, not raised.
+
+    Raises:
+        ValueError: the points are not (N, 2) and (N, 3) arrays of the same length.
     """
     start = time.perf_counter()
     # Check the layout before anything is flattened: (2, N) and (3, N) arrays would reshape into
