@@ -42,7 +42,8 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     json_path = write_json(RESULTS / f"{name}.json", {**meta, **payload})
     header = (
         f"- date (UTC): {meta['date']}\n- command: `{meta['command']}`\n"
-        f"- machine: {meta['machine'].get('cpu', '?')}, {meta['machine'].get('cores', '?')} cores; "
+        f"- machine: {meta['machine'].get('cpu', '?')}, {meta['machine'].get('cores', '?')} cores"
+        f"{', GPU ' + meta['machine']['gpu'] if meta['machine'].get('gpu') else ''}; "
         f"load average at end {', '.join(f'{v:.2f}' for v in meta['loadavg_at_end'])}\n\n"
     )
     md_path = write_text(RESULTS / f"{name}.md", markdown.replace("{header}", header))

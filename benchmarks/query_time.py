@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--ransac-points", type=int, nargs="+", default=[DENSE_PNP.ransac_points or 0], help="RANSAC subsets to time (0: all matches)")
     parser.add_argument("--passes", type=int, default=3, help="localizations of every query per setting")
+    parser.add_argument("--device", default="cpu", help="torch device for .pt students (cpu, cuda)")
     parser.add_argument("--name", default="query_time_cpu", help="results file name in benchmarks/results/")
     args = parser.parse_args()
     if args.passes < 1:
@@ -49,7 +50,7 @@ def main() -> int:
     queries = [(frame.name, read_image(frame.image_path), frame.camera) for frame in scene.query]
     rows = []
     for model_path in args.models:
-        model = load_model(model_path, expect_scene=args.scene)
+        model = load_model(model_path, device=args.device, expect_scene=args.scene)
         localizers = {n: Localizer(model, replace(DENSE_PNP, ransac_points=n or None)) for n in args.ransac_points}
         ms = {n: {"network": [], "ransac": []} for n in localizers}
         for n, localizer in localizers.items():
@@ -71,7 +72,8 @@ def main() -> int:
             })  # fmt: skip
             print(rows[-1], flush=True)
     lines = [
-        f"# Network + RANSAC per query on `{args.scene}` ({len(queries)} queries × {args.passes} passes per setting)\n",
+        f"# Network + RANSAC per query on `{args.scene}` ({len(queries)} queries × {args.passes} passes per setting, "
+        f"network on {args.device})\n",
         "{header}",
         "Images decoded once beforehand; network includes resizing and normalising the image. Settings interleaved "
         "within each pass. p50 / p90 over all localizations of a model and setting.\n",
@@ -83,7 +85,7 @@ def main() -> int:
             f"| `{r['model']}` | {r['ransac_points'] or 'all'} | {r['localizations']} | {r['network_p50']:.1f} / {r['network_p90']:.1f} "
             f"| {r['ransac_p50']:.1f} / {r['ransac_p90']:.1f} | {r['sum_p50']:.1f} / {r['sum_p90']:.1f} |"
         )
-    write_results(args.name, {"scene": args.scene, "passes": args.passes, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(args.name, {"scene": args.scene, "passes": args.passes, "device": args.device, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -15,6 +15,7 @@ from distill_fixtures import tiny_train
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
     allocate_features,
+    build_buffer,
     fill_holes,
     pass_camera,
     pass_targets,
@@ -29,6 +30,7 @@ from slocal.distill.buffer import (
     warp_matrix,
 )
 from slocal.distill.config import StudentConfig
+from slocal.distill.encoder import DenseEncoder
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.trainer import train_student
 from slocal.errors import SlocalError
@@ -307,3 +309,34 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
     assert not torch.equal(head["final.weight"], head_fp32["final.weight"])
     trained, centre_only = _mapping_errors(load_student(tmp_path / "a.pt", precision="fp32"), tiny_scene, tiny_targets)
     assert trained < 0.5 * centre_only, (trained, centre_only)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scene, tiny_targets, tmp_path):
+    """The encoder's device encodes (torch on CUDA, onnxruntime on the CPU): same passes, features within TF32 noise."""
+    cfg = tiny_train(buffer_passes=2)
+    frames, by_name = tiny_scene.mapping[:3], tiny_targets.by_name()
+    encoder = DenseEncoder(TINY_ACE.encoder, levels=tuple(TINY_ACE.encoder_levels))
+    cpu, gpu = (
+        build_buffer(frames, by_name, encoder.to(dev), (128, 96), np.zeros(3), cfg, 0, tmp_path / f"{dev}.npy", TINY_ACE.mean, TINY_ACE.std)
+        for dev in ("cpu", "cuda")
+    )  # fmt: skip
+    assert np.array_equal(cpu.coords_PN3, gpu.coords_PN3) and np.array_equal(cpu.K_P33, gpu.K_P33)  # same augmentation
+    a, b = cpu.feat_PNC.astype(np.float32), gpu.feat_PNC.astype(np.float32)
+    assert a.std() > 0.1 and not np.array_equal(a, b)  # real features, and really computed twice
+    assert np.abs(a - b).max() < 0.02 * np.abs(a).max(), np.abs(a - b).max()
+
+
+@needs_cuda
+def test_ace_mapping_learns_on_the_gpu_and_its_model_loads_on_either_device(tiny_scene, tiny_targets, tmp_path):
+    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
+    result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cuda")
+    assert result.iterations == 60 and result.precision == "fp32"
+    on_gpu = load_student(tmp_path / "a.pt", device="cuda", precision="fp32")
+    trained, centre_only = _mapping_errors(on_gpu, tiny_scene, tiny_targets)
+    assert trained < 0.5 * centre_only, (trained, centre_only)
+    on_cpu_trained, _ = _mapping_errors(load_student(tmp_path / "a.pt", device="cpu", precision="fp32"), tiny_scene, tiny_targets)
+    assert abs(on_cpu_trained - trained) < 0.02 * trained, (on_cpu_trained, trained)

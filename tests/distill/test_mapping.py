@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from slocal.distill.mapping import drop_coarsest_level
@@ -17,9 +18,14 @@ def test_drop_coarsest_level_zeroes_only_the_last_level_of_some_cells():
     assert abs(float(dropped.float().mean()) - 0.25) < 0.01
 
 
-def test_drop_coarsest_level_follows_its_generator():
-    feat = torch.randn(64, 8, 1, 1)
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+)
+def test_drop_coarsest_level_follows_its_generator(device):
+    feat = torch.randn(64, 8, 1, 1, device=device)
     a = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(7))
     b = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(7))
     c = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
+    # The same draw whatever the device: the generator lives on the CPU.
+    assert torch.equal(a.cpu(), drop_coarsest_level(feat.cpu(), 3, 0.5, torch.Generator().manual_seed(7)))

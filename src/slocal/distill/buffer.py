@@ -499,7 +499,7 @@ def build_buffer(
         frames: the mapping frames to encode (each with its own camera; all are
             resized to ``image_size``, the camera scaled with them).
         targets: the teacher's targets by frame name.
-        encoder: the frozen encoder.
+        encoder: the frozen encoder, on the device that encodes.
         image_size: (width, height) of the network input, multiples of the coarsest encoder level.
         centre: (3,) scene centre subtracted from the targets and poses.
         seed: seeds the augmentation (a buffer is reproducible).
@@ -512,6 +512,8 @@ def build_buffer(
     N, P = len(uv_N2), len(frames) * config.buffer_passes
     weight_scale = confidence_scale([targets[f.name] for f in frames])
     channels = encoder.channels if part == "levels" else int(encoder.body.feature_info.channels()[0])
+    # On a GPU the encoder runs there (torch); on the CPU ``encode`` hands it to onnxruntime.
+    device = next(encoder.parameters()).device
     feat, path = allocate_features((P, N, channels), config.buffer_max_gb, spill_path)
     coords = np.zeros((P, N, 3), np.float32)
     valid = np.zeros((P, N), bool)
@@ -591,8 +593,8 @@ def build_buffer(
         # All passes of a frame in one batch: 13.7 instead of 17.1 ms per 320x240 image through
         # onnxruntime on 2 cores here.
         with torch.no_grad():
-            f = encode(encoder, normalise(np.stack(images), mean, std), part)
-        feat[p - len(images) : p] = f.permute(0, 2, 3, 1).reshape(len(images), N, -1).numpy().astype(np.float16)
+            f = encode(encoder, normalise(np.stack(images), mean, std).to(device), part)
+        feat[p - len(images) : p] = f.permute(0, 2, 3, 1).reshape(len(images), N, -1).cpu().numpy().astype(np.float16)
     return FeatureBuffer(
         (W, H), feat, coords, valid, inside, weight, K, pose, frame_of, tuple(f.name for f in frames), uv_N2.astype(np.float32), path
     )

@@ -76,11 +76,11 @@ def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, genera
     The kept blocks are not rescaled (unlike unit-wise dropout): the whole block goes or stays, so
     the head learns two modes, with and without it, and at inference it always sees the "with"
     mode exactly as in training (an inverted-dropout ``1 / (1 - p)`` would show it a scale it was
-    never trained on). ``generator`` is the sampler's, whose state the checkpoint keeps (resuming
-    stays bit-exact).
+    never trained on). ``generator`` is the sampler's (a CPU one), whose state the checkpoint keeps
+    (resuming stays bit-exact); ``feat_BChw`` may be on any device.
     """
-    keep_B = (torch.rand(feat_BChw.shape[0], generator=generator) >= p).to(feat_BChw.dtype)
-    scale_BC = torch.ones(feat_BChw.shape[:2], dtype=feat_BChw.dtype)
+    keep_B = (torch.rand(feat_BChw.shape[0], generator=generator) >= p).to(feat_BChw.device, feat_BChw.dtype)
+    scale_BC = torch.ones(feat_BChw.shape[:2], dtype=feat_BChw.dtype, device=feat_BChw.device)
     scale_BC[:, -channels:] = keep_B[:, None]
     return feat_BChw * scale_BC[:, :, None, None]
 
