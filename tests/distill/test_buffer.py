@@ -42,6 +42,7 @@ TINY_ACE = StudentConfig(
     name="tiny-ace", arch="ace", encoder="efficientnet-lite0", max_side=128, size_multiple=32, head_width=64, head_layers=3,
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
 )  # fmt: skip
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _view(index: int = 60):
@@ -310,8 +311,6 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
     trained, centre_only = _mapping_errors(load_student(tmp_path / "a.pt", precision="fp32"), tiny_scene, tiny_targets)
     assert trained < 0.5 * centre_only, (trained, centre_only)
 
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @needs_cuda
