@@ -312,7 +312,6 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
     assert trained < 0.5 * centre_only, (trained, centre_only)
 
 
-
 @needs_cuda
 def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scene, tiny_targets, tmp_path):
     """The encoder's device encodes (torch on CUDA, onnxruntime on the CPU): same passes, features within TF32 noise."""
