@@ -6,11 +6,22 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared"))
 SEVEN_SCENES_MINI = SHARED / "data" / "7scenes-mini"
 DUST3R_FIXTURES = SHARED / "fixtures" / "dust3r"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``cuda`` where torch sees no CUDA device (one check for the whole suite)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

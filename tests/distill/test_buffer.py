@@ -42,7 +42,6 @@ TINY_ACE = StudentConfig(
     name="tiny-ace", arch="ace", encoder="efficientnet-lite0", max_side=128, size_multiple=32, head_width=64, head_layers=3,
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
 )  # fmt: skip
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _view(index: int = 60):
@@ -312,7 +311,7 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
     assert trained < 0.5 * centre_only, (trained, centre_only)
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scene, tiny_targets, tmp_path):
     """The encoder's device encodes (torch on CUDA, onnxruntime on the CPU): same passes, features within TF32 noise."""
     cfg = tiny_train(buffer_passes=2)
@@ -328,7 +327,7 @@ def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scen
     assert np.abs(a - b).max() < 0.02 * np.abs(a).max(), np.abs(a - b).max()
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_ace_mapping_learns_on_the_gpu_and_its_model_loads_on_either_device(tiny_scene, tiny_targets, tmp_path):
     cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cuda")

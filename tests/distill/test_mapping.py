@@ -19,7 +19,7 @@ def test_drop_coarsest_level_zeroes_only_the_last_level_of_some_cells():
 
 
 @pytest.mark.parametrize(
-    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 )
 def test_drop_coarsest_level_follows_its_generator(device):
     feat = torch.randn(64, 8, 1, 1, device=device)

@@ -60,7 +60,7 @@ def test_runner_rejects_bad_arguments(natural_net):
         Dust3rRunner(natural_net).run([(torch.zeros(1, 3, 64, 64), torch.zeros(3, 64, 64))], progress=False)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_runner_cuda_autocast_close_to_fp32(natural_net):
     gen = torch.Generator().manual_seed(6)
     pairs = [(torch.rand(3, 80, 112, generator=gen) * 2 - 1, torch.rand(3, 80, 112, generator=gen) * 2 - 1)]
