@@ -33,14 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
+from common import SEVEN_SCENES, cell_targets, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
-from slocal.distill.buffer import pass_targets
 from slocal.distill.encoder import encode
-from slocal.distill.model_file import read_model_payload
-from slocal.geometry.camera import Camera, pixel_centers
+from slocal.geometry.camera import Camera
 from slocal.geometry.pnp import DENSE_PNP, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import load_model
@@ -73,9 +71,7 @@ def frame_cells(student, frame, targets) -> FrameCells:
         hidden_hwC = net.head(encode(net.encoder, x, "levels"))[0]
         coords_hw3 = net.final(hidden_hwC).numpy() + student.centre
     h, w = coords_hw3.shape[:2]
-    uv = pixel_centers(camera.width, camera.height, student.stride).reshape(-1, 2).astype(np.float64)
-    # The targets at the cell centres exactly as the buffer samples them (an unwarped pass).
-    target, valid, _, _ = pass_targets(targets[frame.name], camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3])
+    uv, target, valid = cell_targets(frame, targets[frame.name], camera, student.stride)
     pred = coords_hw3.reshape(-1, 3).astype(np.float64)
     error = np.where(valid, np.linalg.norm(pred - target, axis=1), np.nan)
     jj, ii = np.meshgrid(np.arange(w), np.arange(h))
@@ -135,9 +131,7 @@ def main() -> int:
     poses: dict[str, list] = {}
     border_errors: list[tuple[np.ndarray, np.ndarray]] = []
     for path in args.models:
-        held_out = set(read_model_payload(path)["train"]["validation_frames"])
-        if not held_out:
-            raise SystemExit(f"{path}: trained without validation frames (train.val_stretch / val_frames)")
+        held_out = held_out_frames(path)
         student = load_model(path)
         if student.config.arch != "ace":
             raise SystemExit(f"{path}: an {student.config.arch!r} student; this script reads the hidden features of 'ace' heads")

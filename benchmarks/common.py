@@ -14,6 +14,7 @@ import numpy as np
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import ACCURACY_THRESHOLDS
 from slocal.distill.buffer import pass_targets
+from slocal.distill.model_file import read_model_payload
 from slocal.geometry.camera import pixel_centers
 from slocal.io import read_image, write_json, write_text
 
@@ -64,13 +65,35 @@ def frame_cell_errors(model, frames, targets_by_name: dict) -> np.ndarray:
     errors = []
     for frame in frames:
         out = model.predict(read_image(frame.image_path), frame.camera)
-        uv = pixel_centers(out.camera.width, out.camera.height, out.stride).reshape(-1, 2)
-        # The targets at the cell centres exactly as the buffer samples them (an unwarped pass, no centre offset).
-        coords, valid, _, _ = pass_targets(
-            targets_by_name[frame.name], out.camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3]
-        )
+        _, coords, valid = cell_targets(frame, targets_by_name[frame.name], out.camera, out.stride)
         errors.append(np.linalg.norm(np.asarray(out.coords_hw3).reshape(-1, 3)[valid] - coords[valid], axis=1))
     return np.concatenate(errors) if errors else np.zeros(0)
+
+
+def cell_targets(frame, targets, camera, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame's teacher targets at the centres of the student's cells, exactly as the buffer samples them.
+
+    Args:
+        frame: the mapping frame (its pose gives the targets' origin).
+        targets: its ``FrameTargets``.
+        camera: the camera the student saw the frame with (``StudentOutput.camera``).
+        stride: the student's output stride.
+
+    Returns:
+        uv_N2 (cell centres, float64), target_N3 (world) and valid_N.
+    """
+    uv = pixel_centers(camera.width, camera.height, stride).reshape(-1, 2).astype(np.float64)
+    # An unwarped pass, no centre offset.
+    target, valid, _, _ = pass_targets(targets, camera, np.eye(2), uv, np.zeros(3), 1.0, frame.world_from_cam[:3, 3])
+    return uv, target, valid
+
+
+def held_out_frames(model_path: Path) -> set[str]:
+    """Names of the mapping frames a model was trained without; exits when it was trained on all of them."""
+    names = set(read_model_payload(model_path)["train"]["validation_frames"])
+    if not names:
+        raise SystemExit(f"{model_path}: trained without validation frames (train.val_stretch / val_frames)")
+    return names
 
 
 # (metres, degrees) of the 5 cm / 5 deg accuracy, as ``ACCURACY_THRESHOLDS`` counts it.

@@ -30,11 +30,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
+from common import SEVEN_SCENES, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
-from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model
@@ -46,9 +45,7 @@ REPEATS = 3  # RANSAC timings per frame and setting at least (the median is kept
 
 def frame_predictions(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, object, np.ndarray]]:
     """(name, student output, cam_from_world) of every validation frame of one model."""
-    names = set(read_model_payload(model_path)["train"]["validation_frames"])
-    if not names:
-        raise SystemExit(f"{model_path}: trained without validation frames (train.val_stretch / val_frames)")
+    names = held_out_frames(model_path)
     scene = load_scene(data_root, scene_id)
     model = load_model(model_path)
     out = []
