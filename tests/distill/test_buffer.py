@@ -14,6 +14,7 @@ from distill_fixtures import tiny_train
 
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
+    FeatureBuffer,
     allocate_features,
     build_buffer,
     fill_holes,
@@ -308,6 +309,38 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
     # Same seed and cells: only the arithmetic differs, so equal weights would mean autocast never ran.
     assert not torch.equal(head["final.weight"], head_fp32["final.weight"])
     trained, centre_only = _mapping_errors(load_student(tmp_path / "a.pt", precision="fp32"), tiny_scene, tiny_targets)
+    assert trained < 0.5 * centre_only, (trained, centre_only)
+
+
+def test_channel_stats_estimate_each_channels_mean_and_spread():
+    rng = np.random.default_rng(0)
+    P, N, C = 40, 300, 6
+    mean_C, std_C = np.array([0, 1, -2, 5, 0.5, 3.0]), np.array([1, 0.1, 4, 2, 0.5, 8.0])
+    feat = (rng.normal(size=(P, N, C)) * std_C + mean_C).astype(np.float16)
+    buffer = FeatureBuffer(
+        image_size=(8 * 20, 8 * 15), feat_PNC=feat, coords_PN3=np.zeros((P, N, 3), np.float32),
+        valid_PN=np.ones((P, N), bool), inside_PN=np.ones((P, N), bool), weight_PN=np.ones((P, N), np.float32),
+        K_P33=np.tile(np.eye(3, dtype=np.float32), (P, 1, 1)), cam_from_world_P34=np.zeros((P, 3, 4), np.float32),
+        frame_P=np.zeros(P, np.int64), frame_names=("a",), uv_N2=np.zeros((N, 2), np.float32),
+    )  # fmt: skip
+    m, s = buffer.channel_stats(4096, seed=1)
+    assert m.shape == s.shape == (C,) and m.dtype == s.dtype == np.float32
+    # 4 096 draws: the mean within 4 standard errors, the spread within 10 %.
+    assert np.all(np.abs(m - mean_C) < 4 * std_C / 64), m
+    assert np.allclose(s, std_C, rtol=0.1), s
+    assert np.array_equal(buffer.channel_stats(4096, seed=1)[0], m)  # seeded
+
+
+def test_ace_mapping_with_standardized_input_stores_the_buffer_statistics_and_learns(tiny_scene, tiny_targets, tmp_path):
+    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, standardize_input=True)
+    train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
+    head = _head_state(tmp_path / "a.pt")
+    # The fused lite0 features are far from zero-mean, unit-spread: the statistics are not the identity.
+    assert head["feat_shift"].abs().max() > 0.1 and (head["feat_scale"] - 1).abs().max() > 0.1
+    assert torch.all(head["feat_scale"] > 0)
+    student = load_student(tmp_path / "a.pt", precision="fp32")
+    assert torch.equal(student.module.feat_scale, head["feat_scale"])
+    trained, centre_only = _mapping_errors(student, tiny_scene, tiny_targets)
     assert trained < 0.5 * centre_only, (trained, centre_only)
 
 

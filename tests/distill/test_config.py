@@ -163,3 +163,24 @@ def test_plain_round_trip_and_validation():
         StudentConfig(arch="vit")  # needs a backbone
     with pytest.raises(SlocalError):
         StudentConfig(stride=16)
+
+
+@pytest.mark.parametrize(
+    "student, text",
+    [
+        ("cnn", "train:\n  standardize_input: true\n"),
+        ("hybrid-lite0", "train:\n  standardize_input: true\n"),
+        ("ace", "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tune_encoder: true\ntrain:\n  standardize_input: true\n"),
+    ],
+)
+def test_standardize_input_only_for_ace_students_with_a_frozen_encoder(tmp_path, student, text):
+    path = tmp_path / "std.yaml"
+    path.write_text(text)
+    with pytest.raises(SlocalError, match="standardize_input needs an ace student with a frozen encoder") as info:
+        load_configs(student, path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    path.write_text("train:\n  standardize_input: true\n")
+    assert load_configs("ace", path)[1].standardize_input is True
+    path.write_text("train:\n  standardize_input: maybe\n")
+    with pytest.raises(SlocalError, match="key 'standardize_input': expected"):
+        load_configs("ace", path)

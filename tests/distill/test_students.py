@@ -1,11 +1,12 @@
 import dataclasses
 
+import numpy as np
 import pytest
 import timm
 import torch
 
 from slocal.distill.config import StudentConfig, load_configs, presets
-from slocal.distill.students import build_student, input_size, load_pretrained, num_params
+from slocal.distill.students import AceStudent, build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
 
 # Non-square, not 224, not a multiple of 32 (the stride-32 context branch must still align).
@@ -146,3 +147,39 @@ def test_tagged_timm_name_is_accepted():
     net = build_student(cfg, (WIDTH, HEIGHT)).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, HEIGHT, WIDTH)).shape == (1, 3, HEIGHT // 8, WIDTH // 8)
+
+
+def test_standardized_input_is_the_raw_head_with_its_first_layer_rescaled():
+    """(f - m) / s through ``inp`` == f through ``inp`` with W / s and b - W (m / s): only the input changed."""
+    torch.manual_seed(0)
+    cfg, _ = load_configs("ace")
+    net = build_student(cfg, (WIDTH, HEIGHT)).eval()
+    assert isinstance(net, AceStudent)
+    rng = np.random.default_rng(0)
+    C = net.encoder.channels
+    mean_C, std_C = rng.normal(0, 2, C).astype(np.float32), rng.uniform(0.5, 8, C).astype(np.float32)
+    feat = torch.randn(2, C, 5, 7) * torch.from_numpy(std_C)[:, None, None] + torch.from_numpy(mean_C)[:, None, None]
+    with torch.no_grad():
+        raw = net.forward_features(feat)
+        W, b = net.inp.weight.clone(), net.inp.bias.clone()
+        net.standardize_input(mean_C, std_C)
+        standardized = net.forward_features(feat)
+        folded = build_student(cfg, (WIDTH, HEIGHT)).eval()
+        folded.load_state_dict(net.state_dict())
+        folded.feat_shift.zero_(), folded.feat_scale.fill_(1.0)
+        scale = torch.from_numpy(1.0 / std_C)
+        folded.inp.weight.copy_(W * scale), folded.inp.bias.copy_(b - (W * scale) @ torch.from_numpy(mean_C))
+        assert torch.allclose(folded.forward_features(feat), standardized, atol=1e-4)
+    assert not torch.allclose(raw, standardized, atol=1e-2)
+
+    # Stored with the head; a head saved before the statistics existed loads with none (identity).
+    state = net.scene_state_dict()
+    assert torch.allclose(state["feat_scale"], torch.from_numpy(1.0 / std_C))
+    again = build_student(cfg, (WIDTH, HEIGHT)).eval()
+    again.load_scene_state_dict(state)
+    assert torch.equal(again.feat_shift, net.feat_shift) and torch.equal(again.feat_scale, net.feat_scale)
+    old = {k: v for k, v in state.items() if not k.startswith("feat_")}
+    again.load_scene_state_dict(old)
+    assert torch.equal(again.feat_shift, torch.zeros(C)) and torch.equal(again.feat_scale, torch.ones(C))
+    with pytest.raises(RuntimeError, match="missing keys"):
+        again.load_scene_state_dict({k: v for k, v in old.items() if k != "final.bias"})

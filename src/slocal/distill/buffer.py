@@ -91,6 +91,17 @@ class FeatureBuffer:
         """(h, w) of the stride-8 cell grid."""
         return self.image_size[1] // 8, self.image_size[0] // 8
 
+    def channel_stats(self, num_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and standard deviation of ``num_cells`` cells drawn uniformly (float32, (C,) each).
+
+        A sample, not the whole buffer: millions of float16 cells (possibly memory-mapped) would be read
+        for statistics that a few ten thousand cells give to within a percent.
+        """
+        rng = np.random.default_rng(seed)
+        P, N, _ = self.feat_PNC.shape
+        feat_SC = self.feat_PNC[np.sort(rng.integers(0, P, num_cells)), rng.integers(0, N, num_cells)].astype(np.float32)
+        return feat_SC.mean(0), feat_SC.std(0)
+
     def release(self) -> None:
         """Delete the backing file of a memory-mapped buffer."""
         if self.path is not None and self.path.exists():

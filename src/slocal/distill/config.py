@@ -191,6 +191,9 @@ class TrainConfig:
             training cell's coarsest level (e.g. the stride-32 map) is zeroed (the kept ones
             unchanged), so the head learns to place cells from the finer levels alone and uses
             the whole-view context only on top. 0: off.
+        standardize_input: ``ace`` students with a frozen encoder: the head's input is standardised per
+            channel (mean and std of 65 536 buffer cells, fixed before training and stored with the
+            head). The fused features' channels differ 3-4x in spread, which a raw first layer trains through.
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.
@@ -223,6 +226,7 @@ class TrainConfig:
     view_rotation: float = 10.0
     view_neighbours: int = 0
     level_dropout: float = 0.0
+    standardize_input: bool = False
     val_every_s: float = 60.0
     checkpoint_every_s: float = 120.0
     seed: int = 0
@@ -399,6 +403,12 @@ def _check_together(student: StudentConfig, train: TrainConfig, source: str | Pa
         raise SlocalError(
             f"train.level_dropout needs an ace student with two or more frozen encoder levels, not {student.name} "
             f"(arch {student.arch}, levels {list(student.encoder_levels)}, tune_encoder {student.tune_encoder})",
+            source,
+        )
+    if train.standardize_input and (student.arch != "ace" or student.tune_encoder):
+        raise SlocalError(
+            f"train.standardize_input needs an ace student with a frozen encoder, not {student.name} "
+            f"(arch {student.arch}, tune_encoder {student.tune_encoder})",
             source,
         )
     return student, train

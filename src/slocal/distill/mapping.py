@@ -52,11 +52,14 @@ from slocal.distill.runtime import (
     validate,
     write_checkpoint,
 )
-from slocal.distill.students import BufferStudent, build_student, input_size, num_params
+from slocal.distill.students import AceStudent, BufferStudent, build_student, input_size, num_params
 from slocal.errors import SlocalError
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
+
+# Buffer cells whose per-channel statistics standardise the head's input (``standardize_input``).
+STANDARDIZE_CELLS = 65536
 
 
 class _HeadStep(torch.nn.Module):
@@ -206,6 +209,9 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
     torch.manual_seed(cfg.seed)
     net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
     assert isinstance(net, BufferStudent)
+    if cfg.standardize_input:
+        assert isinstance(net, AceStudent)  # config._check_together
+        net.standardize_input(*buffer.channel_stats(STANDARDIZE_CELLS, seed=cfg.seed))
     step_module: torch.nn.Module = _HeadStep(net)
     if env.active:
         step_module = torch.nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -274,11 +275,16 @@ class BufferStudent(StudentNet):
     def load_scene_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         own = self.state_dict()
         expected = {k for k in own if self._scene_key(k)}
+        state = self.absent_state_defaults() | dict(state)
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise RuntimeError(f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}")
         self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
         self._ort = None
+
+    def absent_state_defaults(self) -> dict[str, torch.Tensor]:
+        """Values of scene-state keys that older model files lack (none here)."""
+        return {}
 
     def prepare_inference(self, image_size: tuple[int, int] | None = None) -> None:
         """On CPU, run the whole network through onnxruntime from now on (``OrtModule``).
@@ -318,7 +324,8 @@ class AceStudent(BufferStudent):
     """ACE-style head: an MLP applied to each stride-8 cell's encoder features alone.
 
     Hidden layers are residual (``h + relu(W h)``) as in ACE's head, which keeps
-    a deep narrow MLP trainable at high learning rates.
+    a deep narrow MLP trainable at high learning rates. The input may be standardised
+    per channel (``feat_shift``, ``feat_scale``; identity unless ``standardize_input`` sets them).
     """
 
     def __init__(self, config: StudentConfig, encoder: DenseEncoder | None = None):
@@ -329,9 +336,24 @@ class AceStudent(BufferStudent):
         self.inp = nn.Linear(self.encoder.channels, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(max(0, config.head_layers - 1)))
         self.final = nn.Linear(width, self.out_channels)
+        # Kept apart from ``inp`` rather than folded into it: the statistics shape how ``inp`` trains,
+        # and at query time they cost under 1 % of the first layer's multiply-adds.
+        self.register_buffer("feat_shift", torch.zeros(self.encoder.channels))
+        self.register_buffer("feat_scale", torch.ones(self.encoder.channels))
+
+    def standardize_input(self, mean_C: np.ndarray, std_C: np.ndarray) -> None:
+        """Feed the head ``(feat - mean) / std`` per channel from now on (std floored at 1e-3)."""
+        self.feat_shift.copy_(torch.as_tensor(mean_C, dtype=torch.float32))
+        self.feat_scale.copy_(1.0 / torch.as_tensor(std_C, dtype=torch.float32).clamp_min(1e-3))
+        self._ort = None
+
+    def absent_state_defaults(self) -> dict[str, torch.Tensor]:
+        """Model files written before ``standardize_input`` existed hold no input statistics: the identity."""
+        C = self.encoder.channels
+        return {"feat_shift": torch.zeros(C), "feat_scale": torch.ones(C)}
 
     def head(self, feat_BChw: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.inp(feat_BChw.permute(0, 2, 3, 1)))
+        h = F.relu(self.inp((feat_BChw.permute(0, 2, 3, 1) - self.feat_shift) * self.feat_scale))
         for layer in self.hidden:
             h = h + F.relu(layer(h))
         return h
