@@ -94,6 +94,8 @@ class FeatureBuffer:
     def channel_stats(self, num_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and standard deviation of ``num_cells`` cells drawn uniformly (float32, (C,) each).
 
+        Drawn from every cell of every pass, the warp's black border included.
+
         A sample, not the whole buffer: millions of float16 cells (possibly memory-mapped) would be read
         for statistics that a few ten thousand cells give to within a percent.
         """
