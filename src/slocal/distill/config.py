@@ -193,7 +193,8 @@ class TrainConfig:
             the whole-view context only on top. 0: off.
         standardize_input: ``ace`` students with a frozen encoder: the head's input is standardised per
             channel (mean and std of 65 536 buffer cells, fixed before training and stored with the
-            head). The fused features' channels differ 3-4x in spread, which a raw first layer trains through.
+            head). The raw channels' spreads differ 3-4x; standardised, the head fits its cells more closely and,
+            without weight decay, memorises the mapping views more (docs/mapping.md item 24).
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.
