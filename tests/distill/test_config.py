@@ -131,22 +131,39 @@ def test_buffer_student_input_sides_follow_its_coarsest_level(tmp_path):
         load_configs("ace", path)
 
 
+DROPOUT_REFUSED = "level_dropout needs an ace student with two or more frozen encoder levels"
+STANDARDIZE_REFUSED = "standardize_input needs an ace student with a frozen encoder"
+TUNED_ACE = "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tune_encoder: true\n"
+
+
 @pytest.mark.parametrize(
-    "student, text",
+    "student, text, message",
     [
-        ("ace", "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n"),  # nothing coarser to drop
-        ("cnn", "train:\n  level_dropout: 0.5\n"),
-        ("ace", "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tune_encoder: true\ntrain:\n  level_dropout: 0.5\n"),
+        ("ace", "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),  # nothing coarser to drop
+        ("cnn", "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
+        ("ace", TUNED_ACE + "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
+        ("cnn", "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
+        ("hybrid-lite0", "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
+        ("ace", TUNED_ACE + "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
     ],
 )
-def test_level_dropout_only_for_ace_students_with_a_coarser_level(tmp_path, student, text):
-    path = tmp_path / "drop.yaml"
+def test_train_options_the_student_cannot_use_are_refused_naming_the_file(tmp_path, student, text, message):
+    path = tmp_path / "options.yaml"
     path.write_text(text)
-    with pytest.raises(SlocalError, match="level_dropout needs an ace student with two or more frozen encoder levels") as info:
+    with pytest.raises(SlocalError, match=message) as info:
         load_configs(student, path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_train_options_are_accepted_where_the_student_can_use_them(tmp_path):
+    path = tmp_path / "options.yaml"
     path.write_text("student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\ntrain:\n  level_dropout: 0.5\n")
     assert load_configs("ace", path)[1].level_dropout == 0.5
+    path.write_text("train:\n  standardize_input: true\n")
+    assert load_configs("ace", path)[1].standardize_input is True
+    path.write_text("train:\n  standardize_input: maybe\n")
+    with pytest.raises(SlocalError, match="key 'standardize_input': expected"):
+        load_configs("ace", path)
 
 
 def test_missing_file():
@@ -163,24 +180,3 @@ def test_plain_round_trip_and_validation():
         StudentConfig(arch="vit")  # needs a backbone
     with pytest.raises(SlocalError):
         StudentConfig(stride=16)
-
-
-@pytest.mark.parametrize(
-    "student, text",
-    [
-        ("cnn", "train:\n  standardize_input: true\n"),
-        ("hybrid-lite0", "train:\n  standardize_input: true\n"),
-        ("ace", "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tune_encoder: true\ntrain:\n  standardize_input: true\n"),
-    ],
-)
-def test_standardize_input_only_for_ace_students_with_a_frozen_encoder(tmp_path, student, text):
-    path = tmp_path / "std.yaml"
-    path.write_text(text)
-    with pytest.raises(SlocalError, match="standardize_input needs an ace student with a frozen encoder") as info:
-        load_configs(student, path)
-    assert str(path) in str(info.value) and "\n" not in str(info.value)
-    path.write_text("train:\n  standardize_input: true\n")
-    assert load_configs("ace", path)[1].standardize_input is True
-    path.write_text("train:\n  standardize_input: maybe\n")
-    with pytest.raises(SlocalError, match="key 'standardize_input': expected"):
-        load_configs("ace", path)
