@@ -21,7 +21,7 @@ from slocal.distill.config import (
 from slocal.errors import SlocalError
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESETS = ("cnn-resnet18", "cnn-small", "vit-small", "vit-tiny")
+PRESETS = ("ace-lite0", "ace-lite0-std", "cnn-resnet18", "cnn-small", "hybrid-lite0", "vit-small", "vit-tiny")
 
 
 def test_presets_are_the_packaged_yaml_files():
@@ -42,6 +42,15 @@ def test_yaml_files_list_every_field(name):
         for f in dataclasses.fields(cls):
             assert f"  {f.name}:" in text, f"{name}.yaml lacks {f.name}"
     assert configs_from_file(Path(str(preset_file(name)))) == load_configs(name)
+
+
+def test_ace_lite0_std_is_the_default_with_a_standardised_input():
+    # The demo's preset must track the default student: only its name and the two chosen train fields differ.
+    (student, train), (base_student, base_train) = load_configs("ace-lite0-std"), load_configs("ace")
+    assert dataclasses.replace(student, name=base_student.name) == base_student
+    assert (train.standardize_input, train.weight_decay) == (True, 0.01)
+    assert (base_train.standardize_input, base_train.weight_decay) == (False, 0.0)
+    assert dataclasses.replace(train, standardize_input=False, weight_decay=0.0) == base_train
 
 
 @pytest.mark.slow

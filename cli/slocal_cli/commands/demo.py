@@ -25,7 +25,7 @@ def demo(
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
-    """Render a procedural room, teach with depth, distill the default student and bench it against SIFT."""
+    """Render a procedural room, teach with depth, distill a student (ace-lite0-std) and bench it against SIFT."""
     out = out or runs / "demo-bench"
     command = shlex.join(
         ["slocal", "demo", "--minutes", str(minutes), "--seed", str(seed), "--methods", methods, "--data-root", str(data_root),
