@@ -100,9 +100,10 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        per_model = " / ".join(f"{p:.0f}" for p in r["pct_5cm5deg_per_model"])
         lines.append(
             f"| {r['recipe']} | {' / '.join(str(i) for i in r['iterations'])} | {r['poses']} | {r['pct_10cm5deg']:.0f} "
-            f"| {r['pct_5cm5deg']:.0f} | {' / '.join(f'{p:.0f}' for p in r['pct_5cm5deg_per_model'])} | {r['pct_2cm2deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} "
+            f"| {r['pct_5cm5deg']:.0f} | {per_model} | {r['pct_2cm2deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} "
             f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) |"
         )
     lines += ["", "Models:", ""] + [f"- {r['recipe']}: " + ", ".join(f"`{m}`" for m in r["models"]) for r in rows]
