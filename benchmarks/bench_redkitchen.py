@@ -36,11 +36,15 @@ def main() -> int:
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--timing-queries", type=int, default=None, help="queries the timing-only dust3r row is timed on")
+    parser.add_argument(
+        "--timing-queries", type=int, default=None, help="queries the timing-only dust3r row is timed on"
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, help="DUSt3R checkpoint for the dust3r baseline")
     parser.add_argument("--data-root", type=Path, default=DATA)
     parser.add_argument("--runs", type=Path, default=REPO / "runs", help="students and caches (reused between runs)")
-    parser.add_argument("--results-dir", type=Path, default=None, help="default: benchmarks/results/bench_redkitchen_<device>")
+    parser.add_argument(
+        "--results-dir", type=Path, default=None, help="default: benchmarks/results/bench_redkitchen_<device>"
+    )
     parser.add_argument("extra", nargs="*", help="further `slocal bench` arguments (after --)")
     args = parser.parse_args()
 
@@ -51,11 +55,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-redkitchen-") as tmp:
         out = Path(tmp) / "report"
         cmd = [
-            sys.executable, "-m", "slocal_cli.main", "bench",
-            "--scenes", "redkitchen", "--methods", args.methods,
-            "--data-root", str(args.data_root), "--runs", str(args.runs),
-            "--device", args.device, "--out", str(out),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "slocal_cli.main",
+            "bench",
+            "--scenes",
+            "redkitchen",
+            "--methods",
+            args.methods,
+            "--data-root",
+            str(args.data_root),
+            "--runs",
+            str(args.runs),
+            "--device",
+            args.device,
+            "--out",
+            str(out),
+        ]
         if args.minutes is not None:
             cmd += ["--minutes", str(args.minutes)]
         if args.max_queries is not None:

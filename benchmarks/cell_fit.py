@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import frame_cell_errors, write_results
 
+from common import frame_cell_errors, write_results
 from slocal.data import load_scene
 from slocal.distill.model_file import read_model_payload
 from slocal.localize.localizer import load_model
@@ -67,7 +67,9 @@ def cells(s: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="LABEL=PATH of model files distilled on the scene with the depth teacher")
+    parser.add_argument(
+        "models", nargs="+", help="LABEL=PATH of model files distilled on the scene with the depth teacher"
+    )
     parser.add_argument("--scene", required=True)
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--runs", type=Path, required=True, help="runs folder holding the scene's depth targets")

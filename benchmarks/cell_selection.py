@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SEVEN_SCENES, cell_targets, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 
+from common import SEVEN_SCENES, cell_targets, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.distill.encoder import encode
@@ -134,7 +134,9 @@ def main() -> int:
         held_out = held_out_frames(path)
         student = load_model(path)
         if student.config.arch != "ace":
-            raise SystemExit(f"{path}: an {student.config.arch!r} student; this script reads the hidden features of 'ace' heads")
+            raise SystemExit(
+                f"{path}: an {student.config.arch!r} student; this script reads the hidden features of 'ace' heads"
+            )
         linear = fit_confidence([frame_cells(student, f, targets) for f in scene.mapping if f.name not in held_out])
         for frame in (f for f in scene.mapping if f.name in held_out):
             cells = frame_cells(student, frame, targets)
@@ -150,11 +152,18 @@ def main() -> int:
     rows = []
     for label, results in poses.items():
         s = accuracy_summary(results)
-        rows.append({
-            "selection": label, "poses": len(results), "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"],
-            "pct_2cm2deg": s["acc_2cm2deg"], "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
-            **paired_vs_first(hits_5cm5deg(results), first),
-        })  # fmt: skip
+        rows.append(
+            {
+                "selection": label,
+                "poses": len(results),
+                "pct_10cm5deg": s["acc_10cm5deg"],
+                "pct_5cm5deg": s["acc_5cm5deg"],
+                "pct_2cm2deg": s["acc_2cm2deg"],
+                "median_cm": s["median_t_cm"],
+                "median_deg": s["median_r_deg"],
+                **paired_vs_first(hits_5cm5deg(results), first),
+            }
+        )
     border = np.concatenate([b for b, _ in border_errors])
     error = np.concatenate([e for _, e in border_errors])
     rings = []
@@ -162,8 +171,14 @@ def main() -> int:
         m = np.isfinite(error) & ((border == k) if k < 4 else (border >= k))
         if not m.any():  # e.g. 7-Scenes' depth has no registered targets on the outermost ring
             continue
-        rings.append({"ring": f"{k}" if k < 4 else f">= {k}", "cells": int(m.sum()), "median_cm": float(np.median(error[m]) * 100),
-                      "pct_10cm": float(np.mean(error[m] < 0.10) * 100)})  # fmt: skip
+        rings.append(
+            {
+                "ring": f"{k}" if k < 4 else f">= {k}",
+                "cells": int(m.sum()),
+                "median_cm": float(np.median(error[m]) * 100),
+                "pct_10cm": float(np.mean(error[m] < 0.10) * 100),
+            }
+        )
     lines = [
         f"# Which cells make the pose error: PnP on subsets of the cells, validation frames of {args.scene} (never the queries)\n",
         "{header}",
@@ -181,12 +196,20 @@ def main() -> int:
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} "
             f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) |"
         )
-    lines += ["", "Cells' error on the held-out frames by distance to the image border (in cells):", "",
-              "| ring | cells | median cm | % within 10 cm |", "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "Cells' error on the held-out frames by distance to the image border (in cells):",
+        "",
+        "| ring | cells | median cm | % within 10 cm |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['ring']} | {r['cells']} | {r['median_cm']:.1f} | {r['pct_10cm']:.0f} |" for r in rings]
     lines += ["", "Models:", ""] + [f"- `{p}`" for p in args.models]
-    write_results(args.name, {"scene": args.scene, "ransac_seeds": args.ransac_seeds, "rows": rows, "rings": rings},
-                  "\n".join(lines) + "\n")  # fmt: skip
+    write_results(
+        args.name,
+        {"scene": args.scene, "ransac_seeds": args.ransac_seeds, "rows": rows, "rings": rings},
+        "\n".join(lines) + "\n",
+    )
     print("\n".join(lines[3:]))
     return 0
 

@@ -37,9 +37,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pycolmap
+
 from colmap_redkitchen import GT_FILE, SCENE, metric_pose, read_gt, sim3_metric_from_model
 from common import MAX_5CM5DEG, SHARED_DATA, write_results
-
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.geometry.pnp import DENSE_PNP, solve_pnp
@@ -107,13 +107,21 @@ def half_trajectory_check(scene, gt: dict[str, np.ndarray]) -> list[dict]:
             ("Sim(3) + camera rotation offset", sim, to_homogeneous(R_off, np.zeros(3))),
             ("Sim(3) + camera offset, joint", sim_joint, cam_from_gtcam),
         ):
-            errors = np.array([pose_error(to_metric(sim_used, f.world_from_cam, offset), invert(gt[f.name])) for f in halves[test]])
-            rows.append({
-                "fitted_on": "first" if fit == 0 else "second", "alignment": label,
-                "median_cm": float(np.median(errors[:, 0]) * 100), "median_deg": float(np.median(errors[:, 1])),
-                "pct_5cm5deg": float(np.mean((errors[:, 0] < MAX_5CM5DEG[0]) & (errors[:, 1] < MAX_5CM5DEG[1])) * 100),
-                "t_off_cm": None if offset is None else (offset[:3, 3] * 100).tolist(),
-            })  # fmt: skip
+            errors = np.array(
+                [pose_error(to_metric(sim_used, f.world_from_cam, offset), invert(gt[f.name])) for f in halves[test]]
+            )
+            rows.append(
+                {
+                    "fitted_on": "first" if fit == 0 else "second",
+                    "alignment": label,
+                    "median_cm": float(np.median(errors[:, 0]) * 100),
+                    "median_deg": float(np.median(errors[:, 1])),
+                    "pct_5cm5deg": float(
+                        np.mean((errors[:, 0] < MAX_5CM5DEG[0]) & (errors[:, 1] < MAX_5CM5DEG[1])) * 100
+                    ),
+                    "t_off_cm": None if offset is None else (offset[:3, 3] * 100).tolist(),
+                }
+            )
     return rows
 
 
@@ -130,9 +138,14 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="--runs folders of colmap_redkitchen.py (one per seed)")
     parser.add_argument("--student", default="ace")
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
-    parser.add_argument("--ransac-points", type=int, nargs="*", default=[], help="also score RANSAC on N matches (0: all)")
+    parser.add_argument(
+        "--ransac-points", type=int, nargs="*", default=[], help="also score RANSAC on N matches (0: all)"
+    )
     args = parser.parse_args()
-    settings = {"default": DENSE_PNP, **{f"RANSAC on {n or 'all'}": replace(DENSE_PNP, ransac_points=n or None) for n in args.ransac_points}}
+    settings = {
+        "default": DENSE_PNP,
+        **{f"RANSAC on {n or 'all'}": replace(DENSE_PNP, ransac_points=n or None) for n in args.ransac_points},
+    }
     gt = read_gt(args.data_root / SCENE / GT_FILE)
     rows = []
     for runs in args.runs:
@@ -140,11 +153,14 @@ def main() -> int:
         sim, _, residual = sim3_metric_from_model(scene, gt)
         R_off = camera_rotation_offset(scene, sim, gt)
         sim_joint, cam_from_gtcam, residual_joint = sim3_with_camera_offset(scene, gt)
-        log_offset = {"R_off_deg": pose_error(to_homogeneous(R_off, np.zeros(3)), np.eye(4))[1],
-                      "t_off_cm": float(np.linalg.norm(cam_from_gtcam[:3, 3]) * 100), "t_off_m": cam_from_gtcam[:3, 3].tolist(),
-                      "joint_R_off_deg": pose_error(to_homogeneous(cam_from_gtcam[:3, :3], np.zeros(3)), np.eye(4))[1],
-                      "centre_residual_cm_sim3": float(np.median(residual) * 100),
-                      "centre_residual_cm_joint": float(np.median(residual_joint) * 100)}  # fmt: skip
+        log_offset = {
+            "R_off_deg": pose_error(to_homogeneous(R_off, np.zeros(3)), np.eye(4))[1],
+            "t_off_cm": float(np.linalg.norm(cam_from_gtcam[:3, 3]) * 100),
+            "t_off_m": cam_from_gtcam[:3, 3].tolist(),
+            "joint_R_off_deg": pose_error(to_homogeneous(cam_from_gtcam[:3, :3], np.zeros(3)), np.eye(4))[1],
+            "centre_residual_cm_sim3": float(np.median(residual) * 100),
+            "centre_residual_cm_joint": float(np.median(residual_joint) * 100),
+        }
         print(f"{runs}: {log_offset}", flush=True)
         model_path = default_model_path(runs, SCENE, args.student)
         model = load_model(model_path, expect_scene=SCENE)
@@ -166,14 +182,28 @@ def main() -> int:
             for label, sim_used, offset in alignments:
                 for who, poses in pose_sets.items():
                     results = [
-                        query_result(frame.name, None if poses[frame.name] is None else to_metric(sim_used, poses[frame.name], offset),
-                                     invert(gt[frame.name]), 0, {"total": 0.0})
+                        query_result(
+                            frame.name,
+                            None if poses[frame.name] is None else to_metric(sim_used, poses[frame.name], offset),
+                            invert(gt[frame.name]),
+                            0,
+                            {"total": 0.0},
+                        )
                         for frame in scene.query
-                    ]  # fmt: skip
-                    rows.append({"runs": str(runs), "model": str(model_path), "alignment": label, "ransac": ransac, "poses": who,
-                                 "offset_deg": 0.0 if offset is None else pose_error(offset, np.eye(4))[1],
-                                 "offset_cm": 0.0 if offset is None else float(np.linalg.norm(offset[:3, 3]) * 100), **log_offset,
-                                 **accuracy_summary(results, 1.0)})  # fmt: skip
+                    ]
+                    rows.append(
+                        {
+                            "runs": str(runs),
+                            "model": str(model_path),
+                            "alignment": label,
+                            "ransac": ransac,
+                            "poses": who,
+                            "offset_deg": 0.0 if offset is None else pose_error(offset, np.eye(4))[1],
+                            "offset_cm": 0.0 if offset is None else float(np.linalg.norm(offset[:3, 3]) * 100),
+                            **log_offset,
+                            **accuracy_summary(results, 1.0),
+                        }
+                    )
     fits = {r["runs"]: (r["centre_residual_cm_sim3"], r["centre_residual_cm_joint"], r["t_off_m"]) for r in rows}
     fit = "; ".join(
         f"`{Path(k).name}` {a:.1f} cm with the Sim(3) alone, {b:.1f} cm with the joint offset (t_off = "
@@ -203,7 +233,9 @@ def main() -> int:
         "|---|---|---|---|---|",
     ]
     for h in halves:
-        t_off = "–" if h["t_off_cm"] is None or not any(h["t_off_cm"]) else ", ".join(f"{v:+.1f}" for v in h["t_off_cm"])
+        t_off = (
+            "–" if h["t_off_cm"] is None or not any(h["t_off_cm"]) else ", ".join(f"{v:+.1f}" for v in h["t_off_cm"])
+        )
         lines.append(
             f"| {h['fitted_on']} half | {h['alignment']} | {h['median_cm']:.1f} / {h['median_deg']:.2f} | {h['pct_5cm5deg']:.0f} | {t_off} |"
         )

@@ -16,9 +16,9 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
-from common import write_results
 from scipy.ndimage import map_coordinates
 
+from common import write_results
 from slocal.data import load_scene
 from slocal.geometry import Camera, pixel_centers, transform_points
 from slocal.io import read_image
@@ -69,7 +69,11 @@ def main() -> None:
         f"| colour f (px) | mean abs grey error (0-255) |\n|---|---|\n{table}\n\n"
         f"Best: f = {best['colour_f']:.0f} px.\n"
     )
-    write_results(f"colour_focal_{args.scene}", {"scene": args.scene, "pairs": pairs, "rows": rows, "best_f": best["colour_f"]}, md)
+    write_results(
+        f"colour_focal_{args.scene}",
+        {"scene": args.scene, "pairs": pairs, "rows": rows, "best_f": best["colour_f"]},
+        md,
+    )
     print(md.replace("{header}", ""))
 
 

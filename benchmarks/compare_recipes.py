@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
-
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import DENSE_PNP, solve_pnp
@@ -57,7 +56,9 @@ def recipe_poses(models: list[Path], data_root: Path, scene: str, seeds: list[in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipes", nargs="+", help="LABEL=MODEL[,MODEL...], one model per training seed, same seed order")
+    parser.add_argument(
+        "recipes", nargs="+", help="LABEL=MODEL[,MODEL...], one model per training seed, same seed order"
+    )
     parser.add_argument("--scene", default="redkitchen-split")
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--ransac-seeds", type=int, default=5, help="RANSAC seeds per frame, poses pooled")
@@ -80,12 +81,21 @@ def main() -> int:
         iterations = [read_model_payload(p)["train"]["iterations"] for p in models]
         # Poses are ordered model by model, each model on the same frames and RANSAC seeds.
         per_model = (100.0 * hits.reshape(len(models), -1).mean(axis=1)).tolist()
-        rows.append({
-            "recipe": label, "models": [str(p) for p in models], "iterations": iterations, "poses": len(results),
-            "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"], "pct_2cm2deg": s["acc_2cm2deg"],
-            "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"], "pct_5cm5deg_per_model": per_model,
-            **paired_vs_first(hits, first[1]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "recipe": label,
+                "models": [str(p) for p in models],
+                "iterations": iterations,
+                "poses": len(results),
+                "pct_10cm5deg": s["acc_10cm5deg"],
+                "pct_5cm5deg": s["acc_5cm5deg"],
+                "pct_2cm2deg": s["acc_2cm2deg"],
+                "median_cm": s["median_t_cm"],
+                "median_deg": s["median_r_deg"],
+                "pct_5cm5deg_per_model": per_model,
+                **paired_vs_first(hits, first[1]),
+            }
+        )
         print(rows[-1], flush=True)
     n_models = len(recipes[0][1])
     lines = [

@@ -38,10 +38,28 @@ ABLATION = REPO / "benchmarks" / "results" / "distill_redkitchen_ablation.json"
 
 def distill(student: str, args, runs: Path, out: Path) -> tuple[dict, str, dict]:
     cmd = [
-        sys.executable, "-m", "slocal_cli.main", "distill", "--scene", SCENE, "--student", student,
-        "--minutes", f"{args.minutes:g}", "--device", args.device, "--data-root", str(args.data_root),
-        "--runs", str(runs), "--out", str(out), "--seed", str(args.seed), "--json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "slocal_cli.main",
+        "distill",
+        "--scene",
+        SCENE,
+        "--student",
+        student,
+        "--minutes",
+        f"{args.minutes:g}",
+        "--device",
+        args.device,
+        "--data-root",
+        str(args.data_root),
+        "--runs",
+        str(runs),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
+        "--json",
+    ]
     shown = shlex.join(["slocal", *cmd[3:]])
     print(f"$ {shown}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()
@@ -50,7 +68,11 @@ def distill(student: str, args, runs: Path, out: Path) -> tuple[dict, str, dict]
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"distill {student} failed with exit code {proc.returncode}")
-    load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()], "wall_s": round(wall, 1)}
+    load = {
+        "before": [round(v, 2) for v in load_before],
+        "after": [round(v, 2) for v in os.getloadavg()],
+        "wall_s": round(wall, 1),
+    }
     return json.loads(proc.stdout), shown, load
 
 
@@ -67,9 +89,13 @@ def localize_queries(model: Path, device: str) -> tuple[dict, list[dict]]:
     results, rows = [], []
     for frame in scene.query:
         loc = localizer.localize(read_image(frame.image_path), frame.camera, image=frame.image_path)
-        r = query_result(frame.name, loc.cam_from_world if loc.success else None, frame.cam_from_world, loc.num_inliers, loc.ms)
+        r = query_result(
+            frame.name, loc.cam_from_world if loc.success else None, frame.cam_from_world, loc.num_inliers, loc.ms
+        )
         results.append(r)
-        rows.append({"image": r.image, "t_cm": r.t_err_m * 100, "r_deg": r.r_err_deg, "inliers": r.num_inliers, "ms": r.ms})
+        rows.append(
+            {"image": r.image, "t_cm": r.t_err_m * 100, "r_deg": r.r_err_deg, "inliers": r.num_inliers, "ms": r.ms}
+        )
     return summarize(results), rows
 
 
@@ -86,7 +112,10 @@ def markdown(report: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['versions'].get('torch')} ({m['torch_threads']} threads), timm {m['versions'].get('timm')}",
         f"- data: 125 mapping frames (seq-01), {report['rows'][0]['n_queries'] if report['rows'] else 25} query frames (seq-02); depth teacher",
         "- commands:",
-        *[f"  - `{r['command']}` (load average before/after: {r['load']['before']} / {r['load']['after']})" for r in report["rows"]],
+        *[
+            f"  - `{r['command']}` (load average before/after: {r['load']['before']} / {r['load']['after']})"
+            for r in report["rows"]
+        ],
         "",
         "| student | resolution | params | MB | minutes | iterations | median cm / deg | % @10cm5deg | % @5cm5deg | % @2cm2deg | ms net + ransac |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -100,7 +129,10 @@ def markdown(report: dict) -> str:
     ablation = report.get("ablation")
     if ablation:
         lines += ["", "## Ablation (Phase 1 lab runs)", "", ablation["note"], ""]
-        lines += ["| run | change | iterations | % @5cm5deg | median cm / deg | it/s (loadavg) |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| run | change | iterations | % @5cm5deg | median cm / deg | it/s (loadavg) |",
+            "|---|---|---|---|---|---|",
+        ]
         for a in ablation["runs"]:
             lines.append(
                 f"| {a['run']} | {a['change']} | {a['iterations']} | {fmt(a['acc_5cm5deg'], 0)} | {fmt(a['median_cm'])} / {fmt(a['median_deg'], 2)} | "

@@ -24,8 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SEVEN_SCENES, write_results
 
+from common import SEVEN_SCENES, write_results
 from slocal.data import load_scene
 from slocal.geometry.pnp import DENSE_PNP
 from slocal.io import read_image
@@ -39,7 +39,13 @@ def main() -> int:
     parser.add_argument("models", nargs="+", type=Path, help="student model files (model.pt or .onnx)")
     parser.add_argument("--scene", default="redkitchen-split")
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
-    parser.add_argument("--ransac-points", type=int, nargs="+", default=[DENSE_PNP.ransac_points or 0], help="RANSAC subsets to time (0: all matches)")
+    parser.add_argument(
+        "--ransac-points",
+        type=int,
+        nargs="+",
+        default=[DENSE_PNP.ransac_points or 0],
+        help="RANSAC subsets to time (0: all matches)",
+    )
     parser.add_argument("--passes", type=int, default=3, help="localizations of every query per setting")
     parser.add_argument("--device", default="cpu", help="torch device for .pt students (cpu, cuda)")
     parser.add_argument("--name", default="query_time_cpu", help="results file name in benchmarks/results/")
@@ -65,11 +71,21 @@ def main() -> int:
         for n, times in ms.items():
             network, ransac = np.asarray(times["network"]), np.asarray(times["ransac"])
             both = network + ransac
-            rows.append({
-                "model": str(model_path), "ransac_points": n or None, "localizations": len(both),
-                **{f"{k}_p50": float(np.median(v)) for k, v in (("network", network), ("ransac", ransac), ("sum", both))},
-                **{f"{k}_p90": float(np.quantile(v, 0.9)) for k, v in (("network", network), ("ransac", ransac), ("sum", both))},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "model": str(model_path),
+                    "ransac_points": n or None,
+                    "localizations": len(both),
+                    **{
+                        f"{k}_p50": float(np.median(v))
+                        for k, v in (("network", network), ("ransac", ransac), ("sum", both))
+                    },
+                    **{
+                        f"{k}_p90": float(np.quantile(v, 0.9))
+                        for k, v in (("network", network), ("ransac", ransac), ("sum", both))
+                    },
+                }
+            )
             print(rows[-1], flush=True)
     lines = [
         f"# Network + RANSAC per query on `{args.scene}` ({len(queries)} queries × {args.passes} passes per setting, "
@@ -85,7 +101,11 @@ def main() -> int:
             f"| `{r['model']}` | {r['ransac_points'] or 'all'} | {r['localizations']} | {r['network_p50']:.1f} / {r['network_p90']:.1f} "
             f"| {r['ransac_p50']:.1f} / {r['ransac_p90']:.1f} | {r['sum_p50']:.1f} / {r['sum_p90']:.1f} |"
         )
-    write_results(args.name, {"scene": args.scene, "passes": args.passes, "device": args.device, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(
+        args.name,
+        {"scene": args.scene, "passes": args.passes, "device": args.device, "rows": rows},
+        "\n".join(lines) + "\n",
+    )
     return 0
 
 

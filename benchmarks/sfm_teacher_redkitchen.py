@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, SEVEN_SCENES
 
+from common import RESULTS, SEVEN_SCENES
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.bench.sift import SiftConfig, SiftLocalizer
@@ -64,9 +64,19 @@ def loadavg() -> list[float]:
 def run_teacher_cli(data_root: Path, runs: Path) -> tuple[dict, float, str]:
     """The ``slocal teach`` command as a user runs it; returns its JSON, wall time and command line."""
     cmd = [
-        "slocal", "teach", "--scene", "redkitchen", "--teacher", "sfm", "--json",
-        "--data-root", str(data_root), "--runs", str(runs), "--overwrite",
-    ]  # fmt: skip
+        "slocal",
+        "teach",
+        "--scene",
+        "redkitchen",
+        "--teacher",
+        "sfm",
+        "--json",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(runs),
+        "--overwrite",
+    ]
     print("+", shlex.join(cmd), flush=True)
     start = time.perf_counter()
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -85,13 +95,25 @@ def run_sift(scene: Scene, runs: Path) -> dict:
         t1 = time.perf_counter()
         res, ms = loc.localize(rgb, frame.camera)
         ms = {"load": (t1 - t0) * 1e3, **ms, "total": (time.perf_counter() - t0) * 1e3}
-        r = query_result(frame.name, res.cam_from_world if res.success else None, frame.cam_from_world, res.num_inliers, ms)
+        r = query_result(
+            frame.name, res.cam_from_world if res.success else None, frame.cam_from_world, res.num_inliers, ms
+        )
         results.append(r)
-        per_query.append({
-            "query": frame.name, "success": r.success, "t_err_cm": r.t_err_m * 100, "r_err_deg": r.r_err_deg,
-            "inliers": res.num_inliers, "matches": res.num_correspondences, "ms": {k: round(v, 1) for k, v in ms.items()},
-        })  # fmt: skip
-        print(f"  {frame.name}: t {r.t_err_m * 100:.1f} cm, r {r.r_err_deg:.2f} deg, {res.num_inliers} inliers, {ms['total']:.0f} ms", flush=True)
+        per_query.append(
+            {
+                "query": frame.name,
+                "success": r.success,
+                "t_err_cm": r.t_err_m * 100,
+                "r_err_deg": r.r_err_deg,
+                "inliers": res.num_inliers,
+                "matches": res.num_correspondences,
+                "ms": {k: round(v, 1) for k, v in ms.items()},
+            }
+        )
+        print(
+            f"  {frame.name}: t {r.t_err_m * 100:.1f} cm, r {r.r_err_deg:.2f} deg, {res.num_inliers} inliers, {ms['total']:.0f} ms",
+            flush=True,
+        )
     acc = accuracy_summary(results)
     timing = {f"ms_{s}": float(np.median([q["ms"][s] for q in per_query])) for s in STAGES}
     return {
@@ -122,10 +144,21 @@ def refined_focal(scene: Scene, workdir: Path) -> dict:
     image_root = Path(os.path.commonpath([str(f.image_path.resolve().parent) for f in scene.mapping]))
     with colmap_quiet():
         refined = pycolmap.triangulate_points(
-            rec, sfm_map.database_path, image_root, workdir / "refined", clear_points=True, options=options, refine_intrinsics=True
+            rec,
+            sfm_map.database_path,
+            image_root,
+            workdir / "refined",
+            clear_points=True,
+            options=options,
+            refine_intrinsics=True,
         )
     fx, fy = (float(v) for v in refined.camera(1).params[:2])
-    return {"start_f": scene.mapping[0].camera.fx, "fx": fx, "fy": fy, "reproj_px": float(refined.compute_mean_reprojection_error())}
+    return {
+        "start_f": scene.mapping[0].camera.fx,
+        "fx": fx,
+        "fy": fy,
+        "reproj_px": float(refined.compute_mean_reprojection_error()),
+    }
 
 
 def with_focal(scene: Scene, focal: float) -> Scene:
@@ -201,7 +234,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sfm_runs"))
-    parser.add_argument("--colour-focal", type=float, default=None, help="also run the diagnostic with this colour focal")
+    parser.add_argument(
+        "--colour-focal", type=float, default=None, help="also run the diagnostic with this colour focal"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "sfm_teacher_redkitchen")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -209,7 +244,10 @@ def main() -> int:
         print(f"redkitchen not found under {args.data_root}", file=sys.stderr)
         return 1
 
-    report: dict = {"command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]), "data_root": str(args.data_root)}
+    report: dict = {
+        "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
+        "data_root": str(args.data_root),
+    }
     report["machine"] = machine_info()
 
     before = loadavg()

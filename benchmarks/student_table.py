@@ -31,9 +31,7 @@ import time
 from pathlib import Path
 
 from common import REPO, REPORT_FILES, RESULTS, SEVEN_SCENES, write_results
-
 from slocal.distill.config import resolve_preset
-
 
 
 def run(cmd: list[str], stdout=None) -> tuple[subprocess.CompletedProcess, float]:
@@ -50,9 +48,27 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
     distilled = {}
     for student in students:
         # distill writes where bench looks (slocal's one model-path rule), so no --out here.
-        cmd = [*base, "distill", "--scene", args.scene, "--student", student, "--seed", str(seed), "--minutes", f"{args.minutes:g}",
-               "--device", args.device, "--json", *common]  # fmt: skip
-        existing = [p for name in {student, resolve_preset(student)} if (p := runs / args.scene / "students" / name / "model.pt").is_file()]
+        cmd = [
+            *base,
+            "distill",
+            "--scene",
+            args.scene,
+            "--student",
+            student,
+            "--seed",
+            str(seed),
+            "--minutes",
+            f"{args.minutes:g}",
+            "--device",
+            args.device,
+            "--json",
+            *common,
+        ]
+        existing = [
+            p
+            for name in {student, resolve_preset(student)}
+            if (p := runs / args.scene / "students" / name / "model.pt").is_file()
+        ]
         if args.reuse and existing:
             distilled[student] = {"reused": str(existing[0])}
             continue
@@ -63,22 +79,52 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
     out = args.results_dir / args.name / f"seed{seed}"
     if out.exists():
         shutil.rmtree(out)
-    cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join([*students, *args.baselines]), "--no-distill",
-           "--device", args.device, *common]  # fmt: skip
+    cmd = [
+        *base,
+        "bench",
+        "--scenes",
+        args.scene,
+        "--methods",
+        ",".join([*students, *args.baselines]),
+        "--no-distill",
+        "--device",
+        args.device,
+        *common,
+    ]
     rows, command, proc, wall = bench_and_keep(cmd, runs / "bench-report", out)
     commands = [command]
     if args.ransac_points is not None:
         # The same models again with other RANSAC settings (0: all matches): a second bench run of the students only.
-        cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join(students), "--no-distill", "--device", args.device,
-               "--ransac-points", str(args.ransac_points), *common]  # fmt: skip
+        cmd = [
+            *base,
+            "bench",
+            "--scenes",
+            args.scene,
+            "--methods",
+            ",".join(students),
+            "--no-distill",
+            "--device",
+            args.device,
+            "--ransac-points",
+            str(args.ransac_points),
+            *common,
+        ]
         fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-ransac", out / "ransac_points")
         rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points or 'all'})"} for r in fast]
         commands.append(command)
-    return {"seed": seed, "distill": distilled, "bench_commands": commands, "bench_exit": proc.returncode,
-            "bench_wall_s": wall, "rows": rows}  # fmt: skip
+    return {
+        "seed": seed,
+        "distill": distilled,
+        "bench_commands": commands,
+        "bench_exit": proc.returncode,
+        "bench_wall_s": wall,
+        "rows": rows,
+    }
 
 
-def bench_and_keep(cmd: list[str], report: Path, keep: Path) -> tuple[list[dict], str, subprocess.CompletedProcess, float]:
+def bench_and_keep(
+    cmd: list[str], report: Path, keep: Path
+) -> tuple[list[dict], str, subprocess.CompletedProcess, float]:
     """Run ``slocal bench`` (``cmd`` without ``--out``) into ``report``; copy its report files to ``keep``.
 
     Returns:
@@ -152,8 +198,12 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--ransac-points", type=int, default=None, help="also bench the students with `--ransac-points N` (0: all)")
-    parser.add_argument("--device", default="cpu", help="torch device for mapping and for the students' queries (cpu, cuda)")
+    parser.add_argument(
+        "--ransac-points", type=int, default=None, help="also bench the students with `--ransac-points N` (0: all)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device for mapping and for the students' queries (cpu, cuda)"
+    )
     parser.add_argument("--reuse", action="store_true", help="bench an existing model instead of distilling it again")
     args = parser.parse_args()
     args.baselines = [b for b in args.baselines.split(",") if b]

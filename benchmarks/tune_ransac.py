@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from common import SEVEN_SCENES, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 
+from common import SEVEN_SCENES, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.geometry.pnp import PnpConfig, solve_pnp
@@ -62,8 +62,12 @@ def main() -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS, help="pixels at 640 px width")
     parser.add_argument("--iterations", type=int, nargs="+", default=MAX_ITERATIONS, help="RANSAC iteration caps")
     parser.add_argument("--max-points", type=int, nargs="+", default=[0], help="matches kept per frame (0 = all)")
-    parser.add_argument("--ransac-points", type=int, nargs="+", default=[0], help="matches RANSAC samples and scores (0 = all)")
-    parser.add_argument("--refine-px", type=float, nargs="+", default=[0.0], help="final refinement scale at 640 px (0 = none)")
+    parser.add_argument(
+        "--ransac-points", type=int, nargs="+", default=[0], help="matches RANSAC samples and scores (0 = all)"
+    )
+    parser.add_argument(
+        "--refine-px", type=float, nargs="+", default=[0.0], help="final refinement scale at 640 px (0 = none)"
+    )
     parser.add_argument("--ransac-seeds", type=int, default=1, help="RANSAC seeds per frame and setting, poses pooled")
     parser.add_argument("--name", default="tune_ransac", help="results file name in benchmarks/results/")
     args = parser.parse_args()
@@ -75,9 +79,12 @@ def main() -> int:
     grid = itertools.product(args.thresholds, args.iterations, args.max_points, args.ransac_points, args.refine_px)
     for threshold, iterations, max_points, ransac_points, refine_px in grid:
         cfg = PnpConfig(
-            threshold_px=threshold, max_iterations=iterations, min_iterations=min(100, iterations),
-            ransac_points=ransac_points or None, refine_px=refine_px or None,
-        )  # fmt: skip
+            threshold_px=threshold,
+            max_iterations=iterations,
+            min_iterations=min(100, iterations),
+            ransac_points=ransac_points or None,
+            refine_px=refine_px or None,
+        )
         results, ms = [], []
         for name, prediction, cam_from_world in frames:
             uv, xyz = correspondences(prediction, max_points=max_points or None)
@@ -90,14 +97,25 @@ def main() -> int:
         s = accuracy_summary(results)
         hits = hits_5cm5deg(results)
         first_hits = hits if first_hits is None else first_hits
-        rows.append({
-            "threshold_px": threshold, "max_iterations": iterations, "max_points": max_points or None,
-            "ransac_points": ransac_points or None, "refine_px": refine_px or None, "frames": len(frames),
-            "poses": len(results), "pct_10cm5deg": s["acc_10cm5deg"], "pct_5cm5deg": s["acc_5cm5deg"],
-            "pct_2cm2deg": s["acc_2cm2deg"], "median_cm": s["median_t_cm"], "median_deg": s["median_r_deg"],
-            **paired_vs_first(hits, first_hits),
-            "ms_p50": float(np.median(ms)), "ms_p95": float(np.quantile(ms, 0.95)),
-        })  # fmt: skip
+        rows.append(
+            {
+                "threshold_px": threshold,
+                "max_iterations": iterations,
+                "max_points": max_points or None,
+                "ransac_points": ransac_points or None,
+                "refine_px": refine_px or None,
+                "frames": len(frames),
+                "poses": len(results),
+                "pct_10cm5deg": s["acc_10cm5deg"],
+                "pct_5cm5deg": s["acc_5cm5deg"],
+                "pct_2cm2deg": s["acc_2cm2deg"],
+                "median_cm": s["median_t_cm"],
+                "median_deg": s["median_r_deg"],
+                **paired_vs_first(hits, first_hits),
+                "ms_p50": float(np.median(ms)),
+                "ms_p95": float(np.quantile(ms, 0.95)),
+            }
+        )
         print(rows[-1], flush=True)
     lines = [
         "# RANSAC settings on validation frames (never the queries)\n",

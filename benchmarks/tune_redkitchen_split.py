@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import REPO, RESULTS, SEVEN_SCENES, frame_cell_errors, write_results
 
+from common import REPO, RESULTS, SEVEN_SCENES, frame_cell_errors, write_results
 from slocal.data import load_scene
 from slocal.distill.config import StudentConfig, TrainConfig
 from slocal.distill.model_file import read_model_payload
@@ -57,10 +57,27 @@ def run_variant(name: str, args, runs: Path) -> dict:
             print(f"reusing {out}", flush=True)
             return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs, args.scene)
         cmd = [
-            sys.executable, "-m", "slocal_cli.main", "distill", "--scene", args.scene, "--student", student,
-            "--config", str(config), "--minutes", str(args.minutes), "--data-root", str(args.data_root),
-            "--runs", str(runs), "--out", str(out), "--device", "cpu",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "slocal_cli.main",
+            "distill",
+            "--scene",
+            args.scene,
+            "--student",
+            student,
+            "--config",
+            str(config),
+            "--minutes",
+            str(args.minutes),
+            "--data-root",
+            str(args.data_root),
+            "--runs",
+            str(runs),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return _row(name, student, args.seed, override, out) | cell_errors(out, args.data_root, runs, args.scene)
@@ -86,14 +103,22 @@ def _row(name: str, student: str, seed: int, override: dict, out: Path) -> dict:
     val = train["validation"][-1]
     # Models trained before a setting existed ran with its default.
     recipe = {k: train["settings"].get(k, getattr(TrainConfig(), k)) for k in RECIPE_KEYS} | {
-        "max_side": payload["student"]["max_side"], "tune_encoder": payload["student"].get("tune_encoder", False),
+        "max_side": payload["student"]["max_side"],
+        "tune_encoder": payload["student"].get("tune_encoder", False),
         "encoder_levels": list(payload["student"].get("encoder_levels", StudentConfig().encoder_levels)),
-    }  # fmt: skip
+    }
     return {
-        "variant": name, "student": student, "seed": seed, "override": override, "recipe": recipe, "minutes": train["minutes"],
-        "encode_minutes": train.get("encode_minutes"), "iterations": train["iterations"],
-        "validation_frames": len(train["validation_frames"]), **{k: val[k] for k in val if k != "iteration"},
-    }  # fmt: skip
+        "variant": name,
+        "student": student,
+        "seed": seed,
+        "override": override,
+        "recipe": recipe,
+        "minutes": train["minutes"],
+        "encode_minutes": train.get("encode_minutes"),
+        "iterations": train["iterations"],
+        "validation_frames": len(train["validation_frames"]),
+        **{k: val[k] for k in val if k != "iteration"},
+    }
 
 
 def main() -> int:
@@ -105,12 +130,16 @@ def main() -> int:
     parser.add_argument("--name", default="tune_redkitchen_split", help="results file name in benchmarks/results/")
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
-    parser.add_argument("--reuse", action="store_true", help="take a variant's existing model instead of training it again")
     parser.add_argument(
-        "--val-frames", type=int, default=0,
+        "--reuse", action="store_true", help="take a variant's existing model instead of training it again"
+    )
+    parser.add_argument(
+        "--val-frames",
+        type=int,
+        default=0,
         help="hold out this many evenly spaced mapping frames instead of the trajectory's last stretch "
         "(validation between mapping frames: what a scene whose queries sit between them, like the demo's room, asks)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     new_rows = [run_variant(name, args, args.runs) for name in args.variants]
     # Read the earlier rows only now: another run of this script may have written them meanwhile.
@@ -121,10 +150,12 @@ def main() -> int:
     lines = [
         f"# Recipe choice on validation frames of {args.scene} (never the queries)\n",
         "{header}",
-        (f"Held out: {args.val_frames} evenly spaced mapping frames; " if args.val_frames else
-         f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); ")  # fmt: skip
-        +
-        "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
+        (
+            f"Held out: {args.val_frames} evenly spaced mapping frames; "
+            if args.val_frames
+            else f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
+        )
+        + "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
         "Validation PnP: what the code of the row's commit used (10 px / 10 000 iterations up to 672bc6a, "
         "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b, 25 px from 9c11696). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
         "Cells: the student's coordinates at every validation cell with a depth target, against that target "

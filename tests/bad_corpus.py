@@ -136,7 +136,9 @@ def _split_beyond(d: Path, good: Good) -> tuple[list[str], Path]:
     split = scene / "split.txt"
     last = split.read_text().splitlines()[-1]
     start, end = (int(last.split(k)[1].split()[0].rstrip("]")) for k in ("start=", "end="))
-    split.write_text(split.read_text().replace(last, f"sequence1 [frames={end - start + 11}]  [start={start} ; end={end + 10}]"))
+    split.write_text(
+        split.read_text().replace(last, f"sequence1 [frames={end - start + 11}]  [start={start} ; end={end + 10}]")
+    )
     return _teach(split)
 
 
@@ -150,10 +152,7 @@ def _colmap_missing_image(d: Path, good: Good) -> tuple[list[str], Path]:
     h, w = img.shape[:2]
     sparse = scene / "sparse" / "0"
     (sparse / "cameras.txt").write_text(f"1 PINHOLE {w} {h} {0.8 * w} {0.8 * w} {w / 2} {h / 2}\n")
-    (sparse / "images.txt").write_text(
-        "1 1 0 0 0 0 0 0 1 a.jpg\n\n"
-        "2 1 0 0 0 0.1 0 0 1 b.jpg\n\n"
-    )
+    (sparse / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.jpg\n\n2 1 0 0 0 0.1 0 0 1 b.jpg\n\n")
     (sparse / "points3D.txt").write_text("")
     return _teach(scene / "images" / "b.jpg")
 
@@ -192,8 +191,21 @@ def _config(text: str) -> Callable[[Path, Good], tuple[list[str], Path]]:
         _copy_scene(d, good)
         cfg = d / "bad.yaml"
         cfg.write_text(text)
-        return ["distill", "--scene", SCENE, "--config", str(cfg), "--iterations", "1", "--device", "cpu",
-                "--data-root", "{data}", "--runs", "{runs}"], cfg  # fmt: skip
+        return [
+            "distill",
+            "--scene",
+            SCENE,
+            "--config",
+            str(cfg),
+            "--iterations",
+            "1",
+            "--device",
+            "cpu",
+            "--data-root",
+            "{data}",
+            "--runs",
+            "{runs}",
+        ], cfg
 
     return build
 
@@ -266,9 +278,8 @@ def build_corpus(root: Path, good: Good, cases: tuple[Case, ...] = CASES) -> dic
 
 
 if __name__ == "__main__":
-    from slocal.data.synth import render_scene
-
     from distill_fixtures import TINY_SCENE  # tests/ is on the path when this file runs as a script
+    from slocal.data.synth import render_scene
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / "bad"
     if target.exists():

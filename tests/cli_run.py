@@ -46,13 +46,17 @@ def slocal_argv(*args: object) -> list[str]:
 
 def run_slocal(*args: object, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``slocal ARGS`` to completion; text stdout/stderr captured."""
-    return subprocess.run(slocal_argv(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {})))
+    return subprocess.run(
+        slocal_argv(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {}))
+    )
 
 
 def start_slocal(*args: object, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start ``slocal ARGS`` in the background; stdout piped, stderr piped or written to ``log`` (readable while it runs)."""
     stderr = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(slocal_argv(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env(**(env or {})))
+    return subprocess.Popen(
+        slocal_argv(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env(**(env or {}))
+    )
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120, poll_s: float = 0.005) -> bool:
@@ -135,8 +139,14 @@ def run_many(jobs: list[list[object]], workdir: Path, timeout: float = 600) -> l
     (workdir / "jobs.json").write_text(json.dumps(argvs))
     done = subprocess.run(
         [sys.executable, "-c", _FORK_RUNNER, str(workdir / "jobs.json"), str(workdir / "results.json")],
-        capture_output=True, text=True, timeout=timeout, env=cli_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads((workdir / "results.json").read_text())
-    return [Outcome(argv, r["returncode"], r["stdout"], r["stderr"], r["seconds"], r["cpu_seconds"]) for argv, r in zip(argvs, results)]
+    return [
+        Outcome(argv, r["returncode"], r["stdout"], r["stderr"], r["seconds"], r["cpu_seconds"])
+        for argv, r in zip(argvs, results)
+    ]

@@ -82,7 +82,11 @@ def write_room_colmap(
     for name, cam, pose, i in zip(names, cams, poses, range(len(poses))):
         path = root / "images" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(_render(world, cam, pose, seed * 1000 + i), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            str(path),
+            cv2.cvtColor(_render(world, cam, pose, seed * 1000 + i), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )
 
     # Surface points seen by the mapping images (a coarse grid of rays each).
     pts = []

@@ -44,7 +44,9 @@ def _write_matrix(path: Path, M) -> None:
     path.write_text("\n".join(" ".join(f"{v:.9g}" for v in row) for row in M) + "\n")
 
 
-def write_tiny_twelve_scenes(root: Path, n_query: int = 2, n_mapping: int = 4, size=(64, 48), depth_size=(32, 24)) -> Path:
+def write_tiny_twelve_scenes(
+    root: Path, n_query: int = 2, n_mapping: int = 4, size=(64, 48), depth_size=(32, 24)
+) -> Path:
     """A minimal valid 12Scenes folder: fronto-parallel plane at 2 m, cameras moving along x.
 
     Colour and depth have different resolutions (same optical centre), as in the real data.

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from slocal.distill.config import StudentConfig, TrainConfig
 from slocal.data.synth import SynthConfig
+from slocal.distill.config import StudentConfig, TrainConfig
 
 TINY_SCENE = SynthConfig(
-    mapping_frames=12, query_frames=2, color_size=(128, 96), depth_size=(64, 48), focal=104.0, texels_per_metre=100.0, seed=1
+    mapping_frames=12,
+    query_frames=2,
+    color_size=(128, 96),
+    depth_size=(64, 48),
+    focal=104.0,
+    texels_per_metre=100.0,
+    seed=1,
 )
 # ~0.5 M parameters at 64x48: an iteration takes milliseconds.
 TINY_STUDENT = StudentConfig(name="tiny", widths=(16, 32, 64, 64), blocks8=1, head_width=64, head_layers=2, max_side=64)
@@ -16,7 +22,14 @@ LOSS_TEST_TRAIN = dict(iterations=300, val_frames=0, batch_size=4, aug_scale=0.0
 
 def tiny_train(**kw) -> TrainConfig:
     values = dict(
-        minutes=None, iterations=20, batch_size=2, lr=3e-3, val_frames=2, val_every_s=1e9, checkpoint_every_s=1e9, precision="fp32"
+        minutes=None,
+        iterations=20,
+        batch_size=2,
+        lr=3e-3,
+        val_frames=2,
+        val_every_s=1e9,
+        checkpoint_every_s=1e9,
+        precision="fp32",
     )
     values.update(kw)
     return TrainConfig(**values)
@@ -31,7 +44,9 @@ def ddp_worker(rank: int, world: int, port: int, data_root: str, runs: str, out:
     from slocal.data import load_scene
     from slocal.distill.trainer import distill_student
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     scene = load_scene(data_root, "tiny")
     config = f"{out}.yaml"

@@ -68,7 +68,13 @@ def make_frame(name: str, T: np.ndarray, camera: Camera, image_path: Path | None
     return Frame(name, image_path or Path(f"/nonexistent/{name}.png"), camera, T)
 
 
-def write_scene(root: Path, mapping: list[tuple[str, np.ndarray]], query: list[tuple[str, np.ndarray]], camera: Camera, seed: int = 0) -> Scene:
+def write_scene(
+    root: Path,
+    mapping: list[tuple[str, np.ndarray]],
+    query: list[tuple[str, np.ndarray]],
+    camera: Camera,
+    seed: int = 0,
+) -> Scene:
     """A Scene whose frames have (random) image files of the camera's size."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -92,10 +98,14 @@ def dust3r_prediction(cam1: Camera, T1: np.ndarray, cam2: Camera, T2: np.ndarray
     cam1_from_world = invert(T1)
 
     def in_cam1(cam, T):
-        return transform_points(cam1_from_world, render(cam, T).reshape(-1, 3)).reshape(cam.height, cam.width, 3) / scale
+        return (
+            transform_points(cam1_from_world, render(cam, T).reshape(-1, 3)).reshape(cam.height, cam.width, 3) / scale
+        )
 
     conf = lambda c: np.full((c.height, c.width), 10.0, np.float32)  # noqa: E731
-    return PairPrediction(in_cam1(cam1, T1).astype(np.float32), conf(cam1), in_cam1(cam2, T2).astype(np.float32), conf(cam2))
+    return PairPrediction(
+        in_cam1(cam1, T1).astype(np.float32), conf(cam1), in_cam1(cam2, T2).astype(np.float32), conf(cam2)
+    )
 
 
 class Oracle:
@@ -129,5 +139,7 @@ class Oracle:
             scale = float(np.exp(rng.uniform(-2, 2)))
             p = dust3r_prediction(v1.camera, T1, v2.camera, T2, 1.0, self.render)
             p1, p2 = (x + rng.normal(0, self.noise, x.shape) if self.noise else x for x in (p.pts3d_1, p.pts3d_2))
-            out.append(PairPrediction((p1 / scale).astype(np.float32), p.conf_1, (p2 / scale).astype(np.float32), p.conf_2))
+            out.append(
+                PairPrediction((p1 / scale).astype(np.float32), p.conf_1, (p2 / scale).astype(np.float32), p.conf_2)
+            )
         return out

@@ -90,7 +90,11 @@ def make_tiny_student(scene_id="synthetic", image_size=(64, 48), stride=8, seed=
         def __init__(self):
             super().__init__()
             self.body = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 16, stride, stride), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 1), torch.nn.GELU(), torch.nn.Conv2d(16, 4, 1)
+                torch.nn.Conv2d(3, 16, stride, stride),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(16, 16, 1),
+                torch.nn.GELU(),
+                torch.nn.Conv2d(16, 4, 1),
             )
             self.register_buffer("centre", torch.tensor([0.5, -1.0, 2.0]))
 
@@ -108,7 +112,9 @@ def make_tiny_student(scene_id="synthetic", image_size=(64, 48), stride=8, seed=
             self.module = Net().eval()
             self.num_params = sum(p.numel() for p in self.module.parameters())
             self.file_mb = 0.01
-            self.reference_camera = Camera(image_size[0], image_size[1], 50.0, 50.0, image_size[0] / 2, image_size[1] / 2)
+            self.reference_camera = Camera(
+                image_size[0], image_size[1], 50.0, 50.0, image_size[0] / 2, image_size[1] / 2
+            )
             self.centre = np.array([0.5, -1.0, 2.0])
             self.name = "tiny"
             self.teacher = "depth"
@@ -120,7 +126,9 @@ def make_tiny_student(scene_id="synthetic", image_size=(64, 48), stride=8, seed=
             return {"resize": "area", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
         def preprocess_network_input(self, rgb):
-            return preprocess(rgb, self.reference_camera.scaled(rgb.shape[1], rgb.shape[0]), self.image_size, self.preprocess_spec())[0]
+            return preprocess(
+                rgb, self.reference_camera.scaled(rgb.shape[1], rgb.shape[0]), self.image_size, self.preprocess_spec()
+            )[0]
 
         def predict(self, rgb, camera):
             x, net_cam = preprocess(rgb, camera, self.image_size, self.preprocess_spec())

@@ -69,10 +69,16 @@ def test_atomic_dir_publishes_whole_and_clears_partials_of_killed_runs(tmp_path)
 def test_process_lock_times_out_naming_the_holder_and_is_free_after_release(tmp_path):
     lock = tmp_path / "x.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from slocal.io import process_lock\n"
-         f"with process_lock({str(lock)!r}, 'x'):\n print('held', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from slocal.io import process_lock\n"
+            f"with process_lock({str(lock)!r}, 'x'):\n print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SlocalError, match=f"pid {holder.pid} on") as info:

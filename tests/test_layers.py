@@ -63,7 +63,9 @@ def slocal_imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[s
         for child in ast.iter_child_nodes(node):
             nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
-                found.extend((a.name, child.lineno, in_function) for a in child.names if a.name.split(".")[0] == "slocal")
+                found.extend(
+                    (a.name, child.lineno, in_function) for a in child.names if a.name.split(".")[0] == "slocal"
+                )
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = module.split(".") if is_package else module.split(".")[:-1]

@@ -20,11 +20,18 @@ from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 
 DataRoot = Annotated[
     Path,
-    typer.Option("--data-root", envvar="SLOCAL_DATA", help="Folder holding the scenes (env: SLOCAL_DATA).", show_envvar=False),
+    typer.Option(
+        "--data-root", envvar="SLOCAL_DATA", help="Folder holding the scenes (env: SLOCAL_DATA).", show_envvar=False
+    ),
 ]
 RunsRoot = Annotated[
     Path,
-    typer.Option("--runs", envvar="SLOCAL_RUNS", help="Folder for targets, models and results (env: SLOCAL_RUNS).", show_envvar=False),
+    typer.Option(
+        "--runs",
+        envvar="SLOCAL_RUNS",
+        help="Folder for targets, models and results (env: SLOCAL_RUNS).",
+        show_envvar=False,
+    ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

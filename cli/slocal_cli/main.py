@@ -55,5 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
+
 if __name__ == "__main__":
     main()

@@ -57,7 +57,13 @@ class DemoConfig:
     timing_queries: int = 1
 
 
-def run_demo(data_root: str | Path, runs_root: str | Path, out_dir: str | Path, config: DemoConfig = DemoConfig(), command: str = "") -> BenchResult:
+def run_demo(
+    data_root: str | Path,
+    runs_root: str | Path,
+    out_dir: str | Path,
+    config: DemoConfig = DemoConfig(),
+    command: str = "",
+) -> BenchResult:
     """Render the demo scene if missing, teach, distill and bench; returns the bench result."""
     data_root, runs_root = Path(data_root), Path(runs_root)
     scene_dir = data_root / config.scene
@@ -65,7 +71,9 @@ def run_demo(data_root: str | Path, runs_root: str | Path, out_dir: str | Path, 
         log.info("step 1/4 synth: using the existing scene %s", scene_dir)
     else:
         log.info("step 1/4 synth: rendering the procedural scene into %s", scene_dir)
-        render_scene(scene_dir, SynthConfig(seed=config.seed, mapping_frames=config.mapping_frames), scene_id=config.scene)
+        render_scene(
+            scene_dir, SynthConfig(seed=config.seed, mapping_frames=config.mapping_frames), scene_id=config.scene
+        )
     scene = load_scene(data_root, config.scene)
     log.info("step 2/4 teach: depth targets for %d mapping frames", len(scene.mapping))
     ensure_targets(scene, make_teacher("depth"), runs_root)

@@ -197,7 +197,9 @@ def process_lock(path: str | Path, what: str, timeout_s: float | None = None) ->
     except Timeout:
         holder = _lock_holder(path)
         if timeout_s <= 0:
-            raise SlocalError(f"{what} is in use by another slocal process ({holder}); wait for it to finish", path) from None
+            raise SlocalError(
+                f"{what} is in use by another slocal process ({holder}); wait for it to finish", path
+            ) from None
         log.info("waiting up to %g s for %s: locked by %s (lock file %s)", timeout_s, what, holder, path)
         try:
             lock.acquire(timeout=timeout_s)
@@ -273,7 +275,9 @@ def check_image(path: str | Path) -> None:
         raise SlocalError("cannot decode image (corrupt or unsupported format)", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError/ValueError.
-        raise SlocalError(f"cannot decode image: corrupt or truncated ({str(exc).splitlines()[0][:120]})", path) from None
+        raise SlocalError(
+            f"cannot decode image: corrupt or truncated ({str(exc).splitlines()[0][:120]})", path
+        ) from None
 
 
 def _looks_truncated(data: bytes) -> bool:

@@ -9,7 +9,10 @@ import onnxruntime as ort
 
 
 def cpu_session(
-    model: bytes | str | Path, threads: int | None = None, spinning: bool = True, fixed_dims: Mapping[str, int] | None = None
+    model: bytes | str | Path,
+    threads: int | None = None,
+    spinning: bool = True,
+    fixed_dims: Mapping[str, int] | None = None,
 ) -> ort.InferenceSession:
     """An onnxruntime CPU session for an ONNX model (file path or serialized bytes).
 

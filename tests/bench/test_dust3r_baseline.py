@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dust3r_scene import Oracle, pose, write_scene
 
+from dust3r_scene import Oracle, pose, write_scene
+from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig, thumbnail
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pixel_centers, pose_error
-from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig, thumbnail
 from slocal.io import read_image
 from slocal.teach.dust3r import Dust3rConfig
 
@@ -101,14 +101,24 @@ def test_failed_scale_is_a_failed_query(tmp_path):
 def write_fixture_checkpoint(fixtures: Path, folder: Path) -> Path:
     meta = json.loads((fixtures / "small_dpt_config.json").read_text())
     dpt = meta["dpt_head_override"]
-    kwargs = {**meta["model_kwargs"], "dpt_feature_dim": dpt["feature_dim"], "dpt_last_dim": dpt["last_dim"], "dpt_layer_dims": dpt["layer_dims"]}
+    kwargs = {
+        **meta["model_kwargs"],
+        "dpt_feature_dim": dpt["feature_dim"],
+        "dpt_last_dim": dpt["last_dim"],
+        "dpt_layer_dims": dpt["layer_dims"],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(kwargs))
-    torch.save(torch.load(fixtures / "small_dpt_state_dict.pt", map_location="cpu", weights_only=True), folder / "pytorch_model.bin")
+    torch.save(
+        torch.load(fixtures / "small_dpt_state_dict.pt", map_location="cpu", weights_only=True),
+        folder / "pytorch_model.bin",
+    )
     return folder
 
 
-LOOSE = Dust3rBaselineConfig(image_size=96, min_conf=1.0, max_residual_deg=180.0, min_triangulation_deg=0.0, min_scale_points=1)
+LOOSE = Dust3rBaselineConfig(
+    image_size=96, min_conf=1.0, max_residual_deg=180.0, min_triangulation_deg=0.0, min_scale_points=1
+)
 
 
 def test_fixture_network_pipeline(dust3r_fixtures, tiny_twelve_scenes, tmp_path):
@@ -119,7 +129,9 @@ def test_fixture_network_pipeline(dust3r_fixtures, tiny_twelve_scenes, tmp_path)
     assert not base.timing_only
     weights_mb = (ckpt / "pytorch_model.bin").stat().st_size / 2**20
     images_mb = sum(f.image_path.stat().st_size for f in scene.mapping) / 2**20
-    assert base.map_mb == pytest.approx(weights_mb + images_mb + (ckpt / "config.json").stat().st_size / 2**20 + base.thumbs.nbytes / 2**20)
+    assert base.map_mb == pytest.approx(
+        weights_mb + images_mb + (ckpt / "config.json").stat().st_size / 2**20 + base.thumbs.nbytes / 2**20
+    )
     q = scene.query[0]
     result, ms = base.localize(read_image(q.image_path), q.camera)
     assert result.num_correspondences > 0
@@ -128,7 +140,16 @@ def test_fixture_network_pipeline(dust3r_fixtures, tiny_twelve_scenes, tmp_path)
 
 def test_timing_only_without_checkpoint(tiny_twelve_scenes):
     scene = load_scene(tiny_twelve_scenes, "apt0/tiny")
-    tiny = Dust3rConfig(pos_embed="RoPE100", head_type="linear", enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=32, dec_depth=1, dec_num_heads=2)
+    tiny = Dust3rConfig(
+        pos_embed="RoPE100",
+        head_type="linear",
+        enc_embed_dim=32,
+        enc_depth=1,
+        enc_num_heads=2,
+        dec_embed_dim=32,
+        dec_depth=1,
+        dec_num_heads=2,
+    )
     base = Dust3rBaseline.build(scene, None, "cpu", replace(LOOSE, warmup=False), random_config=tiny)
     assert base.timing_only and "timings only" in base.timing_note
     from slocal.teach.dust3r import Dust3rNet

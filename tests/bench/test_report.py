@@ -4,17 +4,27 @@ import math
 
 import numpy as np
 import pytest
-from student_standin import random_pose
 
 from slocal.bench.metrics import query_result
 from slocal.bench.report import ROW_FIELDS, average_rows, markdown_table, speed_text, write_report
+from student_standin import random_pose
 
 
 def row(scene, method, ms, **kw):
     base = {
-        "scene": scene, "method": method, "teacher": "depth", "n_queries": 4, "median_t_cm": 2.0, "median_r_deg": 0.5,
-        "acc_10cm5deg": 100.0, "acc_5cm5deg": 75.0, "acc_2cm2deg": 50.0, "acc_1cm1deg": 25.0, "ms_per_query": ms, "map_mb": 1.5,
-    }  # fmt: skip
+        "scene": scene,
+        "method": method,
+        "teacher": "depth",
+        "n_queries": 4,
+        "median_t_cm": 2.0,
+        "median_r_deg": 0.5,
+        "acc_10cm5deg": 100.0,
+        "acc_5cm5deg": 75.0,
+        "acc_2cm2deg": 50.0,
+        "acc_1cm1deg": 25.0,
+        "ms_per_query": ms,
+        "map_mb": 1.5,
+    }
     base.update(kw)
     return base
 
@@ -40,7 +50,9 @@ def test_report_files_have_the_exact_schema(tmp_path):
         row("s1", "dust3r", 5000.0, timing_only=True, n_timed=3, median_t_cm=None, acc_1cm1deg=None),
         {"scene": "s2", "method": "cnn", "failed": "scene not found"},
     ]
-    paths = write_report(tmp_path, rows, {"cpu": "test", "cores": 2}, "slocal bench --out x", per_query("s1", ["cnn", "sift"]))
+    paths = write_report(
+        tmp_path, rows, {"cpu": "test", "cores": 2}, "slocal bench --out x", per_query("s1", ["cnn", "sift"])
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     assert set(data) == {"rows", "machine", "command", "units"}
     assert data["command"] == "slocal bench --out x" and data["machine"]["cores"] == 2
@@ -90,9 +102,21 @@ def test_average_rows_only_for_methods_on_every_scene():
 
 
 def test_model_units_are_never_printed_as_cm(tmp_path):
-    rows = [row("colmap", "cnn", 10.0, units="model units", median_t_cm=None, median_t_units=0.0123,
-                acc_10cm5deg=None, acc_5cm5deg=None, acc_2cm2deg=None, acc_1cm1deg=None),
-            row("metric", "cnn", 10.0, units="m")]  # fmt: skip
+    rows = [
+        row(
+            "colmap",
+            "cnn",
+            10.0,
+            units="model units",
+            median_t_cm=None,
+            median_t_units=0.0123,
+            acc_10cm5deg=None,
+            acc_5cm5deg=None,
+            acc_2cm2deg=None,
+            acc_1cm1deg=None,
+        ),
+        row("metric", "cnn", 10.0, units="m"),
+    ]
     md = markdown_table(rows)
     colmap_line = next(line for line in md.splitlines() if line.startswith("| colmap"))
     assert "0.0123 units" in colmap_line and "cm" not in colmap_line
@@ -113,7 +137,11 @@ def test_ransac_settings_are_stated_under_the_table():
 
 
 def test_ransac_on_a_subset_of_the_matches_is_stated():
-    student = row("s", "ace", 10.0, ransac_threshold_px=20.0, ransac_max_iterations=500, ransac_points=640, refine_px=None)
-    sift = row("s", "sift", 100.0, ransac_threshold_px=10.0, ransac_max_iterations=10000, ransac_points=None, refine_px=None)
+    student = row(
+        "s", "ace", 10.0, ransac_threshold_px=20.0, ransac_max_iterations=500, ransac_points=640, refine_px=None
+    )
+    sift = row(
+        "s", "sift", 100.0, ransac_threshold_px=10.0, ransac_max_iterations=10000, ransac_points=None, refine_px=None
+    )
     text = markdown_table([student, sift])
     assert "ace 20 px / 500 on 640 matches, then poselib on all, sift 10 px / 10000" in text

@@ -1,13 +1,13 @@
 import json
 
 import pytest
-from student_standin import SceneOracleStudent
 
 import slocal.bench.runner as runner
 from slocal.bench.runner import BenchConfig, run_bench, select_queries
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.localize.localizer import default_model_path
+from student_standin import SceneOracleStudent
 
 
 @pytest.fixture
@@ -33,7 +33,9 @@ def bench_setup(tiny_twelve_scenes, tmp_path, monkeypatch):
 def test_bench_all_scenes_reports_failures_and_averages(bench_setup, tmp_path):
     data_root, runs = bench_setup
     out = tmp_path / "out"
-    res = run_bench(data_root, runs, None, ["cnn", "vit"], None, out, BenchConfig(distill_missing=False), command="slocal bench")
+    res = run_bench(
+        data_root, runs, None, ["cnn", "vit"], None, out, BenchConfig(distill_missing=False), command="slocal bench"
+    )
     by = {(r["scene"], r["method"]): r for r in res.rows}
     cnn = by[("apt0/tiny", "cnn")]
     assert cnn["n_queries"] == 2 and cnn["failed"] is None
@@ -65,7 +67,9 @@ def test_average_row_over_two_scenes(bench_setup, tmp_path, monkeypatch):
 
 def test_missing_student_without_distill_is_a_failed_row(bench_setup, tmp_path):
     data_root, runs = bench_setup
-    res = run_bench(data_root, runs, ["apt0/tiny"], ["small"], None, tmp_path / "out", BenchConfig(distill_missing=False))
+    res = run_bench(
+        data_root, runs, ["apt0/tiny"], ["small"], None, tmp_path / "out", BenchConfig(distill_missing=False)
+    )
     assert "no small student" in res.rows[0]["failed"] and "slocal distill" in res.rows[0]["failed"]
 
 

@@ -6,13 +6,13 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-from colmap_room import write_room_colmap
-from student_standin import OracleStudent
 
+from colmap_room import write_room_colmap
 from slocal.bench.view import build_figure, frustum_lines, view_scene
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.teach import ensure_targets, make_teacher
+from student_standin import OracleStudent
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 PLOT_BACKGROUND = np.array([246, 236, 229])  # plotly's 3D axis planes (#E5ECF6), BGR
@@ -30,7 +30,15 @@ def room_view(tmp_path_factory):
     rows = []
     for f in scene.query:
         c = f.world_from_cam[:3, 3]
-        rows.append({"scene": "room", "method": "cnn", "image": f.name, "center_gt": c.tolist(), "center_est": (c + 0.3).tolist()})
+        rows.append(
+            {
+                "scene": "room",
+                "method": "cnn",
+                "image": f.name,
+                "center_gt": c.tolist(),
+                "center_est": (c + 0.3).tolist(),
+            }
+        )
     (bench / "per_query.json").write_text(json.dumps(rows))
     oracle = OracleStudent(scene_id="room", image_size=(64, 48))
     oracle.cam_from_world = scene.query[0].cam_from_world
@@ -43,7 +51,13 @@ def test_figure_has_every_layer(room_view):
     text = html.read_text()
     # plotly.js inlined: no script is loaded from anywhere.
     assert "<script" in text and not re.search(r"<script[^>]*\bsrc=", text) and len(text) > 1_000_000
-    for name in ("teacher points (colmap", "student points (query", "mapping cameras (6)", "cnn: estimates (2", "cnn: errors"):
+    for name in (
+        "teacher points (colmap",
+        "student points (query",
+        "mapping cameras (6)",
+        "cnn: estimates (2",
+        "cnn: errors",
+    ):
         assert name in text, name
 
 
@@ -67,10 +81,18 @@ def test_view_renders_in_headless_chromium(room_view, tmp_path):
     _, html, _ = room_view
     shot = tmp_path / "shot.png"
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars",
-        "--window-size=1000,800", "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}", html.resolve().as_uri(),
-    ]  # fmt: skip
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--hide-scrollbars",
+        "--window-size=1000,800",
+        "--virtual-time-budget=10000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        html.resolve().as_uri(),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=180)
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (800, 1000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from bad_corpus import CASES, Good, build_corpus
 from cli_run import leftovers, lines, run_many, run_slocal
 
@@ -18,7 +19,9 @@ def corpus_outcomes(cli_data, cli_model, tmp_path_factory):
     """Build the corpus in a temporary folder and run every case once: {case: (outcome, named file, runs folder)}."""
     root = tmp_path_factory.mktemp("bad")
     onnx = root / "_good" / "model.onnx"
-    r = run_slocal("export", "--scene", "tiny", "--model", cli_model, "--format", "onnx", "--out", onnx, "--data-root", cli_data)
+    r = run_slocal(
+        "export", "--scene", "tiny", "--model", cli_model, "--format", "onnx", "--out", onnx, "--data-root", cli_data
+    )
     assert r.returncode == 0, r.stderr
     cases = build_corpus(root, Good(cli_data / "tiny", cli_model, onnx))
     outcomes = run_many([args for args, _ in cases.values()], root / "_run")
@@ -48,8 +51,26 @@ def test_bad_input_gives_one_line_naming_the_file(corpus_outcomes, case):
 def test_yaml_number_in_exponent_notation_is_a_number(cli_data, tmp_path):
     """PyYAML reads `lr: 1e-3` as a string; the config loader must take it as 0.001, not fail in the optimizer."""
     cfg = tmp_path / "lr.yaml"
-    cfg.write_text("student:\n  name: t\n  widths: [8, 8, 16, 16]\n  blocks8: 1\n  head_width: 16\n  head_layers: 1\n  max_side: 32\n"
-                   "train:\n  lr: 1e-3\n  val_frames: 0\n  precision: fp32\n  checkpoint_every_s: 1.0e9\n")  # fmt: skip
-    r = run_slocal("distill", "--scene", "tiny", "--student", "cnn", "--config", cfg, "--iterations", 1, "--device", "cpu",
-                   "--data-root", cli_data, "--runs", tmp_path / "runs", "--json")  # fmt: skip
+    cfg.write_text(
+        "student:\n  name: t\n  widths: [8, 8, 16, 16]\n  blocks8: 1\n  head_width: 16\n  head_layers: 1\n  max_side: 32\n"
+        "train:\n  lr: 1e-3\n  val_frames: 0\n  precision: fp32\n  checkpoint_every_s: 1.0e9\n"
+    )
+    r = run_slocal(
+        "distill",
+        "--scene",
+        "tiny",
+        "--student",
+        "cnn",
+        "--config",
+        cfg,
+        "--iterations",
+        1,
+        "--device",
+        "cpu",
+        "--data-root",
+        cli_data,
+        "--runs",
+        tmp_path / "runs",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr

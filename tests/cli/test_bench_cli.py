@@ -1,12 +1,12 @@
 import json
 
-from student_standin import SceneOracleStudent
 from typer.testing import CliRunner
 
 import slocal.bench.runner as bench_runner
 from slocal.data import load_scene
 from slocal.localize.localizer import default_model_path
 from slocal_cli.main import app
+from student_standin import SceneOracleStudent
 
 runner = CliRunner()
 
@@ -17,10 +17,26 @@ def test_bench_prints_table_and_plot_paths(tiny_twelve_scenes, tmp_path, monkeyp
     path.parent.mkdir(parents=True)
     path.write_bytes(b"stand-in")
     monkeypatch.setattr(
-        bench_runner, "load_model", lambda p, device="cpu", expect_scene=None, **kw: SceneOracleStudent(load_scene(tiny_twelve_scenes, expect_scene))
+        bench_runner,
+        "load_model",
+        lambda p, device="cpu", expect_scene=None, **kw: SceneOracleStudent(
+            load_scene(tiny_twelve_scenes, expect_scene)
+        ),
     )
     out = tmp_path / "out"
-    args = ["bench", "--scenes", "apt0/tiny", "--methods", "cnn", "--data-root", str(tiny_twelve_scenes), "--runs", str(runs), "--out", str(out)]
+    args = [
+        "bench",
+        "--scenes",
+        "apt0/tiny",
+        "--methods",
+        "cnn",
+        "--data-root",
+        str(tiny_twelve_scenes),
+        "--runs",
+        str(runs),
+        "--out",
+        str(out),
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "| apt0/tiny | cnn | depth | 2 |" in r.stdout and "reference" in r.stdout

@@ -9,10 +9,10 @@ import json
 import pycolmap
 import pytest
 import yaml
-from colmap_room import OPENCV_DISTORTION, write_room_colmap
-from distill_fixtures import TINY_STUDENT, tiny_train
 from typer.testing import CliRunner
 
+from colmap_room import OPENCV_DISTORTION, write_room_colmap
+from distill_fixtures import TINY_STUDENT, tiny_train
 from slocal.distill.config import to_plain
 from slocal_cli.main import app
 
@@ -33,8 +33,24 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     train = {k: v for k, v in to_plain(tiny_train(val_frames=0)).items() if k not in ("minutes", "iterations")}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"student": to_plain(TINY_STUDENT), "train": train}))
-    r = runner.invoke(app, ["distill", "--scene", "room", "--student", "cnn", "--config", str(config), "--iterations", "3", "--device", "cpu",
-                            "--json", *common])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "distill",
+            "--scene",
+            "room",
+            "--student",
+            "cnn",
+            "--config",
+            str(config),
+            "--iterations",
+            "3",
+            "--device",
+            "cpu",
+            "--json",
+            *common,
+        ],
+    )
     assert r.exit_code == 0, r.output
     model = json.loads(r.stdout)["model"]
     assert model == str(runs / "room" / "students" / "cnn-small" / "model.pt")  # `cnn` is the cnn-small preset
@@ -45,11 +61,30 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     for image in rec.images.values():
         if image.name in room.query_names:
             cam = rec.camera(image.camera_id)
-            lines.append(f"{image.name} {cam.model.name} {cam.width} {cam.height} " + " ".join(repr(float(p)) for p in cam.params))
+            lines.append(
+                f"{image.name} {cam.model.name} {cam.width} {cam.height} "
+                + " ".join(repr(float(p)) for p in cam.params)
+            )
     listing = tmp_path / "queries_with_intrinsics.txt"
     listing.write_text("\n".join(lines) + "\n")
     out = tmp_path / "poses.txt"
-    r = runner.invoke(app, ["localize", str(room.root / "images" / "query"), "--scene", "room", "--student", "cnn-small", "--intrinsics-list", str(listing), "--out", str(out), "--json", *common])
+    r = runner.invoke(
+        app,
+        [
+            "localize",
+            str(room.root / "images" / "query"),
+            "--scene",
+            "room",
+            "--student",
+            "cnn-small",
+            "--intrinsics-list",
+            str(listing),
+            "--out",
+            str(out),
+            "--json",
+            *common,
+        ],
+    )
     # A 3-iteration student may not localize: what matters is that every query ran and was reported.
     assert r.exit_code in (0, 1), r.output
     results = {"query/" + d["name"]: d for d in json.loads(r.stdout)}
@@ -57,10 +92,16 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
     side = json.loads(out.with_suffix(".json").read_text())
     assert len(out.read_text().splitlines()) == side["localized"]
 
-    r = runner.invoke(app, ["bench", "--scenes", "room", "--methods", "cnn", "--no-distill", "--out", str(tmp_path / "bench"), *common])
+    r = runner.invoke(
+        app,
+        ["bench", "--scenes", "room", "--methods", "cnn", "--no-distill", "--out", str(tmp_path / "bench"), *common],
+    )
     report = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert report["units"] == {"room": "model units"}, r.output
     row = report["rows"][0]
     assert row["failed"] is None and row["n_queries"] == 2 and row["median_t_cm"] is None
     assert " cm" not in (tmp_path / "bench" / "results.md").read_text().split("\n\n")[0]
-    assert f"view: {tmp_path / 'bench' / 'view_room.html'}" in r.stdout and (tmp_path / "bench" / "view_room.html").is_file()
+    assert (
+        f"view: {tmp_path / 'bench' / 'view_room.html'}" in r.stdout
+        and (tmp_path / "bench" / "view_room.html").is_file()
+    )

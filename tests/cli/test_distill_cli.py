@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 from typer.testing import CliRunner
 
+from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 from slocal.data.synth import render_scene
 from slocal.distill.config import to_plain
 from slocal.distill.model_file import load_student
@@ -41,8 +41,19 @@ def _config(tmp_path):
 
 def test_distill_computes_targets_trains_and_resumes(tiny_data, tmp_path):
     runs = tmp_path / "runs"
-    base = ["distill", "--scene", "tiny", "--student", "cnn", "--config", str(_config(tmp_path)), "--data-root", str(tiny_data),
-            "--runs", str(runs)]  # fmt: skip
+    base = [
+        "distill",
+        "--scene",
+        "tiny",
+        "--student",
+        "cnn",
+        "--config",
+        str(_config(tmp_path)),
+        "--data-root",
+        str(tiny_data),
+        "--runs",
+        str(runs),
+    ]
     result = runner.invoke(app, [*base, "--iterations", "4", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -11,8 +11,8 @@ import signal
 from pathlib import Path
 
 import torch
-from cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
 
+from cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
 from slocal.data import find_scenes, load_scene
 from slocal.distill.config import resolve_preset
 from slocal.io import process_lock
@@ -31,12 +31,29 @@ def _partials(folder: Path) -> list[Path]:
     return [p for p in folder.glob(".*.partial-*") if p.is_dir()] if folder.is_dir() else []
 
 
-def test_kill_distill_after_first_checkpoint_then_resume_equals_uninterrupted(cli_data, cli_config, cli_model, tmp_path):
+def test_kill_distill_after_first_checkpoint_then_resume_equals_uninterrupted(
+    cli_data, cli_config, cli_model, tmp_path
+):
     runs = tmp_path / "runs"
     model = default_student_path(runs, "tiny", resolve_preset("cnn"))
     ckpt = model.with_name("model.pt.ckpt")
-    args = ["distill", "--scene", "tiny", "--student", "cnn", "--config", cli_config, "--iterations", TINY_ITERATIONS, "--device", "cpu",
-            "--data-root", cli_data, "--runs", runs]  # fmt: skip
+    args = [
+        "distill",
+        "--scene",
+        "tiny",
+        "--student",
+        "cnn",
+        "--config",
+        cli_config,
+        "--iterations",
+        TINY_ITERATIONS,
+        "--device",
+        "cpu",
+        "--data-root",
+        cli_data,
+        "--runs",
+        runs,
+    ]
     proc = start_slocal(*args)
     assert wait_for(ckpt.is_file, proc), proc.communicate()[1]
     assert _kill(proc) == -signal.SIGKILL, "distill finished before it could be killed"
@@ -49,7 +66,9 @@ def test_kill_distill_after_first_checkpoint_then_resume_equals_uninterrupted(cl
     resumed = torch.load(model, map_location="cpu", weights_only=True)["state_dict"]
     reference = torch.load(cli_model, map_location="cpu", weights_only=True)["state_dict"]
     assert resumed.keys() == reference.keys()
-    assert all(torch.equal(resumed[k], reference[k]) for k in reference), "resumed model differs from the uninterrupted one"
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference), (
+        "resumed model differs from the uninterrupted one"
+    )
     assert leftovers(runs) == []
 
 
@@ -78,7 +97,9 @@ def test_kill_synth_then_rerun_builds_the_scene(tmp_path):
     data = tmp_path / "data"
     args = ["synth", "demo", "--frames", "4", "--queries", "1", "--data-root", data]
     proc = start_slocal(*args)
-    assert wait_for(lambda: any(p.glob("data/*.pose.txt") for p in _partials(data)), proc, timeout=180), proc.communicate()[1]
+    assert wait_for(lambda: any(p.glob("data/*.pose.txt") for p in _partials(data)), proc, timeout=180), (
+        proc.communicate()[1]
+    )
     assert _kill(proc) == -signal.SIGKILL
     assert find_scenes(data) == [] and not (data / "demo").exists()
 
@@ -92,8 +113,23 @@ def test_second_distill_on_the_same_model_stops_with_one_line(cli_data, cli_conf
     runs = tmp_path / "runs"
     lock = default_student_path(runs, "tiny", resolve_preset("cnn")).with_name("model.pt.lock")
     with process_lock(lock, "a test holding the model"):
-        r = run_slocal("distill", "--scene", "tiny", "--student", "cnn", "--config", cli_config, "--iterations", 2, "--device", "cpu",
-                       "--data-root", cli_data, "--runs", runs)  # fmt: skip
+        r = run_slocal(
+            "distill",
+            "--scene",
+            "tiny",
+            "--student",
+            "cnn",
+            "--config",
+            cli_config,
+            "--iterations",
+            2,
+            "--device",
+            "cpu",
+            "--data-root",
+            cli_data,
+            "--runs",
+            runs,
+        )
     err = lines(r.stderr)
     assert r.returncode == 1 and len(err) == 1, r.stderr
     assert str(lock) in err[0] and f"pid {os.getpid()}" in err[0] and "in use by another slocal process" in err[0]
@@ -138,10 +174,12 @@ def test_bench_exits_1_when_a_scene_or_method_failed_after_writing_the_rest(cli_
     student.write_bytes(cli_model.read_bytes())
     base = ["bench", "--data-root", cli_data, "--runs", runs]
     method, scene = run_many(
-        [[*base, "--scenes", "tiny", "--methods", "cnn,nosuch", "--out", tmp_path / "m"],
-         [*base, "--scenes", "missing", "--methods", "cnn", "--out", tmp_path / "s"]],
+        [
+            [*base, "--scenes", "tiny", "--methods", "cnn,nosuch", "--out", tmp_path / "m"],
+            [*base, "--scenes", "missing", "--methods", "cnn", "--out", tmp_path / "s"],
+        ],
         tmp_path / "run",
-    )  # fmt: skip
+    )
     assert method.returncode == 1 and scene.returncode == 1, (method.stderr, scene.stderr)
     assert "Traceback" not in method.stderr + scene.stderr
     rows = {r["method"]: r for r in json.loads((tmp_path / "m" / "results.json").read_text())["rows"]}

@@ -2,13 +2,13 @@ import json
 
 import numpy as np
 import pytest
-from student_standin import make_tiny_student
 from typer.testing import CliRunner
 
 from slocal.geometry import Camera, qvec_to_rotmat
 from slocal.io import write_image
 from slocal.localize.export import export_student
 from slocal_cli.main import app
+from student_standin import make_tiny_student
 
 runner = CliRunner()
 INTR = "50,50,32,24"
@@ -30,36 +30,61 @@ def one_line_error(result, *needles):
 
 
 def test_missing_image_is_one_line_error(tmp_path, onnx_model):
-    r = runner.invoke(app, ["localize", str(tmp_path / "nope.jpg"), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR])
+    r = runner.invoke(
+        app,
+        [
+            "localize",
+            str(tmp_path / "nope.jpg"),
+            "--scene",
+            "apt1/kitchen",
+            "--model",
+            str(onnx_model),
+            "--intrinsics",
+            INTR,
+        ],
+    )
     one_line_error(r, "nope.jpg", "image not found")
 
 
 def test_corrupt_image_is_one_line_error(tmp_path, onnx_model):
     bad = tmp_path / "corrupt.jpg"
     bad.write_bytes(b"\xff\xd8 definitely not a jpeg")
-    r = runner.invoke(app, ["localize", str(bad), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR])
+    r = runner.invoke(
+        app, ["localize", str(bad), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR]
+    )
     one_line_error(r, "corrupt.jpg", "cannot decode")
 
 
 def test_model_for_another_scene_is_refused(tmp_path, onnx_model):
     img = write_image(tmp_path / "q.png", np.zeros((48, 64, 3), np.uint8))
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt2/bed", "--model", str(onnx_model), "--intrinsics", INTR])
+    r = runner.invoke(
+        app, ["localize", str(img), "--scene", "apt2/bed", "--model", str(onnx_model), "--intrinsics", INTR]
+    )
     one_line_error(r, "m.onnx", "apt1/kitchen", "apt2/bed")
 
 
 def test_bad_intrinsics_and_empty_folder(tmp_path, onnx_model):
-    r = runner.invoke(app, ["localize", str(tmp_path), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR])
+    r = runner.invoke(
+        app, ["localize", str(tmp_path), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR]
+    )
     one_line_error(r, str(tmp_path), "no .jpg/.jpeg/.png")
     img = write_image(tmp_path / "q.png", np.zeros((48, 64, 3), np.uint8))
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", "1,2,3"])
+    r = runner.invoke(
+        app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", "1,2,3"]
+    )
     one_line_error(r, "--intrinsics must be four numbers")
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", "50,50,900,24"])
+    r = runner.invoke(
+        app,
+        ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", "50,50,900,24"],
+    )
     one_line_error(r, "q.png", "principal point")
 
 
 def test_missing_default_model_says_how_to_make_it(tmp_path):
     img = write_image(tmp_path / "q.png", np.zeros((48, 64, 3), np.uint8))
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt1/kitchen", "--runs", str(tmp_path / "runs"), "--intrinsics", INTR])
+    r = runner.invoke(
+        app, ["localize", str(img), "--scene", "apt1/kitchen", "--runs", str(tmp_path / "runs"), "--intrinsics", INTR]
+    )
     one_line_error(r, "slocal distill --scene apt1/kitchen")
 
 
@@ -69,7 +94,9 @@ def test_folder_of_images_text_and_json(tmp_path, onnx_model):
     for name in ("b.png", "a.jpg", "c.jpeg"):
         write_image(folder / name, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     (folder / "notes.txt").write_text("ignored")
-    r = runner.invoke(app, ["localize", str(folder), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR])
+    r = runner.invoke(
+        app, ["localize", str(folder), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR]
+    )
     lines = r.stdout.strip().splitlines()
     assert r.exit_code == (1 if any("FAILED" in line for line in lines) else 0), r.output
     assert [line.split()[0].rsplit("/", 1)[1] for line in lines] == ["a.jpg", "b.png", "c.jpeg"]
@@ -77,7 +104,20 @@ def test_folder_of_images_text_and_json(tmp_path, onnx_model):
     for line in lines:
         parts = line.split()
         assert parts[1] == "FAILED" or len(parts) == 9
-    r = runner.invoke(app, ["localize", str(folder / "a.jpg"), "--scene", "apt1/kitchen", "--model", str(onnx_model), "--intrinsics", INTR, "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "localize",
+            str(folder / "a.jpg"),
+            "--scene",
+            "apt1/kitchen",
+            "--model",
+            str(onnx_model),
+            "--intrinsics",
+            INTR,
+            "--json",
+        ],
+    )
     data = json.loads(r.stdout)
     assert r.exit_code == (0 if data[0]["success"] else 1), r.output
     assert len(data) == 1 and set(data[0]) >= {"image", "success", "cam_from_world", "qvec", "tvec", "inliers", "ms"}
@@ -86,9 +126,8 @@ def test_folder_of_images_text_and_json(tmp_path, onnx_model):
 
 def test_text_and_json_poses_with_an_exact_student(tmp_path, monkeypatch):
     import slocal_cli.commands.localize as cmd
-    from student_standin import OracleStudent, random_pose
-
     from slocal.geometry import rotmat_to_qvec
+    from student_standin import OracleStudent, random_pose
 
     oracle = OracleStudent(scene_id="apt1/kitchen", image_size=(64, 48))
     oracle.cam_from_world = random_pose(3)
@@ -96,13 +135,28 @@ def test_text_and_json_poses_with_an_exact_student(tmp_path, monkeypatch):
     model = tmp_path / "m.pt"
     model.write_bytes(b"x")
     img = write_image(tmp_path / "q.png", np.zeros((96, 128, 3), np.uint8))
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(model), "--intrinsics", "100,100,64,48"])
+    r = runner.invoke(
+        app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(model), "--intrinsics", "100,100,64,48"]
+    )
     assert r.exit_code == 0, r.output
     parts = r.stdout.split()
     assert parts[0] == str(img) and len(parts) == 9 and int(parts[8]) == 48
     np.testing.assert_allclose([float(v) for v in parts[1:5]], rotmat_to_qvec(oracle.cam_from_world[:3, :3]), atol=1e-5)
     np.testing.assert_allclose([float(v) for v in parts[5:8]], oracle.cam_from_world[:3, 3], atol=1e-4)
-    r = runner.invoke(app, ["localize", str(img), "--scene", "apt1/kitchen", "--model", str(model), "--intrinsics", "100,100,64,48", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "localize",
+            str(img),
+            "--scene",
+            "apt1/kitchen",
+            "--model",
+            str(model),
+            "--intrinsics",
+            "100,100,64,48",
+            "--json",
+        ],
+    )
     data = json.loads(r.stdout)[0]
     assert data["success"] and data["inliers"] == 48
     np.testing.assert_allclose(data["cam_from_world"], oracle.cam_from_world, atol=1e-5)
@@ -150,7 +204,9 @@ def test_trained_camera_is_used_without_loading_any_scene(tmp_path, monkeypatch)
     model.write_bytes(b"x")
     img = write_image(tmp_path / "q.png", np.zeros((96, 128, 3), np.uint8))
     # No data root and no scene folder exist: the model file holds the scene id and camera.
-    r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--data-root", str(tmp_path / "nodata"), "--json"])
+    r = runner.invoke(
+        app, ["localize", str(img), "--model", str(model), "--data-root", str(tmp_path / "nodata"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     np.testing.assert_allclose(json.loads(r.stdout)[0]["cam_from_world"], oracle.cam_from_world, atol=1e-5)
     wrong = write_image(tmp_path / "square.png", np.zeros((64, 64, 3), np.uint8))
@@ -165,8 +221,12 @@ def test_intrinsics_list_with_distortion_is_undistorted_on_the_fly(tmp_path, mon
     write_image(tmp_path / "imgs" / "a.png", np.zeros((96, 128, 3), np.uint8))
     write_image(tmp_path / "imgs" / "sub" / "b.png", np.zeros((100, 120, 3), np.uint8))
     lst = tmp_path / "queries_with_intrinsics.txt"
-    lst.write_text("# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 50\n")
-    r = runner.invoke(app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--intrinsics-list", str(lst), "--json"])
+    lst.write_text(
+        "# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 50\n"
+    )
+    r = runner.invoke(
+        app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--intrinsics-list", str(lst), "--json"]
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert [d["name"] for d in data] == ["a.png", "sub/b.png"] and all(d["success"] for d in data)

@@ -7,9 +7,9 @@ from scipy.spatial.transform import Rotation
 from colmap_room import OPENCV_DISTORTION, write_room_colmap
 from slocal.data import detect_format, load_scene
 from slocal.data.synth import SynthConfig, SynthWorld
-from slocal.io import read_image
 from slocal.errors import SlocalError
 from slocal.geometry import pose_error
+from slocal.io import read_image
 
 
 def write_colmap_scene(root, model="PINHOLE", params=(50.0, 52.0, 32.0, 24.0), n=3, binary=True):
@@ -62,7 +62,10 @@ def test_distorted_camera_needs_a_runs_folder(tmp_path):
 
 def test_camera_pycolmap_cannot_undistort_is_refused_with_reason(tmp_path):
     write_colmap_scene(tmp_path / "office", model="EQUIRECTANGULAR", params=(64.0, 48.0))
-    with pytest.raises(SlocalError, match=r"cameras: camera 1: pycolmap cannot undistort the EQUIRECTANGULAR camera model \(.*Perspective"):
+    with pytest.raises(
+        SlocalError,
+        match=r"cameras: camera 1: pycolmap cannot undistort the EQUIRECTANGULAR camera model \(.*Perspective",
+    ):
         load_scene(tmp_path, "office", runs_root=tmp_path / "runs")
 
 

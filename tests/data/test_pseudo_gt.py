@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
-from student_standin import random_pose
 from typer.testing import CliRunner
 
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.geometry import rotmat_to_qvec
 from slocal_cli.main import app
+from student_standin import random_pose
 
 
 def _line(name, cam_from_world, f):
@@ -33,11 +33,17 @@ def test_pose_file_replaces_poses_and_focal_and_drops_unlisted_frames(tiny_twelv
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("frame-000000.color.jpg 1 0 0 0 0 0 0 500\nframe-999999.color.jpg 1 0 0 0 0 0 0 500\n", "line 2: frame 'frame-999999' is not in scene apt0/tiny"),
+        (
+            "frame-000000.color.jpg 1 0 0 0 0 0 0 500\nframe-999999.color.jpg 1 0 0 0 0 0 0 500\n",
+            "line 2: frame 'frame-999999' is not in scene apt0/tiny",
+        ),
         ("frame-000000.color.jpg 1 0 0 0 0 0 0\n", "line 1: expected 'name qw qx qy qz tx ty tz f'"),
         ("\nframe-000000.color.jpg 1 0 0 0 0 0 nan 500\n", "line 2: non-finite pose"),
         ("frame-000000.color.jpg 0 0 0 0 0 0 0 500\n", "line 1: invalid quaternion"),
-        ("frame-000000.color.jpg 1 0 0 0 0 0 0 500\nframe-000000.color.jpg 1 0 0 0 0 0 0 500\n", "line 2: frame frame-000000.color.jpg is listed twice"),
+        (
+            "frame-000000.color.jpg 1 0 0 0 0 0 0 500\nframe-000000.color.jpg 1 0 0 0 0 0 0 500\n",
+            "line 2: frame frame-000000.color.jpg is listed twice",
+        ),
     ],
 )
 def test_bad_pose_file_names_file_and_line(tiny_twelve_scenes, tmp_path, text, needle):
@@ -45,6 +51,19 @@ def test_bad_pose_file_names_file_and_line(tiny_twelve_scenes, tmp_path, text, n
     pgt.write_text(text)
     with pytest.raises(SlocalError, match="pgt.txt: " + needle.replace("(", r"\(")):
         load_scene(tiny_twelve_scenes, "apt0/tiny", pose_files=[pgt])
-    r = CliRunner().invoke(app, ["teach", "--scene", "apt0/tiny", "--poses", str(pgt), "--data-root", str(tiny_twelve_scenes), "--runs", str(tmp_path / "runs")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "teach",
+            "--scene",
+            "apt0/tiny",
+            "--poses",
+            str(pgt),
+            "--data-root",
+            str(tiny_twelve_scenes),
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+    )
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 1 and len(lines) == 1 and needle.split(":")[0] in lines[0] and "pgt.txt" in lines[0], r.stderr

@@ -26,13 +26,25 @@ def test_real_redkitchen(seven_scenes_mini):
 def test_list_scenes_json_fields(seven_scenes_mini):
     rows = {row["scene"]: row for row in list_scenes(seven_scenes_mini)}
     assert rows["redkitchen"] == {
-        "scene": "redkitchen", "format": "7scenes", "mapping": 125, "query": 25, "skipped": 0, "depth": True,
-        "metres_per_unit": 1.0, "path": str(seven_scenes_mini / "redkitchen"),
+        "scene": "redkitchen",
+        "format": "7scenes",
+        "mapping": 125,
+        "query": 25,
+        "skipped": 0,
+        "depth": True,
+        "metres_per_unit": 1.0,
+        "path": str(seven_scenes_mini / "redkitchen"),
     }
     # The held-out-trajectory split of the same recording: queries on a stretch never mapped.
     assert rows["redkitchen-split"] == {
-        "scene": "redkitchen-split", "format": "7scenes", "mapping": 100, "query": 20, "skipped": 0, "depth": True,
-        "metres_per_unit": 1.0, "path": str(seven_scenes_mini / "redkitchen-split"),
+        "scene": "redkitchen-split",
+        "format": "7scenes",
+        "mapping": 100,
+        "query": 20,
+        "skipped": 0,
+        "depth": True,
+        "metres_per_unit": 1.0,
+        "path": str(seven_scenes_mini / "redkitchen-split"),
     }
 
 

@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from distill_fixtures import tiny_train
 
+from distill_fixtures import tiny_train
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
     FeatureBuffer,
+    SplatPoints,
     allocate_features,
     build_buffer,
     fill_holes,
@@ -26,7 +27,6 @@ from slocal.distill.buffer import (
     render_points,
     render_view,
     sparse_pass_targets,
-    SplatPoints,
     view_neighbours,
     warp_matrix,
 )
@@ -40,9 +40,16 @@ from slocal.geometry.pose import invert, transform_points
 from slocal.teach.targets import FrameTargets
 
 TINY_ACE = StudentConfig(
-    name="tiny-ace", arch="ace", encoder="efficientnet-lite0", max_side=128, size_multiple=32, head_width=64, head_layers=3,
-    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-)  # fmt: skip
+    name="tiny-ace",
+    arch="ace",
+    encoder="efficientnet-lite0",
+    max_side=128,
+    size_multiple=32,
+    head_width=64,
+    head_layers=3,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+)
 
 
 def _view(index: int = 60):
@@ -53,7 +60,11 @@ def _view(index: int = 60):
     uv = pixel_centers(camera.width, camera.height).reshape(-1, 2)
     coords = transform_points(world_from_cam, camera.backproject(uv, depth.reshape(-1))).reshape(*depth.shape, 3)
     valid = np.isfinite(depth) & (depth > 0)
-    return FrameTargets("v", camera, coords.astype(np.float32), valid.astype(np.float32), valid), camera, invert(world_from_cam)
+    return (
+        FrameTargets("v", camera, coords.astype(np.float32), valid.astype(np.float32), valid),
+        camera,
+        invert(world_from_cam),
+    )
 
 
 @pytest.mark.parametrize("scale,angle", [(1.0, 0.0), (1.4, 12.0), (0.7, -15.0)])
@@ -108,7 +119,9 @@ def test_neighbours_fill_a_novel_view_where_the_frame_alone_leaves_holes():
     between = random_view(np.random.default_rng(3), 0.05, 3.0) @ b_cam_from_world
     rgb = np.full((camera.height, camera.width, 3), 90, np.uint8)
     alone = render_points(SplatPoints.of_frame(a, rgb), camera, between)
-    both = render_points(SplatPoints.concat([SplatPoints.of_frame(a, rgb), SplatPoints.of_frame(b, rgb + 60)]), camera, between)
+    both = render_points(
+        SplatPoints.concat([SplatPoints.of_frame(a, rgb), SplatPoints.of_frame(b, rgb + 60)]), camera, between
+    )
     assert both[2].mean() > alone[2].mean() + 0.1, (alone[2].mean(), both[2].mean())
     coords, valid = both[1], both[2]
     p = coords[valid].astype(np.float64) @ between[:3, :3].T + between[:3, 3]
@@ -128,11 +141,16 @@ def test_render_points_keeps_the_nearest_point_and_fills_a_crack_from_the_nearer
         return [col * z, row * z, z]
 
     points = np.array(
-        [at(0.5, 0.5, 2.0), at(0.5, 0.5, 1.0),  # pixel (0, 0): the nearer one (1) wins
-         at(2.5, 0.5, 3.0), at(2.5, 2.5, 1.5),  # pixels (2, 0) and (2, 2): pixel (2, 1) is a crack between them
-         at(5.5, 0.5, 1.0), [0.5, 0.5, -1.0]],  # right of the image, behind the camera: never drawn
+        [
+            at(0.5, 0.5, 2.0),
+            at(0.5, 0.5, 1.0),  # pixel (0, 0): the nearer one (1) wins
+            at(2.5, 0.5, 3.0),
+            at(2.5, 2.5, 1.5),  # pixels (2, 0) and (2, 2): pixel (2, 1) is a crack between them
+            at(5.5, 0.5, 1.0),
+            [0.5, 0.5, -1.0],
+        ],  # right of the image, behind the camera: never drawn
         np.float32,
-    )  # fmt: skip
+    )
     colours = np.arange(6, dtype=np.uint8)[:, None].repeat(3, 1) * 40
     splat = SplatPoints(points, colours, np.linspace(0.5, 1.0, 6, dtype=np.float32), np.ones(6, bool))
     image, coords, valid, conf = render_points(splat, camera, np.eye(4))
@@ -201,7 +219,7 @@ def test_proxy_surface_interpolates_sparse_depths_and_renders_only_real_targets(
     assert proxy.valid_HW.all()
     np.testing.assert_allclose(proxy.coords_HW3[sparse.valid_HW], sparse.coords_HW3[sparse.valid_HW], atol=1e-5)
     # The room's walls are smooth: interpolated depths stay close to the true ones away from edges.
-    depth = lambda c: (c.reshape(-1, 3).astype(np.float64) @ cam_from_world[2, :3] + cam_from_world[2, 3])  # noqa: E731
+    depth = lambda c: c.reshape(-1, 3).astype(np.float64) @ cam_from_world[2, :3] + cam_from_world[2, 3]  # noqa: E731
     true_z, proxy_z = depth(targets.coords_HW3), depth(proxy.coords_HW3)
     ok = targets.valid_HW.reshape(-1)
     assert np.median(np.abs(proxy_z[ok] - true_z[ok]) / true_z[ok]) < 0.05
@@ -237,7 +255,12 @@ def test_render_pass_samples_the_image_where_the_warp_says():
     c = np.array([cam.cx, cam.cy])
     src = (uv - c) @ np.linalg.inv(A).T + c
     ok = (src[:, 0] > 2) & (src[:, 0] < W - 2) & (src[:, 1] > 2) & (src[:, 1] < H - 2)
-    expected = cv2.remap(img, (src[:, 0] - 0.5).astype(np.float32).reshape(H, W), (src[:, 1] - 0.5).astype(np.float32).reshape(H, W), cv2.INTER_LINEAR)
+    expected = cv2.remap(
+        img,
+        (src[:, 0] - 0.5).astype(np.float32).reshape(H, W),
+        (src[:, 1] - 0.5).astype(np.float32).reshape(H, W),
+        cv2.INTER_LINEAR,
+    )
     diff = np.abs(out.reshape(-1, 3).astype(int) - expected.reshape(-1, 3).astype(int))[ok]
     assert diff.max() <= 2, diff.max()
 
@@ -267,7 +290,12 @@ def _mapping_errors(student, scene, targets) -> tuple[float, float]:
         uv = pixel_centers(out.camera.width, out.camera.height, 8).reshape(-1, 2) * (t.camera.width / out.camera.width)
         target, _, ok = t.sample(uv)
         pred = out.coords_hw3.reshape(-1, 3)[ok]
-        errors.append((np.linalg.norm(pred - target[ok], axis=1).mean(), np.linalg.norm(student.centre - target[ok], axis=1).mean()))
+        errors.append(
+            (
+                np.linalg.norm(pred - target[ok], axis=1).mean(),
+                np.linalg.norm(student.centre - target[ok], axis=1).mean(),
+            )
+        )
     trained, centre_only = np.mean(errors, axis=0)
     return float(trained), float(centre_only)
 
@@ -286,8 +314,16 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
     assert list(student.module._ort._sessions) == [(1, 96, 128)]  # every query ran in that session
 
     # 30 + resume 30 == 60 straight, bit for bit.
-    short = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002,
-                       checkpoint_every_s=0.0, val_every_s=0.0)  # fmt: skip
+    short = tiny_train(
+        iterations=60,
+        batch_cells=512,
+        buffer_passes=2,
+        lr=3e-3,
+        val_frames=2,
+        reproj_weight=0.002,
+        checkpoint_every_s=0.0,
+        val_every_s=0.0,
+    )
     train_student(tiny_scene, tiny_targets, TINY_ACE, short, tmp_path / "b.pt", device="cpu", stop_after=30)
     resumed = train_student(tiny_scene, tiny_targets, TINY_ACE, short, tmp_path / "b.pt", device="cpu", resume=True)
     assert resumed.resumed_from == 30 and resumed.iterations == 60
@@ -300,7 +336,9 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
 
     Same run as the fp32 test above; bf16's coarser steps may cost precision, not the learning itself.
     """
-    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002, precision="bf16")
+    cfg = tiny_train(
+        iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002, precision="bf16"
+    )
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
     assert result.precision == "bf16" and read_model_payload(tmp_path / "a.pt")["train"]["precision"] == "bf16"
     train_student(tiny_scene, tiny_targets, TINY_ACE, replace(cfg, precision="fp32"), tmp_path / "b.pt", device="cpu")
@@ -318,11 +356,18 @@ def test_channel_stats_estimate_each_channels_mean_and_spread():
     mean_C, std_C = np.array([0, 1, -2, 5, 0.5, 3.0]), np.array([1, 0.1, 4, 2, 0.5, 8.0])
     feat = (rng.normal(size=(P, N, C)) * std_C + mean_C).astype(np.float16)
     buffer = FeatureBuffer(
-        image_size=(8 * 20, 8 * 15), feat_PNC=feat, coords_PN3=np.zeros((P, N, 3), np.float32),
-        valid_PN=np.ones((P, N), bool), inside_PN=np.ones((P, N), bool), weight_PN=np.ones((P, N), np.float32),
-        K_P33=np.tile(np.eye(3, dtype=np.float32), (P, 1, 1)), cam_from_world_P34=np.zeros((P, 3, 4), np.float32),
-        frame_P=np.zeros(P, np.int64), frame_names=("a",), uv_N2=np.zeros((N, 2), np.float32),
-    )  # fmt: skip
+        image_size=(8 * 20, 8 * 15),
+        feat_PNC=feat,
+        coords_PN3=np.zeros((P, N, 3), np.float32),
+        valid_PN=np.ones((P, N), bool),
+        inside_PN=np.ones((P, N), bool),
+        weight_PN=np.ones((P, N), np.float32),
+        K_P33=np.tile(np.eye(3, dtype=np.float32), (P, 1, 1)),
+        cam_from_world_P34=np.zeros((P, 3, 4), np.float32),
+        frame_P=np.zeros(P, np.int64),
+        frame_names=("a",),
+        uv_N2=np.zeros((N, 2), np.float32),
+    )
     m, s = buffer.channel_stats(4096, seed=1)
     assert m.shape == s.shape == (C,) and m.dtype == s.dtype == np.float32
     # 4 096 draws: the mean within 4 standard errors, the spread within 10 %.
@@ -331,7 +376,9 @@ def test_channel_stats_estimate_each_channels_mean_and_spread():
     assert np.array_equal(buffer.channel_stats(4096, seed=1)[0], m)  # seeded
 
 
-def test_ace_mapping_with_standardized_input_stores_the_buffer_statistics_and_learns(tiny_scene, tiny_targets, tmp_path):
+def test_ace_mapping_with_standardized_input_stores_the_buffer_statistics_and_learns(
+    tiny_scene, tiny_targets, tmp_path
+):
     cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, standardize_input=True)
     train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
     head = _head_state(tmp_path / "a.pt")
@@ -351,9 +398,20 @@ def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scen
     frames, by_name = tiny_scene.mapping[:3], tiny_targets.by_name()
     encoder = DenseEncoder(TINY_ACE.encoder, levels=tuple(TINY_ACE.encoder_levels))
     cpu, gpu = (
-        build_buffer(frames, by_name, encoder.to(dev), (128, 96), np.zeros(3), cfg, 0, tmp_path / f"{dev}.npy", TINY_ACE.mean, TINY_ACE.std)
+        build_buffer(
+            frames,
+            by_name,
+            encoder.to(dev),
+            (128, 96),
+            np.zeros(3),
+            cfg,
+            0,
+            tmp_path / f"{dev}.npy",
+            TINY_ACE.mean,
+            TINY_ACE.std,
+        )
         for dev in ("cpu", "cuda")
-    )  # fmt: skip
+    )
     assert np.array_equal(cpu.coords_PN3, gpu.coords_PN3) and np.array_equal(cpu.K_P33, gpu.K_P33)  # same augmentation
     a, b = cpu.feat_PNC.astype(np.float32), gpu.feat_PNC.astype(np.float32)
     assert a.std() > 0.1 and not np.array_equal(a, b)  # real features, and really computed twice
@@ -368,5 +426,7 @@ def test_ace_mapping_learns_on_the_gpu_and_its_model_loads_on_either_device(tiny
     on_gpu = load_student(tmp_path / "a.pt", device="cuda", precision="fp32")
     trained, centre_only = _mapping_errors(on_gpu, tiny_scene, tiny_targets)
     assert trained < 0.5 * centre_only, (trained, centre_only)
-    on_cpu_trained, _ = _mapping_errors(load_student(tmp_path / "a.pt", device="cpu", precision="fp32"), tiny_scene, tiny_targets)
+    on_cpu_trained, _ = _mapping_errors(
+        load_student(tmp_path / "a.pt", device="cpu", precision="fp32"), tiny_scene, tiny_targets
+    )
     assert abs(on_cpu_trained - trained) < 0.02 * trained, (on_cpu_trained, trained)

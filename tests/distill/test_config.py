@@ -57,8 +57,20 @@ def test_ace_lite0_std_is_the_default_with_a_standardised_input():
 def test_built_wheel_ships_the_presets(tmp_path):
     # What an installed slocal finds: build the wheel and look inside.
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {out.stderr.strip().splitlines()[-1:]}")
@@ -108,7 +120,10 @@ def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
         ("student: {widths: [1, 2\n", "not valid YAML"),
         ("train:\n  lr: abc\n", "section 'train', key 'lr': expected float, got 'abc'"),
         ("train:\n  batch_size: 2.5\n", "key 'batch_size': expected int, got 2.5"),
-        ("student:\n  mean: [0.5, 0.5]\n", "key 'mean\\[2\\]': expected tuple\\[float, float, float\\], got \\[0.5, 0.5\\]"),
+        (
+            "student:\n  mean: [0.5, 0.5]\n",
+            "key 'mean\\[2\\]': expected tuple\\[float, float, float\\], got \\[0.5, 0.5\\]",
+        ),
         ("train:\n  lr: -0.1\n", "lr must be > 0"),
         ("train:\n  loss_clamp: 0\n", "loss_clamp must be > 0 or null"),
         ("train:\n  reproj_start: 1.5\n", "reproj_start must be in \\[0, 1\\)"),
@@ -148,7 +163,11 @@ TUNED_ACE = "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tun
 @pytest.mark.parametrize(
     "student, text, message",
     [
-        ("ace", "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),  # nothing coarser to drop
+        (
+            "ace",
+            "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n",
+            DROPOUT_REFUSED,
+        ),  # nothing coarser to drop
         ("cnn", "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
         ("ace", TUNED_ACE + "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
         ("cnn", "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),

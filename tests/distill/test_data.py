@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from distill_fixtures import tiny_train
 
+from distill_fixtures import tiny_train
 from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.errors import SlocalError
 
@@ -36,7 +36,9 @@ def test_augmented_targets_project_onto_their_cells(frames):
         # The tail allows cells next to depth edges, which take the nearest neighbour instead of blending.
         assert np.median(err) < 0.01 and np.quantile(err, 0.9) < 0.05, np.quantile(err, [0.5, 0.9, 1.0])
     # Without augmentation the targets are the un-augmented stride-8 samples of the target map.
-    plain = BatchSampler(train_frames, [0], tiny_train(batch_size=1, aug_scale=0, aug_rotation=0, aug_color=0), 8, 0, centre)
+    plain = BatchSampler(
+        train_frames, [0], tiny_train(batch_size=1, aug_scale=0, aug_rotation=0, aug_color=0), 8, 0, centre
+    )
     b = plain.next_batch()
     f = train_frames[0]
     # Cell centre (8j + 4) is the corner shared by target pixels 2(8j+4)-1 and 2(8j+4) (grid 2x finer): their mean.

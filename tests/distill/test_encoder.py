@@ -9,13 +9,32 @@ import pytest
 import timm
 import torch
 
-from slocal.distill.encoder import DenseEncoder, OrtEncoder, OrtModule, encode, encoder_spec, load_classifier, network_input, normalise, weights_path
+from slocal.distill.encoder import (
+    DenseEncoder,
+    OrtEncoder,
+    OrtModule,
+    encode,
+    encoder_spec,
+    load_classifier,
+    network_input,
+    normalise,
+    weights_path,
+)
 from slocal.errors import SlocalError
 from slocal.io import read_image
 
 # ImageNet classes a kitchen with a table and shelves may be called.
-KITCHEN_CLASSES = {526: "desk", 532: "dining table", 624: "library", 454: "bookcase", 762: "restaurant", 765: "rocking chair",
-                   423: "barber chair", 559: "folding chair", 857: "throne"}  # fmt: skip
+KITCHEN_CLASSES = {
+    526: "desk",
+    532: "dining table",
+    624: "library",
+    454: "bookcase",
+    762: "restaurant",
+    765: "rocking chair",
+    423: "barber chair",
+    559: "folding chair",
+    857: "throne",
+}
 
 
 @pytest.mark.realdata
@@ -36,7 +55,11 @@ def test_dense_features_nest_and_onnxruntime_matches_torch():
     with torch.no_grad():
         ref = encoder(x)
         f8, f16, f32 = encoder.levels(x)
-    assert ref.shape == (1, encoder.channels, 12, 16) and encoder.channels == 40 + 112 + 320 and encoder.level_channels == (40, 112, 320)
+    assert (
+        ref.shape == (1, encoder.channels, 12, 16)
+        and encoder.channels == 40 + 112 + 320
+        and encoder.level_channels == (40, 112, 320)
+    )
     assert f16.shape[-2:] == (6, 8) and f32.shape[-2:] == (3, 4)
     got = OrtEncoder(encoder)(x)
     assert torch.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))

@@ -18,9 +18,7 @@ def test_drop_coarsest_level_zeroes_only_the_last_level_of_some_cells():
     assert abs(float(dropped.float().mean()) - 0.25) < 0.01
 
 
-@pytest.mark.parametrize(
-    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_drop_coarsest_level_follows_its_generator(device):
     feat = torch.randn(64, 8, 1, 1, device=device)
     a = drop_coarsest_level(feat, 3, 0.5, torch.Generator().manual_seed(7))

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from distill_fixtures import TINY_STUDENT
 from slocal.distill.model_file import StudentOutput, load_student, read_model_payload, save_student
 from slocal.distill.students import build_student
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pixel_centers
 from slocal.io import read_image
-
-from distill_fixtures import TINY_STUDENT
 
 CAMERA = Camera(64, 48, 52.0, 52.0, 32.0, 24.0)
 CENTRE = np.array([1.5, -0.25, 2.0])
@@ -25,9 +24,16 @@ def model_path(tmp_path):
         net(torch.randn(4, 3, 48, 64))
     path = tmp_path / "model.pt"
     save_student(
-        path, net.eval(), scene_id="apt/kitchen", scene_fingerprint="abc123", centre=CENTRE, image_size=(64, 48),
-        camera=CAMERA, teacher="depth", train={"iterations": 7, "validation": [{"pct_5cm5deg": 50.0}]},
-    )  # fmt: skip
+        path,
+        net.eval(),
+        scene_id="apt/kitchen",
+        scene_fingerprint="abc123",
+        centre=CENTRE,
+        image_size=(64, 48),
+        camera=CAMERA,
+        teacher="depth",
+        train={"iterations": 7, "validation": [{"pct_5cm5deg": 50.0}]},
+    )
     return path, net
 
 
@@ -36,7 +42,9 @@ def test_round_trip_predicts_what_the_network_computes(model_path):
     # Plain values only: it loads with weights_only=True.
     payload = torch.load(path, weights_only=True)
     assert payload["scene_id"] == "apt/kitchen" and payload["image_size"] == [64, 48] and payload["stride"] == 8
-    student = load_student(path, expect_scene="apt/kitchen", expect_student="tiny", expect_fingerprint="abc123", precision="fp32")
+    student = load_student(
+        path, expect_scene="apt/kitchen", expect_student="tiny", expect_fingerprint="abc123", precision="fp32"
+    )
     assert student.scene_id == "apt/kitchen" and student.stride == 8 and student.image_size == (64, 48)
     assert student.num_params == sum(p.numel() for p in net.parameters())
     assert student.file_mb == pytest.approx(path.stat().st_size / 2**20)
@@ -65,9 +73,16 @@ def test_uncertainty_gives_a_confidence(tmp_path):
     cfg = dataclasses.replace(TINY_STUDENT, uncertainty=True)
     net = build_student(cfg, (64, 48)).eval()
     path = save_student(
-        tmp_path / "u.pt", net, scene_id="s", scene_fingerprint="f", centre=np.zeros(3), image_size=(64, 48),
-        camera=CAMERA, teacher="depth", train={},
-    )  # fmt: skip
+        tmp_path / "u.pt",
+        net,
+        scene_id="s",
+        scene_fingerprint="f",
+        centre=np.zeros(3),
+        image_size=(64, 48),
+        camera=CAMERA,
+        teacher="depth",
+        train={},
+    )
     out = load_student(path).predict(np.zeros((48, 64, 3), np.uint8), CAMERA)
     assert out.conf_hw.shape == (6, 8) and (out.conf_hw > 0).all()
 

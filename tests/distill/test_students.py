@@ -138,7 +138,9 @@ def test_unknown_backbone_and_missing_stride8():
     with pytest.raises(SlocalError, match="unknown timm model"):
         build_student(StudentConfig(name="x", arch="timm", backbone="resnet-does-not-exist"), (WIDTH, HEIGHT))
     with pytest.raises(SlocalError, match="patch size 32"):
-        build_student(StudentConfig(name="x", arch="vit", backbone="vit_base_patch32_224", vit_depth=1), (WIDTH, HEIGHT))
+        build_student(
+            StudentConfig(name="x", arch="vit", backbone="vit_base_patch32_224", vit_depth=1), (WIDTH, HEIGHT)
+        )
 
 
 def test_tagged_timm_name_is_accepted():

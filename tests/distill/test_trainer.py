@@ -2,13 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
 from slocal.distill.data import load_train_frames, scene_centre
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.students import build_student
 from slocal.distill.trainer import checkpoint_path_for, train_student
 from slocal.errors import SlocalError
-
-from distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
 
 
 def _mean_error(net, frames) -> float:
@@ -50,7 +49,9 @@ def _params(path):
 
 
 def test_resume_is_bit_exact(tiny_scene, tiny_targets, tmp_path):
-    straight = train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=12), tmp_path / "a.pt", device="cpu")
+    straight = train_student(
+        tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=12), tmp_path / "a.pt", device="cpu"
+    )
     # The interrupted run validates and checkpoints every iteration: neither may disturb training.
     cfg = tiny_train(iterations=12, val_every_s=0.0, checkpoint_every_s=0.0)
     first = train_student(tiny_scene, tiny_targets, TINY_STUDENT, cfg, tmp_path / "b.pt", device="cpu", stop_after=6)
@@ -72,13 +73,27 @@ def test_resume_is_bit_exact(tiny_scene, tiny_targets, tmp_path):
 
 def test_resume_refusals(tiny_scene, tiny_targets, tmp_path):
     with pytest.raises(SlocalError, match="no checkpoint"):
-        train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(), tmp_path / "x.pt", device="cpu", resume=True)
-    train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", stop_after=2)
+        train_student(
+            tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(), tmp_path / "x.pt", device="cpu", resume=True
+        )
+    train_student(
+        tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", stop_after=2
+    )
     with pytest.raises(SlocalError, match="training settings differ.*iterations 4 vs 8"):
-        train_student(tiny_scene, tiny_targets, TINY_STUDENT, tiny_train(iterations=8), tmp_path / "x.pt", device="cpu", resume=True)
+        train_student(
+            tiny_scene,
+            tiny_targets,
+            TINY_STUDENT,
+            tiny_train(iterations=8),
+            tmp_path / "x.pt",
+            device="cpu",
+            resume=True,
+        )
     other = TINY_STUDENT.__class__(**{**TINY_STUDENT.__dict__, "blocks8": 2})
     with pytest.raises(SlocalError, match="student settings differ.*blocks8"):
-        train_student(tiny_scene, tiny_targets, other, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True)
+        train_student(
+            tiny_scene, tiny_targets, other, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True
+        )
 
 
 def test_minutes_budget_stops_on_time_and_writes_the_model(tiny_scene, tiny_targets, tmp_path):

@@ -4,12 +4,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from student_standin import make_tiny_student
 
 from slocal.errors import SlocalError
 from slocal.geometry import Camera
 from slocal.localize.export import MAX_ABS_DIFF, export_student
 from slocal.localize.onnx_student import OnnxStudent, read_metadata
+from student_standin import make_tiny_student
 
 
 @pytest.fixture(autouse=True)
@@ -102,9 +102,16 @@ def test_real_student_exports_and_onnx_predicts_like_torch(tmp_path, preset):
         net.final.weight.normal_(0, 0.5)  # outputs of metre scale, so differences would show
     cam = Camera(64, 48, 60.0, 60.0, 32.0, 24.0)
     save_student(
-        tmp_path / "model.pt", net, scene_id="apt1/kitchen", scene_fingerprint="abc", centre=np.array([1.0, 2.0, 3.0]),
-        image_size=(64, 48), camera=cam, teacher="depth", train={"minutes": 0.5},
-    )  # fmt: skip
+        tmp_path / "model.pt",
+        net,
+        scene_id="apt1/kitchen",
+        scene_fingerprint="abc",
+        centre=np.array([1.0, 2.0, 3.0]),
+        image_size=(64, 48),
+        camera=cam,
+        teacher="depth",
+        train={"minutes": 0.5},
+    )
     student = load_student(tmp_path / "model.pt", precision="fp32")
     info = export_student(student, tmp_path / "model.onnx")
     assert info["max_abs_diff"] <= MAX_ABS_DIFF

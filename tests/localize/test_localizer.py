@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
-from student_standin import OracleStudent, StandinOutput, random_pose
 
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pose_error
 from slocal.io import write_image
 from slocal.localize import PnpConfig
 from slocal.localize.localizer import Localizer, correspondences, fit_camera_to_image
+from student_standin import OracleStudent, StandinOutput, random_pose
 
 CAM = Camera(640, 480, 585.0, 585.0, 320.0, 240.0)
 
@@ -125,6 +125,10 @@ def test_stretched_query_warns_once_and_still_localizes(caplog):
 def test_one_model_path_rule_resolves_aliases(tmp_path):
     from slocal.localize.localizer import default_model_path
 
-    assert default_model_path(tmp_path, "s", "cnn") == default_model_path(tmp_path, "s", "cnn-small") == tmp_path / "s" / "students" / "cnn-small" / "model.pt"
+    assert (
+        default_model_path(tmp_path, "s", "cnn")
+        == default_model_path(tmp_path, "s", "cnn-small")
+        == tmp_path / "s" / "students" / "cnn-small" / "model.pt"
+    )
     assert default_model_path(tmp_path, "s", "vit") == default_model_path(tmp_path, "s", "vit-tiny")
     assert default_model_path(tmp_path, "s", "my-custom").parent.name == "my-custom"  # not a preset: kept as typed

@@ -6,8 +6,8 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from dust3r_scene import make_frame, pose
 
+from dust3r_scene import make_frame, pose
 from slocal.data.synth import SynthConfig, trajectory
 from slocal.geometry import Camera
 from slocal.teach.dust3r.teacher import Dust3rTeacherConfig
@@ -82,7 +82,11 @@ def test_pair_selection_respects_counts_baselines_and_overlap(fake_ckpt):
     back = {names.index("back0"), names.index("back1")}
     assert all((i in back) == (j in back) for i, j in pairs)  # backwards-looking frames only pair with each other
     # the preferred baseline: trajectory partners are mostly >= 0.2 m apart (spacing is 0.1 m)
-    base = [np.linalg.norm(frames[i].world_from_cam[:3, 3] - frames[j].world_from_cam[:3, 3]) for i, j in pairs if max(i, j) < 20]
+    base = [
+        np.linalg.norm(frames[i].world_from_cam[:3, 3] - frames[j].world_from_cam[:3, 3])
+        for i, j in pairs
+        if max(i, j) < 20
+    ]
     assert np.median(base) >= 0.2
     assert len(partner_pairs(frames, replace(cfg, symmetrize=True))) == 2 * len(pairs)
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 
 from slocal.data import load_scene
-from slocal.errors import SlocalError
-from slocal.teach import ensure_targets, load_targets, make_teacher
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
+from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.geometry.pose import invert, pose_error, transform_points
+from slocal.teach import ensure_targets, load_targets, make_teacher
 from slocal.teach.targets import FrameTargets
 
 
@@ -110,7 +110,9 @@ def test_sample_skips_invalid_neighbours_and_keeps_edges_sharp():
     plane = np.zeros((2, 2, 3), np.float32)
     plane[:, :, 0] = [[0.0, 0.1], [0.0, 0.1]]
     plane[:, :, 2] = [[2.0, 2.04], [2.0, 2.04]]
-    tp = FrameTargets("plane", Camera(2, 2, 2.0, 2.0, 1.0, 1.0), plane, np.ones((2, 2), np.float32), np.ones((2, 2), bool))
+    tp = FrameTargets(
+        "plane", Camera(2, 2, 2.0, 2.0, 1.0, 1.0), plane, np.ones((2, 2), np.float32), np.ones((2, 2), bool)
+    )
     out, _, ok = tp.sample(np.array([[1.0, 1.0]]), origin_3=np.zeros(3))
     np.testing.assert_allclose(out[0], [0.05, 0.0, 2.02], atol=1e-6)
     # Outside the grid: nothing.

@@ -11,8 +11,17 @@ import typer
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
 from slocal_cli.common import (
-    DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RansacPoints, RunsRoot, Verbose, handle_errors, print_json, student_pnp,
-)  # fmt: skip
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RansacPoints,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+    student_pnp,
+)
 from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
@@ -22,17 +31,50 @@ def split_list(text: str | None) -> list[str]:
 
 @handle_errors
 def bench(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (results.json/.csv/.md, per_query.json, plots/).")],
-    scenes: Annotated[str | None, typer.Option("--scenes", help="Comma-separated scene ids (default: every scene under the data root, plus an average row).")] = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: student names (cnn, vit, ...), sift, dust3r.")] = ",".join(DEFAULT_METHODS),
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="Teacher for students distilled here (depth, sfm, dust3r) (default: the scene's default).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for the dust3r baseline.")] = None,
-    minutes: Annotated[float | None, typer.Option("--minutes", help="Training minutes for each student that has to be distilled.")] = None,
-    no_distill: Annotated[bool, typer.Option("--no-distill", help="Report missing students as failed instead of distilling them.")] = False,
-    max_queries: Annotated[int | None, typer.Option("--max-queries", help="At most this many queries per scene, evenly spaced (quick runs).", min=1)] = None,
-    timing_queries: Annotated[int, typer.Option("--timing-queries", help="Queries a timing-only baseline (dust3r without --checkpoint) is timed on.", min=1)] = 3,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Report folder (results.json/.csv/.md, per_query.json, plots/).")
+    ],
+    scenes: Annotated[
+        str | None,
+        typer.Option(
+            "--scenes",
+            help="Comma-separated scene ids (default: every scene under the data root, plus an average row).",
+        ),
+    ] = None,
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated: student names (cnn, vit, ...), sift, dust3r.")
+    ] = ",".join(DEFAULT_METHODS),
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            "-t",
+            help="Teacher for students distilled here (depth, sfm, dust3r) (default: the scene's default).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for the dust3r baseline.")
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Training minutes for each student that has to be distilled.")
+    ] = None,
+    no_distill: Annotated[
+        bool, typer.Option("--no-distill", help="Report missing students as failed instead of distilling them.")
+    ] = False,
+    max_queries: Annotated[
+        int | None,
+        typer.Option("--max-queries", help="At most this many queries per scene, evenly spaced (quick runs).", min=1),
+    ] = None,
+    timing_queries: Annotated[
+        int,
+        typer.Option(
+            "--timing-queries", help="Queries a timing-only baseline (dust3r without --checkpoint) is timed on.", min=1
+        ),
+    ] = 3,
     device: Annotated[str, typer.Option("--device", help="torch device for students and DUSt3R (cpu, cuda).")] = "cpu",
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).", min=1)] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).", min=1)
+    ] = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
     ransac_points: RansacPoints = None,
@@ -61,13 +103,36 @@ def bench(
         student_pnp=student_pnp(ransac_points),
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.
-    parts = ["slocal", "bench", "--data-root", str(data_root), "--runs", str(runs), "--methods", methods, "--out", str(out)]
-    for flag, value in (("--scenes", scenes), ("--teacher", teacher), ("--checkpoint", checkpoint), ("--minutes", minutes), ("--max-queries", max_queries), ("--metres-per-unit", metres_per_unit), ("--ransac-points", ransac_points)):
+    parts = [
+        "slocal",
+        "bench",
+        "--data-root",
+        str(data_root),
+        "--runs",
+        str(runs),
+        "--methods",
+        methods,
+        "--out",
+        str(out),
+    ]
+    for flag, value in (
+        ("--scenes", scenes),
+        ("--teacher", teacher),
+        ("--checkpoint", checkpoint),
+        ("--minutes", minutes),
+        ("--max-queries", max_queries),
+        ("--metres-per-unit", metres_per_unit),
+        ("--ransac-points", ransac_points),
+    ):
         if value is not None:
             parts += [flag, str(value)]
     for p in poses or ():
         parts += ["--poses", str(p)]
-    parts += ["--timing-queries", str(timing_queries), "--device", device] + (["--threads", str(threads)] if threads else []) + (["--no-distill"] if no_distill else [])
+    parts += (
+        ["--timing-queries", str(timing_queries), "--device", device]
+        + (["--threads", str(threads)] if threads else [])
+        + (["--no-distill"] if no_distill else [])
+    )
     command = shlex.join(parts)
     result = run_bench(data_root, runs, split_list(scenes) or None, split_list(methods), teacher, out, config, command)
     if json_out:

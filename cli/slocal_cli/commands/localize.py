@@ -11,8 +11,17 @@ from slocal.errors import SlocalError
 from slocal.localize.localizer import DEFAULT_STUDENT, Localizer, default_model_path, load_model
 from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
 from slocal_cli.common import (
-    DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RansacPoints, RunsRoot, Verbose, handle_errors, print_json, student_pnp,
-)  # fmt: skip
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RansacPoints,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+    student_pnp,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -58,15 +67,62 @@ def _listed_camera(cameras: dict, name: str, path: Path, list_file: Path):
 
 @handle_errors
 def localize(
-    images: Annotated[list[Path], typer.Argument(help="Query images, or folders of .jpg/.jpeg/.png images (searched recursively).", show_default=False)],
-    scene: Annotated[str | None, typer.Option("--scene", "-s", help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: the model's own scene).")] = None,
-    student: Annotated[str, typer.Option("--student", help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).")] = DEFAULT_STUDENT,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Student file (.pt or .onnx) (default: RUNS/SCENE/students/STUDENT/model.pt).")] = None,
-    intrinsics: Annotated[str | None, typer.Option("--intrinsics", help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled to each image).")] = None,
-    intrinsics_list: Annotated[Path | None, typer.Option("--intrinsics-list", help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is removed on the fly).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json with inliers, timings and failures.")] = None,
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Query images, or folders of .jpg/.jpeg/.png images (searched recursively).", show_default=False
+        ),
+    ],
+    scene: Annotated[
+        str | None,
+        typer.Option(
+            "--scene",
+            "-s",
+            help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: the model's own scene).",
+        ),
+    ] = None,
+    student: Annotated[
+        str,
+        typer.Option(
+            "--student",
+            help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).",
+        ),
+    ] = DEFAULT_STUDENT,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="Student file (.pt or .onnx) (default: RUNS/SCENE/students/STUDENT/model.pt)."
+        ),
+    ] = None,
+    intrinsics: Annotated[
+        str | None,
+        typer.Option(
+            "--intrinsics",
+            help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled to each image).",
+        ),
+    ] = None,
+    intrinsics_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--intrinsics-list",
+            help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is removed on the fly).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json with inliers, timings and failures.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the network (torch and onnxruntime) (default: their choice).", min=1)] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", help="CPU threads for the network (torch and onnxruntime) (default: their choice).", min=1
+        ),
+    ] = None,
     ransac_points: RansacPoints = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,  # accepted like every command; the model file holds what localize needs
@@ -88,7 +144,10 @@ def localize(
             raise SlocalError("give --model, or --scene to use the scene's default student under --runs")
         model = default_model_path(runs, scene, student)
         if not model.is_file():
-            raise SlocalError(f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model", model)
+            raise SlocalError(
+                f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model",
+                model,
+            )
     if threads is not None:
         import torch
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.table import Table
 
 from slocal.data import list_scenes
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+)
 
 
 @handle_errors
@@ -27,5 +35,12 @@ def scenes(
         if "error" in r:
             table.add_row(r["scene"], r["format"], "-", "-", "-", f"[red]{r['error']}[/]")
         else:
-            table.add_row(r["scene"], r["format"], str(r["mapping"]), str(r["query"]), str(r["skipped"]), "yes" if r["depth"] else "no")
+            table.add_row(
+                r["scene"],
+                r["format"],
+                str(r["mapping"]),
+                str(r["query"]),
+                str(r["skipped"]),
+                "yes" if r["depth"] else "no",
+            )
     Console().print(table)

@@ -9,7 +9,16 @@ import typer
 
 from slocal.data.synth import SynthConfig, render_scene
 from slocal.errors import SlocalError
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+)
 
 _DEFAULTS = SynthConfig()
 

@@ -9,7 +9,16 @@ import typer
 
 from slocal.data import load_scene
 from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
-from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, JsonOut, RunsRoot, Verbose, handle_errors, print_json
+from slocal_cli.common import (
+    DEFAULT_DATA,
+    DEFAULT_RUNS,
+    DataRoot,
+    JsonOut,
+    RunsRoot,
+    Verbose,
+    handle_errors,
+    print_json,
+)
 from slocal_cli.options import MetresPerUnit, PoseFiles
 
 SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
@@ -19,9 +28,20 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene
 @handle_errors
 def teach(
     scene: SceneOpt,
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="torch device for network teachers (cpu, cuda).")] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            "-t",
+            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="torch device for network teachers (cpu, cuda).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute even if cached targets match.")] = False,
     fmt: FormatOpt = None,
     metres_per_unit: MetresPerUnit = None,
@@ -34,7 +54,9 @@ def teach(
     """Produce world-frame scene-coordinate targets for the mapping frames (cached under RUNS/SCENE/targets)."""
     sc = load_scene(data_root, scene, fmt, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
     name = teacher or default_teacher(sc)
-    targets = ensure_targets(sc, make_teacher(name, **teacher_options(name, checkpoint, device)), runs, overwrite=overwrite)
+    targets = ensure_targets(
+        sc, make_teacher(name, **teacher_options(name, checkpoint, device)), runs, overwrite=overwrite
+    )
     result = {"scene": sc.id, "teacher": name, **targets.stats, "directory": str(targets.directory)}
     if json_out:
         print_json(result)

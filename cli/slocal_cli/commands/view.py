@@ -17,12 +17,24 @@ from slocal_cli.options import MetresPerUnit
 @handle_errors
 def view(
     scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUNS/SCENE/view.html).")] = None,
-    student: Annotated[str | None, typer.Option("--student", help="Show this student's points (its default model under --runs).")] = None,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Show this model's points (.pt or .onnx).")] = None,
-    frame: Annotated[str | None, typer.Option("--frame", help="Frame the student predicts (default: the first query).")] = None,
-    bench: Annotated[Path | None, typer.Option("--bench", help="A `slocal bench --out` folder: query ground truth vs estimates.")] = None,
-    teacher: Annotated[str | None, typer.Option("--teacher", "-t", help="Whose cached targets to show (default: the most recent).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUNS/SCENE/view.html).")
+    ] = None,
+    student: Annotated[
+        str | None, typer.Option("--student", help="Show this student's points (its default model under --runs).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Show this model's points (.pt or .onnx).")
+    ] = None,
+    frame: Annotated[
+        str | None, typer.Option("--frame", help="Frame the student predicts (default: the first query).")
+    ] = None,
+    bench: Annotated[
+        Path | None, typer.Option("--bench", help="A `slocal bench --out` folder: query ground truth vs estimates.")
+    ] = None,
+    teacher: Annotated[
+        str | None, typer.Option("--teacher", "-t", help="Whose cached targets to show (default: the most recent).")
+    ] = None,
     max_points: Annotated[int, typer.Option("--max-points", help="Teacher points shown at most.", min=100)] = 20000,
     metres_per_unit: MetresPerUnit = None,
     data_root: DataRoot = DEFAULT_DATA,
@@ -37,5 +49,7 @@ def view(
     sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit)
     path = model or (default_model_path(runs, scene, student or DEFAULT_STUDENT) if student else None)
     predictor = load_model(path, expect_scene=sc.id) if path is not None else None
-    written = view_scene(sc, out or Path(runs) / scene / "view.html", runs, teacher, predictor, frame, bench, max_points)
+    written = view_scene(
+        sc, out or Path(runs) / scene / "view.html", runs, teacher, predictor, frame, bench, max_points
+    )
     typer.echo(str(written))

@@ -57,9 +57,9 @@ from slocal.geometry.pose import transform_points
 from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
-from slocal.teach.dust3r.preprocess import preprocess_image
 from slocal.teach.dust3r.align import ALIGNMENTS, PairSettings, align_pair
 from slocal.teach.dust3r.checkpoint import checkpoint_help
+from slocal.teach.dust3r.preprocess import preprocess_image
 from slocal.teach.dust3r.teacher import AMP_MODES, PairView, Predictor, prepare_view
 from slocal.teach.pairs import rank_partners
 
@@ -153,7 +153,10 @@ class Dust3rBaseline:
                     "no mapping frame has a partner for the DUSt3R scale (baselines/overlap too small)", scene.root
                 )
         self.thumbs = np.stack(
-            [thumbnail(read_image(f.image_path), config.thumb_size) for f in progress_bar(frames, "dust3r baseline: thumbnails")]
+            [
+                thumbnail(read_image(f.image_path), config.thumb_size)
+                for f in progress_bar(frames, "dust3r baseline: thumbnails")
+            ]
         )
         self.retrievable = np.array([config.scale == "depth" or p is not None for p in self.partner])
         stored = [f.image_path for f in frames]

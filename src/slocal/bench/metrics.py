@@ -99,7 +99,9 @@ def units_name(metres_per_unit: float | None) -> str:
     return "m" if metres_per_unit is not None else "model units"
 
 
-def accuracy_summary(results: Sequence[QueryResult], metres_per_unit: float | None = 1.0) -> dict[str, float | int | str | None]:
+def accuracy_summary(
+    results: Sequence[QueryResult], metres_per_unit: float | None = 1.0
+) -> dict[str, float | int | str | None]:
     """Median errors and accuracies over all queries (failures = infinite error).
 
     Args:
@@ -114,10 +116,19 @@ def accuracy_summary(results: Sequence[QueryResult], metres_per_unit: float | No
     """
     n = len(results)
     out: dict[str, float | int | str | None] = {
-        "n_queries": n, "n_failed": sum(not r.success for r in results), "units": units_name(metres_per_unit),
-    }  # fmt: skip
+        "n_queries": n,
+        "n_failed": sum(not r.success for r in results),
+        "units": units_name(metres_per_unit),
+    }
     if n == 0:
-        out.update({"median_t_cm": None, "median_t_units": None, "median_r_deg": None, **{name: None for name, _, _ in ACCURACY_THRESHOLDS}})
+        out.update(
+            {
+                "median_t_cm": None,
+                "median_t_units": None,
+                "median_r_deg": None,
+                **{name: None for name, _, _ in ACCURACY_THRESHOLDS},
+            }
+        )
         return out
     t_units = np.array([r.t_err_m for r in results], np.float64)
     r = np.array([r.r_err_deg for r in results], np.float64)
@@ -134,6 +145,8 @@ def accuracy_summary(results: Sequence[QueryResult], metres_per_unit: float | No
     return out
 
 
-def summarize(results: Sequence[QueryResult], metres_per_unit: float | None = 1.0) -> dict[str, float | int | str | None]:
+def summarize(
+    results: Sequence[QueryResult], metres_per_unit: float | None = 1.0
+) -> dict[str, float | int | str | None]:
     """Accuracy and timing statistics of one method on one scene (see ``accuracy_summary`` for units)."""
     return {**accuracy_summary(results, metres_per_unit), **timing_summary([r.ms for r in results])}

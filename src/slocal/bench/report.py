@@ -112,7 +112,14 @@ def average_rows(rows: Sequence[Mapping]) -> list[dict]:
     Only methods with a result on every scene that produced any result get an
     average (otherwise it would average different scene sets).
     """
-    numeric = ("median_t_cm", "median_r_deg", *(n for n, _, _ in ACCURACY_THRESHOLDS), "ms_per_query", "ms_p95", "map_mb")
+    numeric = (
+        "median_t_cm",
+        "median_r_deg",
+        *(n for n, _, _ in ACCURACY_THRESHOLDS),
+        "ms_per_query",
+        "ms_p95",
+        "map_mb",
+    )
     scenes = list(dict.fromkeys(r["scene"] for r in rows if not r.get("failed")))
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -171,9 +178,21 @@ def speed_text(ratio: float | None, is_reference: bool) -> str:
 def markdown_table(rows: Sequence[Mapping]) -> str:
     """The results as a Markdown table, with failed rows and notes listed below it."""
     header = [
-        "scene", "method", "teacher", "queries", "median t", "median r (°)",
-        "10cm,5° (%)", "5cm,5° (%)", "2cm,2° (%)", "1cm,1° (%)", "ms/query (p50)", "ms p95", "speed vs student", "map MB",
-    ]  # fmt: skip
+        "scene",
+        "method",
+        "teacher",
+        "queries",
+        "median t",
+        "median r (°)",
+        "10cm,5° (%)",
+        "5cm,5° (%)",
+        "2cm,2° (%)",
+        "1cm,1° (%)",
+        "ms/query (p50)",
+        "ms p95",
+        "speed vs student",
+        "map MB",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     notes = []
     for scene in dict.fromkeys(r["scene"] for r in rows):
@@ -183,7 +202,9 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
         for r in scene_rows:
             if r.get("failed"):
                 notes.append(f"- {r['scene']} / {r['method']}: FAILED — {r['failed']}")
-                lines.append(f"| {r['scene']} | {r['method']} | {_fmt(r.get('teacher'))} | FAILED |" + " – |" * (len(header) - 4))
+                lines.append(
+                    f"| {r['scene']} | {r['method']} | {_fmt(r.get('teacher'))} | FAILED |" + " – |" * (len(header) - 4)
+                )
                 continue
             is_ref = not ref_seen and ref is not None and is_student(r["method"]) and r.get("ms_per_query") == ref
             ref_seen |= is_ref
@@ -197,12 +218,18 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
                     f"queries timed ({r.get('timing_note') or 'accuracy not measured'})"
                 )
             cells = [
-                r["scene"], method, _fmt(r.get("teacher")), queries,
-                _median_t_text(r), _fmt(r.get("median_r_deg"), 2),
+                r["scene"],
+                method,
+                _fmt(r.get("teacher")),
+                queries,
+                _median_t_text(r),
+                _fmt(r.get("median_r_deg"), 2),
                 *(_fmt(r.get(n)) for n, _, _ in ACCURACY_THRESHOLDS),
-                _fmt(r.get("ms_per_query")), _fmt(r.get("ms_p95")),
-                speed_text(r.get("speedup_vs_student"), is_ref), _fmt(r.get("map_mb"), 2),
-            ]  # fmt: skip
+                _fmt(r.get("ms_per_query")),
+                _fmt(r.get("ms_p95")),
+                speed_text(r.get("speedup_vs_student"), is_ref),
+                _fmt(r.get("map_mb"), 2),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     for scene in dict.fromkeys(r["scene"] for r in rows if r.get("units") == "model units"):
         notes.append(
@@ -265,8 +292,12 @@ def per_query_rows(
                         "r_err_deg": q.r_err_deg,
                         "inliers": q.num_inliers,
                         "ms": q.ms,
-                        "center_gt": None if q.cam_from_world_gt is None else invert(q.cam_from_world_gt)[:3, 3].tolist(),
-                        "center_est": None if q.cam_from_world_est is None else invert(q.cam_from_world_est)[:3, 3].tolist(),
+                        "center_gt": None
+                        if q.cam_from_world_gt is None
+                        else invert(q.cam_from_world_gt)[:3, 3].tolist(),
+                        "center_est": None
+                        if q.cam_from_world_est is None
+                        else invert(q.cam_from_world_est)[:3, 3].tolist(),
                     }
                 )
             )
@@ -320,7 +351,12 @@ def plot_cumulative_errors(
         ax_t.step(np.concatenate([[0.0], t]), np.concatenate([[0.0], y]), where="post", label=method)
         ax_r.step(np.concatenate([[0.0], r]), np.concatenate([[0.0], y]), where="post", label=method)
     for ax, xmax, xlabel, marks in (
-        (ax_t, max(t_max, 1e-6), "translation error (cm)" if metric else "translation error (model units)", (1, 2, 5, 10) if metric else ()),
+        (
+            ax_t,
+            max(t_max, 1e-6),
+            "translation error (cm)" if metric else "translation error (model units)",
+            (1, 2, 5, 10) if metric else (),
+        ),
         (ax_r, r_max, "rotation error (°)", (1, 2, 5)),
     ):
         for m in marks:  # the accuracy thresholds of the table
@@ -431,8 +467,14 @@ def write_report(
                 continue
             slug = scene_slug(scene)
             scale = scales.get(scene, 1.0)
-            plots.append(plot_cumulative_errors(scene, by_method, out_dir / "plots" / f"{slug}_cumulative_errors.png", scale))
-            plots.append(plot_positions(scene, by_method, out_dir / "plots" / f"{slug}_positions.png", "m" if scale is not None else "units"))
+            plots.append(
+                plot_cumulative_errors(scene, by_method, out_dir / "plots" / f"{slug}_cumulative_errors.png", scale)
+            )
+            plots.append(
+                plot_positions(
+                    scene, by_method, out_dir / "plots" / f"{slug}_positions.png", "m" if scale is not None else "units"
+                )
+            )
     paths["plots"] = plots
     return paths
 

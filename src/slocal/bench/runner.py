@@ -103,9 +103,11 @@ def _timed_read(frame: Frame) -> tuple[np.ndarray, float]:
 def ransac_settings(pnp: PnpConfig) -> dict:
     """The RANSAC settings a row was localized with (threshold in pixels at 640 px width)."""
     return {
-        "ransac_threshold_px": pnp.threshold_px, "ransac_max_iterations": pnp.max_iterations,
-        "ransac_points": pnp.ransac_points, "refine_px": pnp.refine_px,
-    }  # fmt: skip
+        "ransac_threshold_px": pnp.threshold_px,
+        "ransac_max_iterations": pnp.max_iterations,
+        "ransac_points": pnp.ransac_points,
+        "refine_px": pnp.refine_px,
+    }
 
 
 def _baseline_query(localize: Callable, frame: Frame) -> QueryResult:
@@ -117,7 +119,9 @@ def _baseline_query(localize: Callable, frame: Frame) -> QueryResult:
     # Baselines name their PnP stage differently; "ransac" makes the columns comparable.
     stages = {("ransac" if k == "pnp" else k): float(v) for k, v in timings.items() if k not in ("load", "total")}
     ms = {"load": load_ms, **stages, "total": total}
-    return query_result(frame.name, result.cam_from_world if result.success else None, frame.cam_from_world, result.num_inliers, ms)
+    return query_result(
+        frame.name, result.cam_from_world if result.success else None, frame.cam_from_world, result.num_inliers, ms
+    )
 
 
 def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig) -> tuple[Path, dict]:
@@ -130,18 +134,28 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
     if path.is_file():
         return path, {}
     if not config.distill_missing:
-        raise SlocalError(f"no {name} student for scene {scene.id} (run `slocal distill --scene {scene.id} --student {name}`)", path)
+        raise SlocalError(
+            f"no {name} student for scene {scene.id} (run `slocal distill --scene {scene.id} --student {name}`)", path
+        )
     log.info("%s: distilling the missing %s student", scene.id, name)
     options = teacher_options(config.teacher, config.checkpoint, config.device) if config.teacher else None
     result = distill_student(
-        scene, runs_root, name, teacher=config.teacher, minutes=config.distill_minutes, device=config.device, teacher_options=options
+        scene,
+        runs_root,
+        name,
+        teacher=config.teacher,
+        minutes=config.distill_minutes,
+        device=config.device,
+        teacher_options=options,
     )
     if not path.is_file():
         raise SlocalError(f"distillation finished but wrote no model at {path}", path)
     return path, {"distill_minutes": result.train_seconds / 60.0}
 
 
-def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+def run_student(
+    scene: Scene, name: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
+) -> tuple[dict, list[QueryResult]]:
     """Localize ``queries`` with the scene's ``name`` student."""
     path, extra = ensure_student(scene, name, runs_root, config)
     model = load_model(path, device=config.device, expect_scene=scene.id, expect_fingerprint=scene.fingerprint)
@@ -173,14 +187,18 @@ def run_student(scene: Scene, name: str, queries: Sequence[Frame], runs_root: Pa
     return row, results
 
 
-def run_sift(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+def run_sift(
+    scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
+) -> tuple[dict, list[QueryResult]]:
     """Localize ``queries`` with the SIFT + SfM-map baseline."""
     sift = SiftLocalizer.build(scene, runs_root, SiftConfig(pnp=config.pnp))
     results = [_baseline_query(sift.localize, f) for f in progress_bar(queries, f"{scene.id} sift")]
     return {"teacher": None, "map_mb": sift.map_mb, **ransac_settings(config.pnp)}, results
 
 
-def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+def run_dust3r(
+    scene: Scene, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
+) -> tuple[dict, list[QueryResult]]:
     """Localize ``queries`` with the DUSt3R baseline.
 
     Without a checkpoint the network has random weights (``timing_only``): only
@@ -188,8 +206,11 @@ def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: 
     """
     baseline = Dust3rBaseline.build(scene, config.checkpoint, config.device, Dust3rBaselineConfig(pnp=config.pnp))
     row: dict = {
-        "teacher": None, "map_mb": baseline.map_mb, "timing_only": bool(baseline.timing_only), **ransac_settings(config.pnp)
-    }  # fmt: skip
+        "teacher": None,
+        "map_mb": baseline.map_mb,
+        "timing_only": bool(baseline.timing_only),
+        **ransac_settings(config.pnp),
+    }
     if baseline.timing_only:
         queries = select_queries(queries, config.timing_queries)
         row.update(n_timed=len(queries), timing_note=baseline.timing_note)
@@ -197,7 +218,9 @@ def run_dust3r(scene: Scene, queries: Sequence[Frame], runs_root: Path, config: 
     return row, results
 
 
-def run_method(scene: Scene, method: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig) -> tuple[dict, list[QueryResult]]:
+def run_method(
+    scene: Scene, method: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
+) -> tuple[dict, list[QueryResult]]:
     """One (scene, method) row and its per-query results."""
     if method == "sift":
         row, results = run_sift(scene, queries, runs_root, config)
@@ -261,7 +284,13 @@ def run_bench(
     viewed: list[Scene] = []
     for scene_id in scene_ids:
         try:
-            scene = load_scene(data_root, scene_id, runs_root=runs_root, metres_per_unit=config.metres_per_unit, pose_files=config.pose_files)
+            scene = load_scene(
+                data_root,
+                scene_id,
+                runs_root=runs_root,
+                metres_per_unit=config.metres_per_unit,
+                pose_files=config.pose_files,
+            )
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
         except SlocalError as exc:
@@ -292,7 +321,12 @@ def run_bench(
     full = finalize_rows(rows)
     paths = write_report(out_dir, full, machine_info(), command, per_query, scales)
     paths["views"] = [
-        view_scene(scene, Path(out_dir) / f"view_{scene_slug(scene.id)}.html", runs_root, bench_dir=out_dir if "per_query" in paths else None)
+        view_scene(
+            scene,
+            Path(out_dir) / f"view_{scene_slug(scene.id)}.html",
+            runs_root,
+            bench_dir=out_dir if "per_query" in paths else None,
+        )
         for scene in viewed
     ]
     return BenchResult(full, per_query, paths, markdown_table(full), failures)

@@ -295,7 +295,12 @@ class SiftLocalizer:
         stats["build_s"] = time.perf_counter() - start
         write_json(
             index_path,
-            {"scene": scene.id, "scene_fingerprint": scene.fingerprint, "settings": config.map_settings(), "stats": stats},
+            {
+                "scene": scene.id,
+                "scene_fingerprint": scene.fingerprint,
+                "settings": config.map_settings(),
+                "stats": stats,
+            },
         )
         log.info("SIFT map of %s: %d points, %.1f s -> %s", scene.id, stats["map_points"], stats["build_s"], folder)
         return cls(folder, config, stats)

@@ -59,7 +59,9 @@ def _rgb_strings(colours_N3: np.ndarray) -> list[str]:
     return [f"rgb({r},{g},{b})" for r, g, b in colours_N3.tolist()]
 
 
-def teacher_points(scene: Scene, targets: TargetSet, max_points: int = MAX_TEACHER_POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def teacher_points(
+    scene: Scene, targets: TargetSet, max_points: int = MAX_TEACHER_POINTS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Subsampled target points (N, 3) and their image colours (N, 3) uint8."""
     frames = {f.name: f for f in scene.mapping}
     per_frame = max(1, max_points // max(1, len(targets.frames)))
@@ -72,7 +74,11 @@ def teacher_points(scene: Scene, targets: TargetSet, max_points: int = MAX_TEACH
             rows, cols = rows[keep], cols[keep]
         xyz.append(t.coords_HW3[rows, cols])
         uv = np.stack([cols + 0.5, rows + 0.5], 1)
-        colours.append(_pixel_colours(frames[t.name], uv, t.camera.width, t.camera.height) if t.name in frames else np.full((len(rows), 3), 128, np.uint8))
+        colours.append(
+            _pixel_colours(frames[t.name], uv, t.camera.width, t.camera.height)
+            if t.name in frames
+            else np.full((len(rows), 3), 128, np.uint8)
+        )
     if not xyz:
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
     return np.concatenate(xyz).astype(np.float64), np.concatenate(colours)
@@ -129,33 +135,95 @@ def build_figure(
     extent = float(np.linalg.norm(centres.max(0) - centres.min(0))) if len(centres) > 1 else 1.0
     if targets is not None:
         xyz, rgb = teacher_points(scene, targets, max_points)
-        traces.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers", name=f"teacher points ({targets.teacher}, {len(xyz)})",
-                                   marker={"size": 1.5, "color": _rgb_strings(rgb)}))  # fmt: skip
+        traces.append(
+            go.Scatter3d(
+                x=xyz[:, 0],
+                y=xyz[:, 1],
+                z=xyz[:, 2],
+                mode="markers",
+                name=f"teacher points ({targets.teacher}, {len(xyz)})",
+                marker={"size": 1.5, "color": _rgb_strings(rgb)},
+            )
+        )
     if model is not None and frame is not None:
         xyz, rgb = student_points(model, frame)
-        traces.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers", name=f"student points ({frame.name})",
-                                   marker={"size": 2.5, "color": _rgb_strings(rgb), "line": {"width": 0}}))  # fmt: skip
+        traces.append(
+            go.Scatter3d(
+                x=xyz[:, 0],
+                y=xyz[:, 1],
+                z=xyz[:, 2],
+                mode="markers",
+                name=f"student points ({frame.name})",
+                marker={"size": 2.5, "color": _rgb_strings(rgb), "line": {"width": 0}},
+            )
+        )
         lines = frustum_lines([frame], 0.08 * max(extent, 1e-6))
-        traces.append(go.Scatter3d(x=lines[:, 0], y=lines[:, 1], z=lines[:, 2], mode="lines", name=f"frame {frame.name}", line={"color": "magenta", "width": 4}))
+        traces.append(
+            go.Scatter3d(
+                x=lines[:, 0],
+                y=lines[:, 1],
+                z=lines[:, 2],
+                mode="lines",
+                name=f"frame {frame.name}",
+                line={"color": "magenta", "width": 4},
+            )
+        )
     step = max(1, len(scene.mapping) // MAX_FRUSTA)
     lines = frustum_lines(scene.mapping[::step], 0.04 * max(extent, 1e-6))
-    traces.append(go.Scatter3d(x=lines[:, 0], y=lines[:, 1], z=lines[:, 2], mode="lines", name=f"mapping cameras ({len(scene.mapping[::step])})",
-                               line={"color": "royalblue", "width": 2}))  # fmt: skip
+    traces.append(
+        go.Scatter3d(
+            x=lines[:, 0],
+            y=lines[:, 1],
+            z=lines[:, 2],
+            mode="lines",
+            name=f"mapping cameras ({len(scene.mapping[::step])})",
+            line={"color": "royalblue", "width": 2},
+        )
+    )
     palette = ["red", "darkorange", "green", "purple", "brown"]
     for k, (method, rows) in enumerate((bench or {}).items()):
         gt = np.array([r["center_gt"] for r in rows], np.float64)
-        traces.append(go.Scatter3d(x=gt[:, 0], y=gt[:, 1], z=gt[:, 2], mode="markers", name=f"queries: ground truth ({method})",
-                                   marker={"size": 4, "color": "black", "symbol": "circle"}))  # fmt: skip
+        traces.append(
+            go.Scatter3d(
+                x=gt[:, 0],
+                y=gt[:, 1],
+                z=gt[:, 2],
+                mode="markers",
+                name=f"queries: ground truth ({method})",
+                marker={"size": 4, "color": "black", "symbol": "circle"},
+            )
+        )
         est = [r for r in rows if r.get("center_est") is not None]
         if est:
             e = np.array([r["center_est"] for r in est], np.float64)
             g = np.array([r["center_gt"] for r in est], np.float64)
             seg = np.stack([g, e, np.full_like(g, np.nan)], 1).reshape(-1, 3)
             colour = palette[k % len(palette)]
-            traces.append(go.Scatter3d(x=e[:, 0], y=e[:, 1], z=e[:, 2], mode="markers", name=f"{method}: estimates ({len(est)}/{len(rows)})",
-                                       marker={"size": 4, "color": colour, "symbol": "x"}))  # fmt: skip
-            traces.append(go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines", name=f"{method}: errors", line={"color": colour, "width": 3}))
-    unit = "m" if scene.metres_per_unit == 1.0 else ("units" if scene.metres_per_unit is None else f"units of {scene.metres_per_unit:g} m")
+            traces.append(
+                go.Scatter3d(
+                    x=e[:, 0],
+                    y=e[:, 1],
+                    z=e[:, 2],
+                    mode="markers",
+                    name=f"{method}: estimates ({len(est)}/{len(rows)})",
+                    marker={"size": 4, "color": colour, "symbol": "x"},
+                )
+            )
+            traces.append(
+                go.Scatter3d(
+                    x=seg[:, 0],
+                    y=seg[:, 1],
+                    z=seg[:, 2],
+                    mode="lines",
+                    name=f"{method}: errors",
+                    line={"color": colour, "width": 3},
+                )
+            )
+    unit = (
+        "m"
+        if scene.metres_per_unit == 1.0
+        else ("units" if scene.metres_per_unit is None else f"units of {scene.metres_per_unit:g} m")
+    )
     fig = go.Figure(traces)
     fig.update_layout(
         title=f"{scene.id}: {len(scene.mapping)} mapping, {len(scene.query)} query frames ({unit})",
@@ -199,7 +267,10 @@ def view_scene(
     """
     targets = find_targets(runs_root, scene, teacher) if runs_root is not None else None
     if teacher is not None and targets is None:
-        raise SlocalError(f"no cached {teacher} targets for scene {scene.id}; run `slocal teach --scene {scene.id} --teacher {teacher}`", runs_root)
+        raise SlocalError(
+            f"no cached {teacher} targets for scene {scene.id}; run `slocal teach --scene {scene.id} --teacher {teacher}`",
+            runs_root,
+        )
     frame = scene.frame(frame_name) if frame_name else (scene.query or scene.mapping)[0]
     bench = bench_centres(bench_dir, scene.id) if bench_dir is not None else None
     return write_view(out, build_figure(scene, targets, model, frame if model is not None else None, bench, max_points))

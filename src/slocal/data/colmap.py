@@ -45,7 +45,16 @@ QUERIES_FILE = "queries.txt"
 UNDISTORT_VERSION = 1
 # Models that are exact pinholes when their distortion parameters are all zero
 # (fisheye models are not: zero parameters still mean an equidistant projection).
-_PINHOLE_WHEN_ZERO = {"SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "SIMPLE_DIVISION", "DIVISION"}
+_PINHOLE_WHEN_ZERO = {
+    "SIMPLE_PINHOLE",
+    "PINHOLE",
+    "SIMPLE_RADIAL",
+    "RADIAL",
+    "OPENCV",
+    "FULL_OPENCV",
+    "SIMPLE_DIVISION",
+    "DIVISION",
+}
 
 
 def find_model(folder: Path) -> Path | None:
@@ -91,7 +100,9 @@ def pinhole_from_colmap(camera, source: Path | None = None) -> Camera:
     fx_idx, pp_idx = list(camera.focal_length_idxs()), list(camera.principal_point_idxs())
     fx = params[fx_idx[0]]
     fy = params[fx_idx[1]] if len(fx_idx) > 1 else fx
-    return Camera(int(camera.width), int(camera.height), float(fx), float(fy), float(params[pp_idx[0]]), float(params[pp_idx[1]]))
+    return Camera(
+        int(camera.width), int(camera.height), float(fx), float(fy), float(params[pp_idx[0]]), float(params[pp_idx[1]])
+    )
 
 
 def colmap_camera(model: str, width: int, height: int, params, source: Path | None = None, line: int | None = None):
@@ -141,7 +152,8 @@ def undistorted_camera(camera, source: Path | None = None) -> Camera:
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).split("]")[-1].strip() or type(exc).__name__
         raise SlocalError(
-            f"camera {camera.camera_id}: pycolmap cannot undistort the {camera.model.name} camera model ({reason})", source
+            f"camera {camera.camera_id}: pycolmap cannot undistort the {camera.model.name} camera model ({reason})",
+            source,
         ) from None
     return pinhole_from_colmap(pinhole, source)
 
@@ -162,7 +174,9 @@ def undistort_rgb(rgb_HW3: np.ndarray, camera, source: Path | None = None) -> tu
     if is_pinhole(camera):
         return rgb_HW3, pinhole_from_colmap(camera, source)
     pinhole = undistorted_camera(camera, source)  # refuses models pycolmap cannot undistort, with the reason
-    bitmap, _ = pycolmap.undistort_image(_undistort_options(), pycolmap.Bitmap.from_array(np.ascontiguousarray(rgb_HW3)), camera)
+    bitmap, _ = pycolmap.undistort_image(
+        _undistort_options(), pycolmap.Bitmap.from_array(np.ascontiguousarray(rgb_HW3)), camera
+    )
     out = np.ascontiguousarray(bitmap.to_array())
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=2)
@@ -274,11 +288,14 @@ def load_colmap_scene(root: Path, scene_id: str, cache_dir: Path | None = None) 
     missing = query_names - {f.name for f in query}
     if missing:
         raise SlocalError(
-            f"{len(missing)} query image(s) are not registered in the model, e.g. {sorted(missing)[0]!r}", root / QUERIES_FILE
+            f"{len(missing)} query image(s) are not registered in the model, e.g. {sorted(missing)[0]!r}",
+            root / QUERIES_FILE,
         )
     if not mapping:
         raise SlocalError("the COLMAP model has no registered mapping image", model_dir)
-    points_file = next(model_dir / f"points3D{ext}" for ext in (".bin", ".txt") if (model_dir / f"points3D{ext}").is_file())
+    points_file = next(
+        model_dir / f"points3D{ext}" for ext in (".bin", ".txt") if (model_dir / f"points3D{ext}").is_file()
+    )
     digest = hashlib.sha256(points_file.read_bytes()).hexdigest()[:16]
     extra = {"model_dir": str(model_dir), "image_ids": image_ids, "model_digest": digest}
     return Scene(scene_id, root, "colmap", tuple(mapping), tuple(query), 0, extra, metres_per_unit)

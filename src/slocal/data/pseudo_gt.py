@@ -58,7 +58,9 @@ def read_pose_file(path: str | Path) -> dict[str, tuple[np.ndarray, float, int]]
                 raise ValueError
             values = [float(v) for v in parts[1:]]
         except ValueError:
-            raise SlocalError(f"line {lineno}: expected 'name qw qx qy qz tx ty tz f', got {line.strip()!r}", path) from None
+            raise SlocalError(
+                f"line {lineno}: expected 'name qw qx qy qz tx ty tz f', got {line.strip()!r}", path
+            ) from None
         if not all(math.isfinite(v) for v in values) or values[7] <= 0:
             raise SlocalError(f"line {lineno}: non-finite pose or non-positive focal length: {line.strip()!r}", path)
         try:

@@ -78,7 +78,9 @@ def load_scene(
     elif fmt not in FORMATS:
         raise SlocalError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "colmap":
-        scene = load_colmap_scene(root, scene_id, undistort_cache_dir(runs_root, scene_id) if runs_root is not None else None)
+        scene = load_colmap_scene(
+            root, scene_id, undistort_cache_dir(runs_root, scene_id) if runs_root is not None else None
+        )
     else:
         scene = _LOADERS[fmt](root, scene_id)
     if pose_files:

@@ -95,7 +95,11 @@ def load_seven_scenes(root: Path, scene_id: str) -> Scene:
                     raise SlocalError(f"no colour image for {stem} (.color.png or .color.jpg)", seq_dir)
                 if color_cam is None:
                     size = _image_size(image)
-                    depth_size = _image_size(seq_dir / f"{stem}.depth.png") if (seq_dir / f"{stem}.depth.png").is_file() else size
+                    depth_size = (
+                        _image_size(seq_dir / f"{stem}.depth.png")
+                        if (seq_dir / f"{stem}.depth.png").is_file()
+                        else size
+                    )
                     color_cam = _camera(root / COLOR_INTRINSICS, size, DEFAULT_COLOR_F)
                     depth_cam = _camera(root / DEPTH_INTRINSICS, depth_size, DEFAULT_DEPTH_F)
                 pose = read_pose(pose_path)

@@ -101,7 +101,9 @@ class FeatureBuffer:
         """
         rng = np.random.default_rng(seed)
         P, N, _ = self.feat_PNC.shape
-        feat_SC = self.feat_PNC[np.sort(rng.integers(0, P, num_cells)), rng.integers(0, N, num_cells)].astype(np.float32)
+        feat_SC = self.feat_PNC[np.sort(rng.integers(0, P, num_cells)), rng.integers(0, N, num_cells)].astype(
+            np.float32
+        )
         return feat_SC.mean(0), feat_SC.std(0)
 
     def release(self) -> None:
@@ -219,7 +221,9 @@ def pass_targets(
     return rel, valid, inside, weight
 
 
-def pass_camera(camera: Camera, cam_from_world: np.ndarray, scale: float, angle_deg: float, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pass_camera(
+    camera: Camera, cam_from_world: np.ndarray, scale: float, angle_deg: float, centre: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """K (3, 3) and cam_from_world (3, 4) of a pass, the world relative to ``centre`` (float32)."""
     rad = math.radians(angle_deg)
     R3 = np.array([[math.cos(rad), -math.sin(rad), 0.0], [math.sin(rad), math.cos(rad), 0.0], [0.0, 0.0, 1.0]])
@@ -290,7 +294,9 @@ class SplatPoints:
     supervised_M: np.ndarray
 
     @classmethod
-    def of_frame(cls, targets: FrameTargets, rgb_HW3: np.ndarray, supervised_HW: np.ndarray | None = None) -> SplatPoints:
+    def of_frame(
+        cls, targets: FrameTargets, rgb_HW3: np.ndarray, supervised_HW: np.ndarray | None = None
+    ) -> SplatPoints:
         """A frame's valid targets coloured by its image (resized to the target grid).
 
         Args:
@@ -310,7 +316,12 @@ class SplatPoints:
     def concat(cls, parts: list[SplatPoints]) -> SplatPoints:
         if len(parts) == 1:
             return parts[0]
-        return cls(*(np.concatenate([getattr(q, k) for q in parts]) for k in ("points_M3", "colours_M3", "conf_M", "supervised_M")))
+        return cls(
+            *(
+                np.concatenate([getattr(q, k) for q in parts])
+                for k in ("points_M3", "colours_M3", "conf_M", "supervised_M")
+            )
+        )
 
 
 def render_points(
@@ -399,7 +410,9 @@ def render_view(
     return render_points(SplatPoints.of_frame(targets, rgb_HW3, supervised_HW), camera, cam_from_world)
 
 
-def view_neighbours(world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, metres_per_radian: float = 0.5) -> np.ndarray:
+def view_neighbours(
+    world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, metres_per_radian: float = 0.5
+) -> np.ndarray:
     """Indices of the ``count`` candidate cameras nearest to a camera, nearest first.
 
     The distance is between camera centres plus ``metres_per_radian`` times the
@@ -429,7 +442,9 @@ def proxy_targets(targets: FrameTargets, cam_from_world: np.ndarray) -> FrameTar
     valid = targets.valid_HW.reshape(-1)
     R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
     z[valid] = (targets.coords_HW3.reshape(-1, 3)[valid].astype(np.float64) @ R[2] + t[2]).astype(np.float32)
-    z_HW = fill_holes(z.reshape(tc.height, tc.width, 1), targets.valid_HW & (z.reshape(tc.height, tc.width) > 0))[..., 0]
+    z_HW = fill_holes(z.reshape(tc.height, tc.width, 1), targets.valid_HW & (z.reshape(tc.height, tc.width) > 0))[
+        ..., 0
+    ]
     uv = pixel_centers(tc.width, tc.height).reshape(-1, 2)
     X = transform_points(invert(cam_from_world), tc.backproject(uv, z_HW.reshape(-1).astype(np.float64)))
     ok = (z_HW > 0).reshape(-1)
@@ -538,9 +553,15 @@ def build_buffer(
     rng = np.random.default_rng(seed)
     log.info(
         "feature buffer: %d frames x %d passes x %d cells x %d channels (%.2f GB)",
-        len(frames), config.buffer_passes, N, channels, buffer_bytes(P, N, channels) / 2**30,
-    )  # fmt: skip
-    splats, splat_poses = _neighbour_splats(frames, targets) if config.view_neighbours > 0 else ([], np.zeros((0, 4, 4)))
+        len(frames),
+        config.buffer_passes,
+        N,
+        channels,
+        buffer_bytes(P, N, channels) / 2**30,
+    )
+    splats, splat_poses = (
+        _neighbour_splats(frames, targets) if config.view_neighbours > 0 else ([], np.zeros((0, 4, 4)))
+    )
     p = 0
     for fi, frame in enumerate(progress_bar(frames, "encoding mapping images")):
         rgb = _read_frame_image(frame)
@@ -565,8 +586,14 @@ def build_buffer(
                 cam_from_world = new_from_old @ frame.cam_from_world
                 splat = own_splat
                 if dense and splats:
-                    near = [i for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1) if i != fi]
-                    splat = SplatPoints.concat([splat] + [splats[i] for i in near[: config.view_neighbours] if splats[i] is not None])
+                    near = [
+                        i
+                        for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1)
+                        if i != fi
+                    ]
+                    splat = SplatPoints.concat(
+                        [splat] + [splats[i] for i in near[: config.view_neighbours] if splats[i] is not None]
+                    )
                 rendered, vcoords, vvalid, vconf = render_points(splat, camera, cam_from_world)
                 img = rendered.astype(np.float32) / 255.0
                 vt = FrameTargets(frame.name, camera, vcoords, vconf, vvalid)
@@ -584,7 +611,9 @@ def build_buffer(
                 K[p], pose[p] = pass_camera(camera, cam_from_world, 1.0, 0.0, centre)
                 if dense:
                     origin = invert(cam_from_world)[:3, 3]
-                    coords[p], valid[p], inside[p], weight[p] = pass_targets(vt, camera, A, uv_N2, centre, weight_scale, origin)
+                    coords[p], valid[p], inside[p], weight[p] = pass_targets(
+                        vt, camera, A, uv_N2, centre, weight_scale, origin
+                    )
                 else:
                     coords[p], valid[p], weight[p] = sparse_pass_targets(
                         vcoords[vvalid], vconf[vvalid], K[p], pose[p], uv_N2, (H // 8, W // 8), centre, weight_scale
@@ -594,7 +623,9 @@ def build_buffer(
                 K[p], pose[p] = pass_camera(camera, cam_from_world, scale, angle, centre)
                 if dense:
                     origin = frame.world_from_cam[:3, 3]
-                    coords[p], valid[p], inside[p], weight[p] = pass_targets(t, camera, A, uv_N2, centre, weight_scale, origin)
+                    coords[p], valid[p], inside[p], weight[p] = pass_targets(
+                        t, camera, A, uv_N2, centre, weight_scale, origin
+                    )
                 else:
                     inside[p] = unwarped_cells(camera, A, uv_N2)[1]
                     coords[p], valid[p], weight[p] = sparse_pass_targets(
@@ -609,7 +640,18 @@ def build_buffer(
             f = encode(encoder, normalise(np.stack(images), mean, std).to(device), part)
         feat[p - len(images) : p] = f.permute(0, 2, 3, 1).reshape(len(images), N, -1).cpu().numpy().astype(np.float16)
     return FeatureBuffer(
-        (W, H), feat, coords, valid, inside, weight, K, pose, frame_of, tuple(f.name for f in frames), uv_N2.astype(np.float32), path
+        (W, H),
+        feat,
+        coords,
+        valid,
+        inside,
+        weight,
+        K,
+        pose,
+        frame_of,
+        tuple(f.name for f in frames),
+        uv_N2.astype(np.float32),
+        path,
     )
 
 
@@ -622,12 +664,15 @@ def _read_frame_image(frame: Frame) -> np.ndarray:
     rgb = read_image(frame.image_path)
     if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
         raise SlocalError(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}", frame.image_path
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
+            frame.image_path,
         )
     return rgb
 
 
-def _neighbour_splats(frames: list[Frame], targets: dict[str, FrameTargets]) -> tuple[list[SplatPoints | None], np.ndarray]:
+def _neighbour_splats(
+    frames: list[Frame], targets: dict[str, FrameTargets]
+) -> tuple[list[SplatPoints | None], np.ndarray]:
     """Every densely taught frame's coloured targets (None for sparse ones) and all frames' world_from_cam (F, 4, 4).
 
     Held in memory for the whole encoding (~1.5 MB a frame at a 320x240 target grid).

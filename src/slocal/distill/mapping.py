@@ -32,12 +32,12 @@ import torch
 import torch.distributed as dist
 
 from slocal.data.scene import Frame, Scene
+from slocal.device import resolve_device, use_bf16
 from slocal.distill.buffer import FeatureBuffer, build_buffer
 from slocal.distill.config import StudentConfig, TrainConfig, to_plain
 from slocal.distill.data import load_val_frames, scene_centre, validation_split
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
-from slocal.device import resolve_device, use_bf16
 from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
     DistEnv,
@@ -177,14 +177,20 @@ def train_buffer_student(
             dist.destroy_process_group()
 
 
-def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after) -> DistillResult:
+def _map(
+    scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after
+) -> DistillResult:
     t0 = time.monotonic()
     ck = None
     if resume:
         ck = load_checkpoint(ckpt_path)
         check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
     train_frames, val_frames_src = split_frames(scene, targets, cfg)
-    centre = np.asarray(ck["centre"], np.float64) if ck is not None else scene_centre(targets, {f.name for f in train_frames})
+    centre = (
+        np.asarray(ck["centre"], np.float64)
+        if ck is not None
+        else scene_centre(targets, {f.name for f in train_frames})
+    )
     ref = train_frames[0].camera
     image_size = input_size(student_cfg, ref.width, ref.height)
     encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
@@ -192,19 +198,61 @@ def _map(scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, re
     if not shard:
         raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
     buffer = build_buffer(
-        shard, targets.by_name(), encoder, image_size, centre, cfg, seed=cfg.seed * 1000 + env.rank,
-        spill_path=out.with_name(f"{out.name}.buffer{env.rank}.npy"), mean=student_cfg.mean, std=student_cfg.std,
+        shard,
+        targets.by_name(),
+        encoder,
+        image_size,
+        centre,
+        cfg,
+        seed=cfg.seed * 1000 + env.rank,
+        spill_path=out.with_name(f"{out.name}.buffer{env.rank}.npy"),
+        mean=student_cfg.mean,
+        std=student_cfg.std,
         part="bottom" if student_cfg.tune_encoder else "levels",
-    )  # fmt: skip
+    )
     try:
-        return _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after, ck, buffer, encoder, centre,
-                    image_size, train_frames, val_frames_src, t0)  # fmt: skip
+        return _fit(
+            scene,
+            student_cfg,
+            cfg,
+            out,
+            ckpt_path,
+            dev,
+            env,
+            teacher,
+            stop_after,
+            ck,
+            buffer,
+            encoder,
+            centre,
+            image_size,
+            train_frames,
+            val_frames_src,
+            t0,
+        )
     finally:
         buffer.release()
 
 
-def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after, ck, buffer, encoder, centre, image_size,
-         train_frames, val_frames_src, t0) -> DistillResult:  # fmt: skip
+def _fit(
+    scene,
+    student_cfg,
+    cfg,
+    out,
+    ckpt_path,
+    dev,
+    env,
+    teacher,
+    stop_after,
+    ck,
+    buffer,
+    encoder,
+    centre,
+    image_size,
+    train_frames,
+    val_frames_src,
+    t0,
+) -> DistillResult:
     encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
     torch.manual_seed(cfg.seed)
     net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
@@ -214,7 +262,9 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
         net.standardize_input(*buffer.channel_stats(STANDARDIZE_CELLS, seed=cfg.seed))
     step_module: torch.nn.Module = _HeadStep(net)
     if env.active:
-        step_module = torch.nn.parallel.DistributedDataParallel(step_module, device_ids=[dev.index] if dev.type == "cuda" else None)
+        step_module = torch.nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
     enc_params = [p for p in net.encoder.parameters() if p.requires_grad]
     enc_ids = {id(p) for p in enc_params}
     head_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
@@ -244,18 +294,36 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
         return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
 
     def checkpoint(loop: TrainingLoop) -> None:
-        write_checkpoint(ckpt_path, loop, {"sampler": sampler.generator.get_state()}, scene=scene, teacher=teacher,
-                         student_cfg=student_cfg, train_cfg=cfg, centre=centre, model_state=net.scene_state_dict(),
-                         optimizer=opt)  # fmt: skip
+        write_checkpoint(
+            ckpt_path,
+            loop,
+            {"sampler": sampler.generator.get_state()},
+            scene=scene,
+            teacher=teacher,
+            student_cfg=student_cfg,
+            train_cfg=cfg,
+            centre=centre,
+            model_state=net.scene_state_dict(),
+            optimizer=opt,
+        )
 
     if env.is_main:
         log.info(
             "mapping %s (%s on %s, %.2f M trained params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
             "(%.1f s to encode), %s",
-            student_cfg.name, student_cfg.arch, student_cfg.encoder, sum(p.numel() for p in params) / 1e6, scene.id,
-            image_size[0], image_size[1], len(train_frames), len(val_frames_src), buffer.num_passes, encode_s,
+            student_cfg.name,
+            student_cfg.arch,
+            student_cfg.encoder,
+            sum(p.numel() for p in params) / 1e6,
+            scene.id,
+            image_size[0],
+            image_size[1],
+            len(train_frames),
+            len(val_frames_src),
+            buffer.num_passes,
+            encode_s,
             f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
-        )  # fmt: skip
+        )
 
     coarsest = encoder.level_channels[-1]
     step_module.train()
@@ -277,7 +345,9 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             pred_BN3 = out_B3hw.flatten(2).transpose(1, 2)
             loss = coordinate_loss(pred_BN3, batch["coords"], batch["valid"], cfg.loss_clamp, None, batch["weight"])
             if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
-                tau = cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start))
+                tau = cosine_ramp(
+                    cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
+                )
                 loss = loss + cfg.reproj_weight * reprojection_loss(
                     pred_BN3, batch["uv"], batch["K"], batch["pose"], tau, pixel_scale, batch["inside"]
                 )
@@ -303,17 +373,34 @@ def _fit(scene, student_cfg, cfg, out, ckpt_path, dev, env, teacher, stop_after,
             "pretrained": student_cfg.encoder,
         }
         save_student(
-            out, net, scene_id=scene.id, scene_fingerprint=scene.fingerprint, centre=centre, image_size=image_size,
-            camera=train_frames[0].camera, teacher=teacher, train=train_info,
-        )  # fmt: skip
+            out,
+            net,
+            scene_id=scene.id,
+            scene_fingerprint=scene.fingerprint,
+            centre=centre,
+            image_size=image_size,
+            camera=train_frames[0].camera,
+            teacher=teacher,
+            train=train_info,
+        )
         log.info("wrote %s (%.2f MB)", out, out.stat().st_size / 2**20)
     if env.active:
         dist.barrier()
     return DistillResult(
-        model_path=out, checkpoint_path=ckpt_path, student=student_cfg.name, scene_id=scene.id, teacher=teacher,
-        iterations=loop.iteration, train_seconds=loop.elapsed - (loop_state["elapsed_s"] if resumed_from is not None else 0.0),
+        model_path=out,
+        checkpoint_path=ckpt_path,
+        student=student_cfg.name,
+        scene_id=scene.id,
+        teacher=teacher,
+        iterations=loop.iteration,
+        train_seconds=loop.elapsed - (loop_state["elapsed_s"] if resumed_from is not None else 0.0),
         final_loss=loop.loss_ema,
-        image_size=image_size, num_params=num_params(net), file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
-        world_size=env.world_size, precision="bf16" if bf16 else "fp32", resumed_from=resumed_from,
-        validation=validation, rank=env.rank,
-    )  # fmt: skip
+        image_size=image_size,
+        num_params=num_params(net),
+        file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
+        world_size=env.world_size,
+        precision="bf16" if bf16 else "fp32",
+        resumed_from=resumed_from,
+        validation=validation,
+        rank=env.rank,
+    )

@@ -27,14 +27,14 @@ import cv2
 import numpy as np
 import torch
 
-from slocal.distill.config import StudentConfig, student_from_plain, to_plain
 from slocal.device import use_bf16
+from slocal.distill.config import StudentConfig, student_from_plain, to_plain
 from slocal.distill.encoder import network_input, weights_digest
 from slocal.distill.students import BufferStudent, StudentNet, build_student, num_params
 from slocal.errors import SlocalError
-from slocal.torch_io import read_torch_file
 from slocal.geometry.camera import Camera
 from slocal.io import atomic_path
+from slocal.torch_io import read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,10 @@ class Student:
         """Raw network output (centre not added) under the student's precision."""
         if self._channels_last:
             x_B3HW = x_B3HW.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
             return self.module(x_B3HW)
 
     def predict(self, rgb_HW3: np.ndarray, camera: Camera) -> StudentOutput:
@@ -209,7 +212,9 @@ def read_model_payload(path: str | Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise SlocalError("not a slocal student model file (no 'format': 'slocal-student')", path)
     if payload.get("version") != MODEL_VERSION:
-        raise SlocalError(f"model file version {payload.get('version')} is not supported (expected {MODEL_VERSION})", path)
+        raise SlocalError(
+            f"model file version {payload.get('version')} is not supported (expected {MODEL_VERSION})", path
+        )
     missing = [k for k in _REQUIRED if k not in payload]
     if missing:
         raise SlocalError(f"model file lacks {', '.join(missing)}", path)
@@ -264,7 +269,9 @@ def load_student(
     try:
         net.load_scene_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise SlocalError(f"weights do not match the stored {config.name} student: {str(exc).splitlines()[0][:300]}", path) from exc
+        raise SlocalError(
+            f"weights do not match the stored {config.name} student: {str(exc).splitlines()[0][:300]}", path
+        ) from exc
     dev = torch.device(device)
     net = net.to(dev).eval()
     if isinstance(net, BufferStudent) and dev.type == "cpu":

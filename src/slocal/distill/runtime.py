@@ -129,7 +129,15 @@ def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
 
 
-def validate(net: StudentNet, frames: Sequence[TrainFrame | ValFrame], centre: np.ndarray, bf16: bool, device: torch.device, mean, std) -> dict:
+def validate(
+    net: StudentNet,
+    frames: Sequence[TrainFrame | ValFrame],
+    centre: np.ndarray,
+    bf16: bool,
+    device: torch.device,
+    mean,
+    std,
+) -> dict:
     """Pose accuracy on held-out frames through the localizer's PnP-RANSAC."""
     was_training = net.training
     net.eval()
@@ -173,7 +181,9 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
-def check_resume(ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig, train_cfg: TrainConfig, world: int, teacher: str) -> None:
+def check_resume(
+    ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig, train_cfg: TrainConfig, world: int, teacher: str
+) -> None:
     """Refuse to resume a checkpoint made with other settings, scene, teacher or process count."""
     problems = []
     if ck["scene_fingerprint"] != scene.fingerprint or ck["scene_id"] != scene.id:
@@ -194,10 +204,21 @@ def check_resume(ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig,
 
 
 def checkpoint_payload(
-    *, scene: Scene, teacher: str, student_cfg: StudentConfig, train_cfg: TrainConfig, world_size: int, centre: np.ndarray,
-    model_state: dict, optimizer: torch.optim.Optimizer, iteration: int, elapsed_s: float, loss_ema: float, rng: list,
+    *,
+    scene: Scene,
+    teacher: str,
+    student_cfg: StudentConfig,
+    train_cfg: TrainConfig,
+    world_size: int,
+    centre: np.ndarray,
+    model_state: dict,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    elapsed_s: float,
+    loss_ema: float,
+    rng: list,
     history: list,
-) -> dict:  # fmt: skip
+) -> dict:
     """Everything a training checkpoint holds (plain values and tensors: a ``weights_only`` load reads it)."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -265,10 +286,19 @@ class TrainingLoop:
     """
 
     def __init__(
-        self, cfg: TrainConfig, env: DistEnv, device: torch.device, *, label: str, iteration: int = 0,
-        elapsed_s: float = 0.0, loss_ema: float = math.nan, history: Sequence[dict] = (), spent_before_s: float = 0.0,
+        self,
+        cfg: TrainConfig,
+        env: DistEnv,
+        device: torch.device,
+        *,
+        label: str,
+        iteration: int = 0,
+        elapsed_s: float = 0.0,
+        loss_ema: float = math.nan,
+        history: Sequence[dict] = (),
+        spent_before_s: float = 0.0,
         stop_after: int | None = None,
-    ):  # fmt: skip
+    ):
         self.cfg, self.env, self.device, self.stop_after = cfg, env, device, stop_after
         self.iteration, self.elapsed, self.loss_ema, self.history = iteration, elapsed_s, loss_ema, list(history)
         self.spent_before_s = spent_before_s
@@ -313,7 +343,11 @@ class TrainingLoop:
         self.elapsed = max_over_ranks(self._elapsed0 + wall, self.env, self.device)
         if self.env.is_main:
             ips = (self.iteration - self._it0) / max(wall, 1e-9)
-            done = self.iteration if self.train_budget_s is None else min(self.elapsed - self.spent_before_s, self.train_budget_s)
+            done = (
+                self.iteration
+                if self.train_budget_s is None
+                else min(self.elapsed - self.spent_before_s, self.train_budget_s)
+            )
             self._bar.update(self._task, completed=done, info=f"loss {self.loss_ema:.4f}  {ips:.2f} it/s  lr {lr:.1e}")
         if not self.running():
             return
@@ -349,14 +383,36 @@ def resumed_loop_state(ck: dict) -> dict:
 
 
 def write_checkpoint(
-    path: Path, loop: TrainingLoop, rng_state: dict, *, scene: Scene, teacher: str, student_cfg: StudentConfig,
-    train_cfg: TrainConfig, centre: np.ndarray, model_state: dict, optimizer: torch.optim.Optimizer,
-) -> None:  # fmt: skip
+    path: Path,
+    loop: TrainingLoop,
+    rng_state: dict,
+    *,
+    scene: Scene,
+    teacher: str,
+    student_cfg: StudentConfig,
+    train_cfg: TrainConfig,
+    centre: np.ndarray,
+    model_state: dict,
+    optimizer: torch.optim.Optimizer,
+) -> None:
     """Gather every rank's RNG state; rank 0 writes the checkpoint of ``loop``'s progress atomically."""
     states = gather_states(rng_state, loop.env)
     if loop.env.is_main:
-        save_checkpoint(path, checkpoint_payload(
-            scene=scene, teacher=teacher, student_cfg=student_cfg, train_cfg=train_cfg, world_size=loop.env.world_size,
-            centre=centre, model_state=model_state, optimizer=optimizer, iteration=loop.iteration,
-            elapsed_s=loop.elapsed, loss_ema=loop.loss_ema, rng=states, history=loop.history,
-        ))  # fmt: skip
+        save_checkpoint(
+            path,
+            checkpoint_payload(
+                scene=scene,
+                teacher=teacher,
+                student_cfg=student_cfg,
+                train_cfg=train_cfg,
+                world_size=loop.env.world_size,
+                centre=centre,
+                model_state=model_state,
+                optimizer=optimizer,
+                iteration=loop.iteration,
+                elapsed_s=loop.elapsed,
+                loss_ema=loop.loss_ema,
+                rng=states,
+                history=loop.history,
+            ),
+        )

@@ -24,12 +24,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
 from slocal.distill.config import StudentConfig
-from slocal.distill.encoder import ENCODERS, TOP_FROM, DenseEncoder, OrtModule, encode, fuse_levels, load_classifier, weights_path
+from slocal.distill.encoder import (
+    ENCODERS,
+    TOP_FROM,
+    DenseEncoder,
+    OrtModule,
+    encode,
+    fuse_levels,
+    load_classifier,
+    weights_path,
+)
 from slocal.errors import SlocalError
 from slocal.torch_io import read_torch_file
 
@@ -134,7 +142,9 @@ class CompactCNN(StudentNet):
         if self.config.context:
             x16 = self.layer16(x8)
             x32 = self.layer32(x16)
-            y = self.lateral16(x16) + F.interpolate(self.lateral32(x32), size=x16.shape[-2:], mode="bilinear", align_corners=False)
+            y = self.lateral16(x16) + F.interpolate(
+                self.lateral32(x32), size=x16.shape[-2:], mode="bilinear", align_corners=False
+            )
             x8 = x8 + F.interpolate(y, size=x8.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(x8)
 
@@ -158,7 +168,9 @@ class TimmCNN(StudentNet):
         reductions = probe.feature_info.reduction()
         wanted = [reductions.index(r) for r in (8, 16, 32) if r in reductions]
         if len(wanted) == 0 or reductions[wanted[0]] != 8:
-            raise SlocalError(f"timm backbone {config.backbone!r} has no stride-8 feature level (reductions {reductions})")
+            raise SlocalError(
+                f"timm backbone {config.backbone!r} has no stride-8 feature level (reductions {reductions})"
+            )
         del probe
         self.backbone = _create(config.backbone, pretrained_timm, features_only=True, out_indices=tuple(wanted))
         chans = self.backbone.feature_info.channels()
@@ -197,7 +209,11 @@ class ViTStudent(StudentNet):
         kwargs: dict = {"img_size": (height, width), "dynamic_img_size": True, "num_classes": 0, "global_pool": ""}
         if config.patch_size is not None:
             kwargs["patch_size"] = config.patch_size
-        for key, value in (("depth", config.vit_depth), ("embed_dim", config.vit_embed_dim), ("num_heads", config.vit_heads)):
+        for key, value in (
+            ("depth", config.vit_depth),
+            ("embed_dim", config.vit_embed_dim),
+            ("num_heads", config.vit_heads),
+        ):
             if value is not None:
                 kwargs[key] = value
         self.backbone = _create(config.backbone, pretrained_timm, **kwargs)
@@ -397,7 +413,9 @@ class HybridStudent(BufferStudent):
         for block in self.blocks:
             t = block(t)
         t = self.norm(t).transpose(1, 2).reshape(B, D, gh, gw)
-        ctx = F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)[..., : x8.shape[-2], : x8.shape[-1]]
+        ctx = F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)[
+            ..., : x8.shape[-2], : x8.shape[-1]
+        ]
         h = F.relu(self.inp((x8 + ctx).permute(0, 2, 3, 1)))
         for layer in self.hidden:
             h = h + F.relu(layer(h))
@@ -436,7 +454,10 @@ def input_size(config: StudentConfig, camera_width: int, camera_height: int) -> 
 
 
 def build_student(
-    config: StudentConfig, image_size: tuple[int, int], pretrained_timm: bool = False, encoder: DenseEncoder | None = None
+    config: StudentConfig,
+    image_size: tuple[int, int],
+    pretrained_timm: bool = False,
+    encoder: DenseEncoder | None = None,
 ) -> StudentNet:
     """The network for ``config`` at ``image_size`` = (width, height), randomly initialised.
 
@@ -445,7 +466,9 @@ def build_student(
         encoder: ``ace``/``hybrid``: an already loaded frozen encoder to share (else it is loaded).
     """
     if config.arch in ("ace", "hybrid") and pretrained_timm:
-        raise SlocalError(f"student {config.name!r} uses the pretrained {config.encoder} encoder; timm weights do not apply")
+        raise SlocalError(
+            f"student {config.name!r} uses the pretrained {config.encoder} encoder; timm weights do not apply"
+        )
     if config.arch == "cnn":
         if pretrained_timm:
             raise SlocalError(f"student {config.name!r} is a from-scratch CNN; timm pretrained weights do not apply")
@@ -472,7 +495,9 @@ def _extract_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
                 return _extract_state_dict(obj[key], path)
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
-    raise SlocalError("no state dict found (expected a dict of tensors, or a checkpoint with 'state_dict' or 'model')", path)
+    raise SlocalError(
+        "no state dict found (expected a dict of tensors, or a checkpoint with 'state_dict' or 'model')", path
+    )
 
 
 def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
@@ -510,7 +535,11 @@ def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
         state = checkpoint_filter_fn(state, target)
     own = target.state_dict()
     missing = [k for k in own if k not in state]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or mismatched:
         parts = []
         if missing:
@@ -518,7 +547,9 @@ def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatch(es) (file vs model: {'; '.join(mismatched[:4])})")
         raise SlocalError(
-            f"weights do not fit the {net.config.name} backbone ({net.config.backbone or net.config.arch}): " + "; ".join(parts), path
+            f"weights do not fit the {net.config.name} backbone ({net.config.backbone or net.config.arch}): "
+            + "; ".join(parts),
+            path,
         )
     ignored = [k for k in state if k not in own]
     target.load_state_dict({k: state[k] for k in own}, strict=True)

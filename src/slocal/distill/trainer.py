@@ -27,10 +27,18 @@ import torch
 import torch.distributed as dist
 
 from slocal.data.scene import Scene
-from slocal.distill.config import BUFFER_ARCHS, DEFAULT_STUDENT, StudentConfig, TrainConfig, load_configs, resolve_preset, to_plain
+from slocal.device import resolve_device, use_bf16
+from slocal.distill.config import (
+    BUFFER_ARCHS,
+    DEFAULT_STUDENT,
+    StudentConfig,
+    TrainConfig,
+    load_configs,
+    resolve_preset,
+    to_plain,
+)
 from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
-from slocal.device import resolve_device, use_bf16
 from slocal.distill.mapping import train_buffer_student
 from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
@@ -52,7 +60,6 @@ from slocal.teach import default_teacher, ensure_targets, make_teacher
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
-
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -112,22 +119,36 @@ def train_student(
     teacher = teacher or targets.teacher
     if student_cfg.arch in BUFFER_ARCHS:
         if pretrained is not None:
-            raise SlocalError(f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained does not apply")
+            raise SlocalError(
+                f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained does not apply"
+            )
         return train_buffer_student(
-            scene, targets, student_cfg, train_cfg, out, device=device, resume=resume, teacher=teacher,
-            stop_after=stop_after, checkpoint_path=ckpt_path,
-        )  # fmt: skip
+            scene,
+            targets,
+            student_cfg,
+            train_cfg,
+            out,
+            device=device,
+            resume=resume,
+            teacher=teacher,
+            stop_after=stop_after,
+            checkpoint_path=ckpt_path,
+        )
     dev0 = resolve_device(device)
     env, created_group = init_distributed(dev0)
     dev = resolve_device(device, env.local_rank) if env.active else dev0
     try:
-        return _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after)
+        return _train(
+            scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after
+        )
     finally:
         if created_group:
             dist.destroy_process_group()
 
 
-def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after) -> DistillResult:
+def _train(
+    scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, resume, pretrained, teacher, stop_after
+) -> DistillResult:
     cfg = train_cfg
     ref_camera = scene.mapping[0].camera
     image_size = input_size(student_cfg, ref_camera.width, ref_camera.height)
@@ -183,17 +204,34 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
         return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
 
     def checkpoint(loop: TrainingLoop) -> None:
-        write_checkpoint(ckpt_path, loop, _rng_state(sampler), scene=scene, teacher=teacher, student_cfg=student_cfg,
-                         train_cfg=cfg, centre=centre, model_state=net.state_dict(), optimizer=opt)  # fmt: skip
+        write_checkpoint(
+            ckpt_path,
+            loop,
+            _rng_state(sampler),
+            scene=scene,
+            teacher=teacher,
+            student_cfg=student_cfg,
+            train_cfg=cfg,
+            centre=centre,
+            model_state=net.state_dict(),
+            optimizer=opt,
+        )
 
     if env.is_main:
         log.info(
             "distilling %s (%s, %.2f M params) on %s at %dx%d, %d train / %d val frames, %s, %s%s",
-            student_cfg.name, student_cfg.arch, num_params(net) / 1e6, scene.id, image_size[0], image_size[1],
-            len(train_idx), len(val_idx), "bf16" if bf16 else "fp32",
+            student_cfg.name,
+            student_cfg.arch,
+            num_params(net) / 1e6,
+            scene.id,
+            image_size[0],
+            image_size[1],
+            len(train_idx),
+            len(val_idx),
+            "bf16" if bf16 else "fp32",
             f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min",
             f" x {env.world_size} processes" if env.active else "",
-        )  # fmt: skip
+        )
 
     model.train()
     with TrainingLoop(cfg, env, dev, label=f"distill {student_cfg.name}", stop_after=stop_after, **loop_state) as loop:
@@ -216,7 +254,9 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
             log_unc = out_B[:, 3].flatten(1) if student_cfg.uncertainty else None
             loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc, weight)
             if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
-                tau = cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start))
+                tau = cosine_ramp(
+                    cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
+                )
                 K = torch.from_numpy(batch.K_B33).to(dev)
                 pose = torch.from_numpy(batch.cam_from_world_B34).to(dev)
                 loss = loss + cfg.reproj_weight * reprojection_loss(pred, uv_N2, K, pose, tau, pixel_scale)
@@ -240,9 +280,16 @@ def _train(scene, targets, student_cfg, train_cfg, out, ckpt_path, dev, env, res
             "pretrained": None if pretrained is None else str(pretrained),
         }
         save_student(
-            out, net, scene_id=scene.id, scene_fingerprint=scene.fingerprint, centre=centre, image_size=image_size,
-            camera=ref_camera, teacher=teacher, train=train_info,
-        )  # fmt: skip
+            out,
+            net,
+            scene_id=scene.id,
+            scene_fingerprint=scene.fingerprint,
+            centre=centre,
+            image_size=image_size,
+            camera=ref_camera,
+            teacher=teacher,
+            train=train_info,
+        )
         log.info("wrote %s (%.2f MB, %.2f M params)", out, out.stat().st_size / 2**20, num_params(net) / 1e6)
     if env.active:
         dist.barrier()
@@ -302,7 +349,11 @@ def distill_student(
         raise SlocalError("no checkpoint to resume from (train without --resume first)", checkpoint_path_for(out_path))
     env, created_group = init_distributed(resolve_device(device))
     # A second run into the same model file would overwrite the first one's checkpoint: refuse at once.
-    lock = process_lock(out_path.with_name(out_path.name + ".lock"), f"model file {out_path}", timeout_s=0) if env.is_main else nullcontext()
+    lock = (
+        process_lock(out_path.with_name(out_path.name + ".lock"), f"model file {out_path}", timeout_s=0)
+        if env.is_main
+        else nullcontext()
+    )
     try:
         with lock:
             # Rank 0 computes missing targets; the others then read the cache.
@@ -312,7 +363,15 @@ def distill_student(
             if env.active and env.is_main:
                 dist.barrier()
             return train_student(
-                scene, targets, student_cfg, train_cfg, out_path, device=device, resume=resume, pretrained=pretrained, teacher=teacher
+                scene,
+                targets,
+                student_cfg,
+                train_cfg,
+                out_path,
+                device=device,
+                resume=resume,
+                pretrained=pretrained,
+                teacher=teacher,
             )
     finally:
         if created_group:

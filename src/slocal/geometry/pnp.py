@@ -94,7 +94,12 @@ class PnpResult:
 
 def poselib_camera(camera: Camera) -> dict:
     """poselib camera dict; poselib uses the image coordinates it is given, so ours carry over unchanged."""
-    return {"model": "PINHOLE", "width": camera.width, "height": camera.height, "params": [camera.fx, camera.fy, camera.cx, camera.cy]}
+    return {
+        "model": "PINHOLE",
+        "width": camera.width,
+        "height": camera.height,
+        "params": [camera.fx, camera.fy, camera.cx, camera.cy],
+    }
 
 
 def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: PnpConfig = PnpConfig()) -> PnpResult:
@@ -117,7 +122,9 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
     # Check the layout before anything is flattened: (2, N) and (3, N) arrays would reshape into
     # equally long, scrambled (N, 2) and (N, 3) ones and give a wrong pose, never an error.
     if np.ndim(uv_N2) != 2 or np.shape(uv_N2)[1] != 2 or np.ndim(xyz_N3) != 2 or np.shape(xyz_N3)[1] != 3:
-        raise ValueError(f"expected (N, 2) image points and (N, 3) world points, got {np.shape(uv_N2)} and {np.shape(xyz_N3)}")
+        raise ValueError(
+            f"expected (N, 2) image points and (N, 3) world points, got {np.shape(uv_N2)} and {np.shape(xyz_N3)}"
+        )
     uv = np.ascontiguousarray(uv_N2, dtype=np.float64)
     xyz = np.ascontiguousarray(xyz_N3, dtype=np.float64)
     if len(uv) != len(xyz):
@@ -158,7 +165,9 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
     return PnpResult(cam_from_world if ok else None, ok, num, n, inliers, (time.perf_counter() - start) * 1e3)
 
 
-def reprojection_errors(cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera) -> np.ndarray:
+def reprojection_errors(
+    cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera
+) -> np.ndarray:
     """(N,) pixel distance between ``uv_N2`` and the projection of the world points ``xyz_N3``; inf behind the camera."""
     uv, _ = camera.project(transform_points(np.asarray(cam_from_world_34, np.float64), xyz_N3))
     err = np.linalg.norm(uv - uv_N2, axis=1)

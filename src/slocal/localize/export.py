@@ -105,9 +105,16 @@ def _export_onnx(net: torch.nn.Module, x: torch.Tensor, n_out: int, metadata: di
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
-            net, (x,), str(tmp), dynamo=False, opset_version=ONNX_OPSET, input_names=["image"], output_names=names,
-            do_constant_folding=True, external_data=False,
-        )  # fmt: skip
+            net,
+            (x,),
+            str(tmp),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["image"],
+            output_names=names,
+            do_constant_folding=True,
+            external_data=False,
+        )
     model = onnx.load(str(tmp))
     for key, value in metadata.items():
         entry = model.metadata_props.add()

@@ -106,7 +106,9 @@ def check_rgb(rgb_HW3: np.ndarray, image: str | Path | None = None) -> None:
         raise SlocalError(f"image is empty ({rgb_HW3.shape[1]}x{rgb_HW3.shape[0]})", image)
 
 
-def correspondences(output, min_confidence: float | None = None, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def correspondences(
+    output, min_confidence: float | None = None, max_points: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """2D-3D matches from a student output.
 
     Args:
@@ -216,7 +218,11 @@ class Localizer:
             # the same way), so the network sees a distortion it was not trained on.
             log.warning(
                 "%s: image aspect %.3f differs from the mapping images' %dx%d (%.3f); it is stretched",
-                image if image is not None else "query", aspect, size[0], size[1], ref_aspect,
+                image if image is not None else "query",
+                aspect,
+                size[0],
+                size[1],
+                ref_aspect,
             )
             self._warned_aspect = True
 

@@ -52,10 +52,17 @@ def read_metadata(path: str | Path) -> dict:
         raise SlocalError(f"malformed slocal metadata: {exc}", path) from exc
 
 
-INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+INTERPOLATIONS = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+}
 
 
-def preprocess(rgb_HW3: np.ndarray, camera: Camera, image_size: tuple[int, int], spec: dict) -> tuple[np.ndarray, Camera]:
+def preprocess(
+    rgb_HW3: np.ndarray, camera: Camera, image_size: tuple[int, int], spec: dict
+) -> tuple[np.ndarray, Camera]:
     """The network input described by a student's preprocessing ``spec``.
 
     The image is resized to ``image_size`` (its camera scaled with it), then
@@ -105,7 +112,11 @@ class OnnxStudent:
 
     @classmethod
     def load(
-        cls, path: str | Path, expect_scene: str | None = None, expect_fingerprint: str | None = None, threads: int | None = None
+        cls,
+        path: str | Path,
+        expect_scene: str | None = None,
+        expect_fingerprint: str | None = None,
+        threads: int | None = None,
     ) -> OnnxStudent:
         """Open an exported student on CPU.
 

@@ -105,13 +105,17 @@ def read_intrinsics_list(path: str | Path) -> dict[str, object]:
         if not parts or parts[0].startswith("#"):
             continue
         if len(parts) < 5:
-            raise SlocalError(f"line {lineno}: expected 'name MODEL WIDTH HEIGHT params...', got {line.strip()!r}", path)
+            raise SlocalError(
+                f"line {lineno}: expected 'name MODEL WIDTH HEIGHT params...', got {line.strip()!r}", path
+            )
         name, model, *rest = parts
         try:
             width, height = int(rest[0]), int(rest[1])
             params = [float(v) for v in rest[2:]]
         except ValueError:
-            raise SlocalError(f"line {lineno}: width, height and parameters must be numbers, got {line.strip()!r}", path) from None
+            raise SlocalError(
+                f"line {lineno}: width, height and parameters must be numbers, got {line.strip()!r}", path
+            ) from None
         if name in cameras:
             raise SlocalError(f"line {lineno}: image {name!r} is listed twice", path)
         cameras[name] = colmap_camera(model, width, height, params, path, lineno)

@@ -69,5 +69,7 @@ def make_teacher(name: str, **options) -> Teacher:
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise SlocalError(f"the {name} teacher has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}")
+        raise SlocalError(
+            f"the {name} teacher has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
+        )
     return teacher_cls(config_cls(**options))

@@ -64,7 +64,9 @@ class ColmapTeacherConfig:
 
     def __post_init__(self) -> None:
         if self.min_track_length < 2 or self.max_side < 8:
-            raise SlocalError(f"invalid COLMAP teacher settings: min_track_length={self.min_track_length}, max_side={self.max_side}")
+            raise SlocalError(
+                f"invalid COLMAP teacher settings: min_track_length={self.min_track_length}, max_side={self.max_side}"
+            )
         if not (self.max_reproj_error_px > 0 and self.conf_tri_angle_deg > 0 and self.min_tri_angle_deg >= 0):
             raise SlocalError(
                 f"invalid COLMAP teacher settings: max_reproj_error_px={self.max_reproj_error_px}, "
@@ -115,7 +117,12 @@ def mapping_observations(scene: Scene, config: ColmapTeacherConfig) -> dict[str,
     out: dict[str, Observations] = {}
     if not xyz:
         return out
-    xyz_a, lengths_a, angles_a, ids_a = np.array(xyz), np.array(lengths), np.array(angles), np.array(point_ids, np.int64)
+    xyz_a, lengths_a, angles_a, ids_a = (
+        np.array(xyz),
+        np.array(lengths),
+        np.array(angles),
+        np.array(point_ids, np.int64),
+    )
     for image_id, items in per_image.items():
         image = rec.image(image_id)
         camera = rec.camera(image.camera_id)
@@ -156,7 +163,10 @@ class ColmapTeacher:
         without = [f.name for f in scene.mapping if f.name not in observations]
         log.info(
             "colmap %s: %d observations of kept points; %d of %d mapping frames have none",
-            scene.id, sum(len(o) for o in observations.values()), len(without), len(scene.mapping),
-        )  # fmt: skip
+            scene.id,
+            sum(len(o) for o in observations.values()),
+            len(without),
+            len(scene.mapping),
+        )
         for frame in progress_bar(scene.mapping, "colmap: targets"):
             yield sparse_targets(frame, observations.get(frame.name), c.max_side, c.snap_to_cell_center)

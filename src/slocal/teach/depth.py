@@ -40,7 +40,9 @@ class DepthTeacher:
 
     def teach(self, scene: Scene) -> Iterator[FrameTargets]:
         if not scene.has_depth:
-            raise SlocalError("the depth teacher needs depth images for every mapping frame; use --teacher sfm", scene.root)
+            raise SlocalError(
+                "the depth teacher needs depth images for every mapping frame; use --teacher sfm", scene.root
+            )
         c = self.config
         for frame in progress_bar(scene.mapping, "depth teacher"):
             camera = target_camera(frame, c.max_side)

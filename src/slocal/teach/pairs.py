@@ -83,7 +83,9 @@ def frustum_samples(frame: Frame, depths: Sequence[float], grid: tuple[int, int]
 
 def _pose_arrays(frames: Sequence[Frame]) -> tuple[np.ndarray, np.ndarray]:
     cam_from_world = np.stack([f.cam_from_world for f in frames])
-    intrinsics = np.array([[f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy, f.camera.width, f.camera.height] for f in frames])
+    intrinsics = np.array(
+        [[f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy, f.camera.width, f.camera.height] for f in frames]
+    )
     return cam_from_world, intrinsics
 
 
@@ -92,7 +94,9 @@ def two_way_overlap(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fractions of frame i's samples that each frame j sees, and of each j's samples that frame i sees: (M,), (M,)."""
     m = len(js)
-    forward = visible_fraction(np.broadcast_to(samples_NS3[i], (m, *samples_NS3[i].shape)), cam_from_world_N44[js], intrinsics_N6[js])
+    forward = visible_fraction(
+        np.broadcast_to(samples_NS3[i], (m, *samples_NS3[i].shape)), cam_from_world_N44[js], intrinsics_N6[js]
+    )
     backward = visible_fraction(
         samples_NS3[js], np.broadcast_to(cam_from_world_N44[i], (m, 4, 4)), np.broadcast_to(intrinsics_N6[i], (m, 6))
     )
@@ -106,7 +110,9 @@ def two_way_overlap(
 UNSCALED_DEPTHS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def nominal_depths(frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None) -> tuple[float, ...]:
+def nominal_depths(
+    frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None
+) -> tuple[float, ...]:
     """The scene depths the frustum test assumes, in scene units.
 
     ``nominal_depth_m`` converted with the scene's scale; for unknown units a
@@ -175,7 +181,9 @@ def matching_pair_scores(
     return scores + scores.T
 
 
-def matching_pairs(frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None = 1.0) -> list[tuple[int, int]]:
+def matching_pairs(
+    frames: Sequence[Frame], config: MatchingSettings, metres_per_unit: float | None = 1.0
+) -> list[tuple[int, int]]:
     """Image pairs to match: the ``num_neighbors`` best-scoring partners of every frame.
 
     A frame left with fewer than ``min_partners`` pairs (a wide-baseline photo)

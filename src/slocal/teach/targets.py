@@ -198,7 +198,12 @@ def depth_coords(frame: Frame, camera: Camera, depth_HW: np.ndarray | None = Non
 
 def cache_key(teacher: Teacher, scene: Scene) -> str:
     blob = json.dumps(
-        {"teacher": teacher.name, "settings": teacher.settings(), "scene": scene.fingerprint, "version": TARGETS_VERSION},
+        {
+            "teacher": teacher.name,
+            "settings": teacher.settings(),
+            "scene": scene.fingerprint,
+            "version": TARGETS_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -299,7 +304,12 @@ def _ensure_targets_locked(scene: Scene, teacher: Teacher, directory: Path, over
             _save_frame(building / "frames" / f"{len(frames):06d}.npz", t)
             frames.append(t)
         if skipped:
-            log.warning("%s teacher: %d frame(s) without any valid target skipped (e.g. %s)", teacher.name, len(skipped), skipped[0])
+            log.warning(
+                "%s teacher: %d frame(s) without any valid target skipped (e.g. %s)",
+                teacher.name,
+                len(skipped),
+                skipped[0],
+            )
         if not frames:
             raise SlocalError(f"the {teacher.name} teacher produced no valid targets for any mapping frame", scene.root)
         frames_t = tuple(frames)

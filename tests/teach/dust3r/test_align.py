@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-from dust3r_scene import dust3r_prediction, pose, render_world
 
+from dust3r_scene import dust3r_prediction, pose, render_world
 from slocal.geometry import Camera, invert, transform_points
-from slocal.teach.dust3r.inference import PairPrediction
 from slocal.teach.dust3r.align import align_pair, pair_depths
+from slocal.teach.dust3r.inference import PairPrediction
 from slocal.teach.dust3r.teacher import Dust3rTeacherConfig
 
 CAM = Camera(64, 48, fx=50.0, fy=50.0, cx=32.0, cy=24.0)
-
-
-
 
 
 def config(ckpt, **kw) -> Dust3rTeacherConfig:
@@ -48,7 +44,10 @@ def test_alignment_recovers_world_points_noise_free(fake_ckpt, method, seed):
     assert al.residual_deg < 1e-3
     assert np.linalg.norm(al.centre_2) == pytest.approx(np.linalg.norm(T2[:3, 3] - T1[:3, 3]), rel=1e-6)
     w1, w2 = world_from_pair(pred, al.scale, T1)
-    err = max(np.abs(w1 - render_world(CAM, T1).reshape(-1, 3)).max(), np.abs(w2 - render_world(cam2, T2).reshape(-1, 3)).max())
+    err = max(
+        np.abs(w1 - render_world(CAM, T1).reshape(-1, 3)).max(),
+        np.abs(w2 - render_world(cam2, T2).reshape(-1, 3)).max(),
+    )
     assert err < 1e-3  # float32 point maps: measured 2.7e-7 m
     # the per-frame depths (view 2 moved into its own camera) are the true z-depths
     d1, d2 = pair_depths(pred.pts3d_1, pred.pts3d_2, al.scale, invert(T1) @ T2)
@@ -67,7 +66,9 @@ def test_alignment_with_noise_and_outliers(fake_ckpt, method):
     outliers = rng.random(metric_2.shape[:2]) < 0.15
     noisy[outliers] += rng.normal(0, 0.5, (int(outliers.sum()), 3))
     conf = np.exp(rng.uniform(1.2, 3.0, outliers.shape)).astype(np.float32)
-    al = align_pair((noisy / true_scale).astype(np.float32), conf, CAM, invert(T1) @ T2, config(fake_ckpt, alignment=method))
+    al = align_pair(
+        (noisy / true_scale).astype(np.float32), conf, CAM, invert(T1) @ T2, config(fake_ckpt, alignment=method)
+    )
     assert al.status == "ok"
     rel = abs(al.scale / true_scale - 1)
     assert rel < 0.01, rel

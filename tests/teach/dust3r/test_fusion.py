@@ -10,7 +10,6 @@ import pytest
 from slocal.geometry import Camera, pixel_centers
 from slocal.teach.dust3r.fusion import fuse_estimates, harmonize_scales, resample_to
 
-
 # ----------------------------------------------------------------------------- resampling and fusion
 
 
@@ -61,9 +60,13 @@ def test_fusion_weights_by_confidence_and_rejects_outliers():
     assert d[0, 0] == pytest.approx((3 * 2.0 + 1 * 2.1) / 4)
     assert c[0, 0] == pytest.approx((e**3 + e) / 2)
     # the more confident of two disagreeing estimates wins; a tie is rejected
-    d2, _, ok2 = fuse_estimates(np.array([1.0, 2.0]).reshape(2, 1, 1), np.array([e, e**4]).reshape(2, 1, 1), np.ones((2, 1, 1), bool), 0.05)
+    d2, _, ok2 = fuse_estimates(
+        np.array([1.0, 2.0]).reshape(2, 1, 1), np.array([e, e**4]).reshape(2, 1, 1), np.ones((2, 1, 1), bool), 0.05
+    )
     assert ok2.all() and d2[0, 0] == pytest.approx(2.0)
-    _, c3, ok3 = fuse_estimates(np.array([1.0, 2.0]).reshape(2, 1, 1), np.full((2, 1, 1), e), np.ones((2, 1, 1), bool), 0.05)
+    _, c3, ok3 = fuse_estimates(
+        np.array([1.0, 2.0]).reshape(2, 1, 1), np.full((2, 1, 1), e), np.ones((2, 1, 1), bool), 0.05
+    )
     assert not ok3.any() and c3[0, 0] == 0
     # no estimate at all
     _, _, ok4 = fuse_estimates(depth, conf, np.zeros_like(valid), 0.05)

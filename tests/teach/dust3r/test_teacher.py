@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dust3r_scene import Oracle, pose, render_world, write_scene
 
+from dust3r_scene import Oracle, pose, render_world, write_scene
 from slocal.data import load_scene
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
@@ -107,7 +107,9 @@ def test_teach_with_resize_crop_and_noise(tmp_path):
     scene = room_scene(tmp_path / "scene", cam)
     ckpt = tmp_path / "w.pth"
     ckpt.write_bytes(b"x" * 10)
-    teacher = Dust3rTeacher(config(ckpt, image_size=64, max_side=40, resample="bilinear"), predictor=Oracle(noise=0.005))
+    teacher = Dust3rTeacher(
+        config(ckpt, image_size=64, max_side=40, resample="bilinear"), predictor=Oracle(noise=0.005)
+    )
     targets = list(teacher.teach(scene))
     assert len(targets) == len(scene.mapping)
     assert all(t.camera == target_camera(f, 40) for t, f in zip(sorted(targets, key=lambda t: t.name), scene.mapping))
@@ -119,7 +121,9 @@ def test_teach_with_resize_crop_and_noise(tmp_path):
     # targets lie exactly on their own pixels' rays
     frames = {f.name: f for f in scene.mapping}
     for t in targets:
-        uv, _ = t.camera.project(transform_points(frames[t.name].cam_from_world, t.coords_HW3[t.valid_HW].astype(np.float64)))
+        uv, _ = t.camera.project(
+            transform_points(frames[t.name].cam_from_world, t.coords_HW3[t.valid_HW].astype(np.float64))
+        )
         np.testing.assert_allclose(uv, pixel_centers(t.camera.width, t.camera.height)[t.valid_HW], atol=1e-3)
 
 
@@ -147,7 +151,12 @@ def write_fixture_checkpoint(fixtures: Path, folder: Path) -> Path:
     """The small random DPT fixture as a Hugging Face style folder (config.json + weights)."""
     meta = json.loads((fixtures / "small_dpt_config.json").read_text())
     dpt = meta["dpt_head_override"]
-    kwargs = {**meta["model_kwargs"], "dpt_feature_dim": dpt["feature_dim"], "dpt_last_dim": dpt["last_dim"], "dpt_layer_dims": dpt["layer_dims"]}
+    kwargs = {
+        **meta["model_kwargs"],
+        "dpt_feature_dim": dpt["feature_dim"],
+        "dpt_last_dim": dpt["last_dim"],
+        "dpt_layer_dims": dpt["layer_dims"],
+    }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(kwargs))
     sd = torch.load(fixtures / "small_dpt_state_dict.pt", map_location="cpu", weights_only=True)
@@ -161,8 +170,16 @@ def test_end_to_end_with_fixture_network(dust3r_fixtures, tiny_twelve_scenes, tm
     ckpt = write_fixture_checkpoint(dust3r_fixtures, tmp_path / "ckpt")
     scene = load_scene(tiny_twelve_scenes, "apt0/tiny")
     opts = dict(
-        checkpoint=str(ckpt), device="cpu", image_size=96, max_side=32, alignment=alignment, min_conf=1.0,
-        max_residual_deg=180.0, min_triangulation_deg=0.0, min_depth=1e-6, max_depth=1e9,
+        checkpoint=str(ckpt),
+        device="cpu",
+        image_size=96,
+        max_side=32,
+        alignment=alignment,
+        min_conf=1.0,
+        max_residual_deg=180.0,
+        min_triangulation_deg=0.0,
+        min_depth=1e-6,
+        max_depth=1e9,
     )
     teacher = make_teacher("dust3r", **opts)
     targets = ensure_targets(scene, teacher, tmp_path / "runs")
@@ -184,7 +201,9 @@ def test_end_to_end_with_fixture_network(dust3r_fixtures, tiny_twelve_scenes, tm
         assert t.coords_HW3.shape == (24, 32, 3) and t.coords_HW3.dtype == np.float32
         assert np.isfinite(t.coords_HW3[t.valid_HW]).all() and np.isnan(t.coords_HW3[~t.valid_HW]).all()
         assert (t.conf_HW[t.valid_HW] >= 1.0).all() and (t.conf_HW[~t.valid_HW] == 0).all()
-        uv, z = t.camera.project(transform_points(frames[t.name].cam_from_world, t.coords_HW3[t.valid_HW].astype(np.float64)))
+        uv, z = t.camera.project(
+            transform_points(frames[t.name].cam_from_world, t.coords_HW3[t.valid_HW].astype(np.float64))
+        )
         assert (z > 0).all()
         np.testing.assert_allclose(uv, pixel_centers(32, 24)[t.valid_HW], atol=1e-2)
     # cached: a second teacher with another device string reuses the targets

@@ -21,7 +21,9 @@ def test_poses_are_held_fixed(synth_scene, synth_map):
         T[:3] = image.cam_from_world().matrix()
         np.testing.assert_allclose(T, frame.cam_from_world, atol=1e-12)
         assert image.camera.model_name == "PINHOLE"
-        np.testing.assert_allclose(image.camera.params, [frame.camera.fx, frame.camera.fy, frame.camera.cx, frame.camera.cy])
+        np.testing.assert_allclose(
+            image.camera.params, [frame.camera.fx, frame.camera.fy, frame.camera.cx, frame.camera.cy]
+        )
 
 
 def test_triangulated_points_lie_on_the_rendered_surfaces(synth_scene, synth_map):
@@ -32,7 +34,9 @@ def test_triangulated_points_lie_on_the_rendered_surfaces(synth_scene, synth_map
     errors = []
     for image_id, o in obs.items():
         frame = synth_map.frame(image_id)
-        assert np.all(o.track_length >= config.min_track_length) and np.all(o.reproj_error <= config.max_reproj_error_px)
+        assert np.all(o.track_length >= config.min_track_length) and np.all(
+            o.reproj_error <= config.max_reproj_error_px
+        )
         assert np.all(o.tri_angle_deg >= config.min_tri_angle_deg)
         # Depth of the point in this camera vs the ray-cast depth at the keypoint (nearest depth pixel).
         z = transform_points(frame.cam_from_world, o.xyz_N3)[:, 2]

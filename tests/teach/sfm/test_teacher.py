@@ -50,8 +50,13 @@ def test_sparse_targets_cells_and_conflicts(synth_scene):
     xyz = transform_points(frame.world_from_cam, frame.camera.backproject(uv, z))
     n = len(uv)
     obs = Observations(
-        point2D_idx=np.arange(n), uv_N2=uv, point3D_id=np.arange(n), xyz_N3=xyz,
-        track_length=np.full(n, 3), tri_angle_deg=np.full(n, 20.0), reproj_error=np.zeros(n),
+        point2D_idx=np.arange(n),
+        uv_N2=uv,
+        point3D_id=np.arange(n),
+        xyz_N3=xyz,
+        track_length=np.full(n, 3),
+        tri_angle_deg=np.full(n, 20.0),
+        reproj_error=np.zeros(n),
         conf=np.array([0.5, 0.2, 0.9, 0.7, 1.0, 1.0], np.float32),
     )
     t = sparse_targets(frame, obs, max_side=32, snap_to_cell_center=False)
@@ -78,12 +83,18 @@ def test_wide_baseline_photo_collection_in_model_units(tmp_path):
     with metric pair limits read in model units only a pair or two would be matched.
     """
     import pycolmap
-    from colmap_room import write_room_colmap
 
+    from colmap_room import write_room_colmap
     from slocal.data import load_scene
 
-    write_room_colmap(tmp_path / "data" / "room", n_mapping=12, n_query=1, metres_per_unit=0.25,
-                      sizes=((320, 240), (320, 236), (300, 240)), texels_per_metre=200.0)  # fmt: skip
+    write_room_colmap(
+        tmp_path / "data" / "room",
+        n_mapping=12,
+        n_query=1,
+        metres_per_unit=0.25,
+        sizes=((320, 240), (320, 236), (300, 240)),
+        texels_per_metre=200.0,
+    )
     scene = load_scene(tmp_path / "data", "room")
     assert scene.metres_per_unit is None
     targets = {t.name: t for t in make_teacher("sfm").teach(scene)}

@@ -1,6 +1,5 @@
 """Verification against the known relative poses (pycolmap E and Sampson error)."""
 
-
 import numpy as np
 
 from slocal.geometry import transform_points

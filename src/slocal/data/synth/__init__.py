@@ -25,4 +25,13 @@ from slocal.data.synth.trajectories import look_pose, trajectory
 from slocal.data.synth.world import SynthWorld
 from slocal.data.synth.writer import DEPTH_SHIFT, SENSOR_NAME, SynthResult, render_scene
 
-__all__ = ["DEPTH_SHIFT", "SENSOR_NAME", "SynthConfig", "SynthResult", "SynthWorld", "look_pose", "render_scene", "trajectory"]
+__all__ = [
+    "DEPTH_SHIFT",
+    "SENSOR_NAME",
+    "SynthConfig",
+    "SynthResult",
+    "SynthWorld",
+    "look_pose",
+    "render_scene",
+    "trajectory",
+]

@@ -48,7 +48,6 @@ def _yaw_matrix(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-
 class SynthWorld:
     """The room, its furniture and baked textures for one configuration.
 

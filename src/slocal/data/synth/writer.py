@@ -158,6 +158,10 @@ def render_scene(
     scene = load_twelve_scenes(out_dir, scene_id or out_dir.name)
     log.info(
         "synth: wrote %d mapping + %d query frames to %s in %.1f s (%.1f frames/s)",
-        n_mapping, n_query, out_dir, seconds, n_frames / seconds,
+        n_mapping,
+        n_query,
+        out_dir,
+        seconds,
+        n_frames / seconds,
     )
     return SynthResult(out_dir, scene, seconds)

@@ -8,6 +8,7 @@ known rays (``rays``) or from camera 2's predicted centre (``centre``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from slocal.geometry.camera import Camera, pixel_centers

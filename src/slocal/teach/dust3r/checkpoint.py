@@ -250,9 +250,15 @@ def check_state_dict(net: Dust3rNet, state_dict: Mapping[str, torch.Tensor], pat
         hint = "; this looks like a MASt3R checkpoint, which is not supported (use a DUSt3R checkpoint)"
     else:
         hint = ""
-    parts = [_listing(what, items) for what, items in (
-        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)
-    ) if items]
+    parts = [
+        _listing(what, items)
+        for what, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
     cfg = net.config
     arch = f"{cfg.head_type} head, enc {cfg.enc_embed_dim}x{cfg.enc_depth}, dec {cfg.dec_embed_dim}x{cfg.dec_depth}"
     raise SlocalError(f"not a checkpoint of the expected DUSt3R architecture ({arch}): {'; '.join(parts)}{hint}", path)

@@ -150,7 +150,11 @@ def harmonize_scales(
 
 
 def fuse_estimates(
-    depth_KHW: np.ndarray, conf_KHW: np.ndarray, valid_KHW: np.ndarray, tolerance: float, scale_tolerance: float | None = None
+    depth_KHW: np.ndarray,
+    conf_KHW: np.ndarray,
+    valid_KHW: np.ndarray,
+    tolerance: float,
+    scale_tolerance: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fuse K depth estimates per pixel (module docstring, step 5).
 
@@ -204,6 +208,4 @@ def frame_targets(
     pts = camera.backproject(uv, np.where(ok, depth, 0.0).reshape(-1))
     coords = transform_points(frame.world_from_cam, pts).astype(np.float32)
     coords[~ok.reshape(-1)] = np.nan
-    return FrameTargets(
-        frame.name, camera, coords.reshape(camera.height, camera.width, 3), conf.astype(np.float32), ok
-    )
+    return FrameTargets(frame.name, camera, coords.reshape(camera.height, camera.width, 3), conf.astype(np.float32), ok)

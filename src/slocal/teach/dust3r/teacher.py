@@ -73,9 +73,7 @@ class Dust3rTeacherConfig(PairSettings):
 
     def __post_init__(self) -> None:
         if self.checkpoint is None or str(self.checkpoint) == "":
-            raise SlocalError(
-                "the dust3r teacher needs a DUSt3R checkpoint (--checkpoint PATH); " + checkpoint_help()
-            )
+            raise SlocalError("the dust3r teacher needs a DUSt3R checkpoint (--checkpoint PATH); " + checkpoint_help())
         object.__setattr__(self, "checkpoint", str(self.checkpoint))
         object.__setattr__(self, "overlap_depths", tuple(float(d) for d in self.overlap_depths))
         problems = []
@@ -96,7 +94,9 @@ class Dust3rTeacherConfig(PairSettings):
         if not 0 < self.min_depth < self.max_depth:
             problems.append("need 0 < min_depth < max_depth")
         if self.max_side < 1 or self.fusion_tolerance <= 0 or self.scale_tolerance <= 0 or self.min_conf < 1:
-            problems.append("max_side and fusion_tolerance must be positive, min_conf >= 1 (DUSt3R confidences are >= 1)")
+            problems.append(
+                "max_side and fusion_tolerance must be positive, min_conf >= 1 (DUSt3R confidences are >= 1)"
+            )
         if problems:
             raise SlocalError("invalid dust3r teacher settings: " + "; ".join(problems))
 
@@ -265,7 +265,11 @@ class Dust3rTeacher:
             log.warning(
                 "dust3r teacher: %d of %d pairs skipped "
                 "(%d degenerate baseline, %d inconsistent with the known poses, %d failed)",
-                skipped, len(pairs), statuses["degenerate"], statuses["inconsistent"], statuses["failed"],
+                skipped,
+                len(pairs),
+                statuses["degenerate"],
+                statuses["inconsistent"],
+                statuses["failed"],
             )
 
     def _add_pair(self, v1: PairView, v2: PairView, pred, cams: dict, estimates: dict) -> str:

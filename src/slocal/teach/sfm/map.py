@@ -91,7 +91,9 @@ def build_sfm_map(scene: Scene, config: SfmTeacherConfig, workdir: str | Path) -
 
     frames = tuple(scene.mapping)
     if len(frames) < 2:
-        raise SlocalError(f"scene {scene.id}: the SfM map needs at least 2 mapping frames, got {len(frames)}", scene.root)
+        raise SlocalError(
+            f"scene {scene.id}: the SfM map needs at least 2 mapping frames, got {len(frames)}", scene.root
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "database.db"
@@ -147,18 +149,28 @@ def build_sfm_map(scene: Scene, config: SfmTeacherConfig, workdir: str | Path) -
         raw, verified, kept_pairs = match_and_verify(db_path, frames, names, keypoints, pairs, config, workdir)
         log.info(
             "sfm %s: %d raw matches, %d consistent with the known poses, %d/%d pairs kept",
-            scene.id, raw, verified, kept_pairs, len(pairs),
+            scene.id,
+            raw,
+            verified,
+            kept_pairs,
+            len(pairs),
         )
         if kept_pairs == 0:
             raise SlocalError(
-                f"scene {scene.id}: no image pair has {config.min_pair_matches} matches consistent with the poses", scene.root
+                f"scene {scene.id}: no image pair has {config.min_pair_matches} matches consistent with the poses",
+                scene.root,
             )
 
         before = {i: rec.image(i).cam_from_world().matrix().copy() for i in rec.reg_image_ids()}
         log.info("sfm %s: triangulating with the known poses fixed", scene.id)
         rec = pycolmap.triangulate_points(
-            rec, db_path, image_root, workdir / "sparse", clear_points=True,
-            options=_triangulation_options(config), refine_intrinsics=False,
+            rec,
+            db_path,
+            image_root,
+            workdir / "sparse",
+            clear_points=True,
+            options=_triangulation_options(config),
+            refine_intrinsics=False,
         )
     moved = max(float(np.abs(rec.image(i).cam_from_world().matrix() - T).max()) for i, T in before.items())
     if moved > 1e-9:
@@ -178,7 +190,10 @@ def build_sfm_map(scene: Scene, config: SfmTeacherConfig, workdir: str | Path) -
     }
     log.info(
         "sfm %s: %d points, mean track length %.2f, mean reprojection error %.2f px",
-        scene.id, stats["points3D"], stats["mean_track_length"], stats["mean_reproj_error_px"],
+        scene.id,
+        stats["points3D"],
+        stats["mean_track_length"],
+        stats["mean_reproj_error_px"],
     )
     image_ids = {f.name: i + 1 for i, f in enumerate(frames)}
     return SfmMap(rec, frames, image_ids, keypoints, db_path, stats)

@@ -22,7 +22,9 @@ from slocal.teach.targets import FrameTargets, target_camera
 log = logging.getLogger(__name__)
 
 
-def sparse_targets(frame: Frame, obs: Observations | None, max_side: int, snap_to_cell_center: bool = True) -> FrameTargets:
+def sparse_targets(
+    frame: Frame, obs: Observations | None, max_side: int, snap_to_cell_center: bool = True
+) -> FrameTargets:
     """Write observations into the frame's target grid (one per cell, the most confident).
 
     Args:
@@ -99,7 +101,10 @@ class SfmTeacher:
             without = sum(1 for i in sfm_map.image_ids.values() if i not in observations)
             log.info(
                 "sfm %s: %d observations of kept points; %d of %d frames have none",
-                scene.id, num_obs, without, len(sfm_map.frames),
+                scene.id,
+                num_obs,
+                without,
+                len(sfm_map.frames),
             )
             for frame in progress_bar(sfm_map.frames, "sfm: targets"):
                 obs = observations.get(sfm_map.image_ids[frame.name])
