@@ -105,5 +105,6 @@ def apply_pose_files(scene: Scene, paths: Sequence[str | Path]) -> Scene:
         raise SlocalError(f"the pose files cover no frame of scene {scene.id}", Path(paths[0]))
     if dropped:
         log.warning("%s: %d frame(s) not in the pose file(s) dropped", scene.id, dropped)
-    extra = {**scene.extra, "pose_files": [str(p) for p in paths]}
+    # Pseudo ground truth is made from the colour images: its poses are the colour camera's.
+    extra = {**scene.extra, "pose_files": [str(p) for p in paths], "poses_of": "colour"}
     return replace(scene, mapping=mapping, query=query, skipped=scene.skipped + dropped, extra=extra)

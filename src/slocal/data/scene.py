@@ -10,7 +10,8 @@ import numpy as np
 
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
-from slocal.geometry.pose import invert
+from slocal.geometry.pose import invert, transform_points
+from slocal.geometry.zbuffer import splat_nearest
 from slocal.io import read_depth_png
 
 FORMATS = ("12scenes", "7scenes", "colmap")
@@ -25,10 +26,15 @@ class Frame:
         image_path: colour image file.
         camera: colour camera at the stored image size.
         world_from_cam: (4, 4) camera-to-world pose (what 7-Scenes/12Scenes store).
-        depth_path: registered depth image, if any.
-        depth_camera: camera of the depth image (same optical centre as ``camera``).
+        depth_path: depth image, if any.
+        depth_camera: camera of the depth image.
         depth_scale: metres per stored depth unit.
         depth_invalid: stored values that mean "no depth" besides 0.
+        cam_from_depth: (4, 4) rigid transform from the depth camera to the colour
+            camera of this frame, or None where depth is registered to colour
+            (one optical centre: a colour pixel maps to the depth image through
+            the intrinsics alone). Set by ``slocal.data.rig`` for RGB-D rigs
+            whose cameras sit apart (7-Scenes' Kinect).
     """
 
     name: str
@@ -39,11 +45,19 @@ class Frame:
     depth_camera: Camera | None = None
     depth_scale: float = 0.001
     depth_invalid: tuple[int, ...] = ()
+    cam_from_depth: np.ndarray | None = None
 
     @property
     def cam_from_world(self) -> np.ndarray:
         """(4, 4) world-to-camera pose."""
         return invert(self.world_from_cam)
+
+    @property
+    def world_from_depth(self) -> np.ndarray:
+        """(4, 4) pose of the depth camera (the colour camera's where depth is registered)."""
+        if self.cam_from_depth is None:
+            return self.world_from_cam
+        return self.world_from_cam @ self.cam_from_depth
 
     @property
     def has_depth(self) -> bool:
@@ -71,17 +85,24 @@ class Frame:
         return depth
 
     def depth_at(self, camera: Camera, depth_HW: np.ndarray | None = None) -> np.ndarray:
-        """Depth sampled at the pixel centres of ``camera`` (nearest neighbour).
+        """Depth (z in ``camera``'s frame) at the pixel centres of ``camera``.
 
-        Colour and depth are registered with the same optical centre, so a pixel
-        of ``camera`` maps to the depth image through the intrinsics alone.
-        Nearest neighbour avoids mixing foreground and background at edges.
+        Registered depth (``cam_from_depth`` is None) shares the colour camera's
+        optical centre, so a pixel of ``camera`` maps to the depth image through
+        the intrinsics alone; it is sampled there by nearest neighbour, which
+        never mixes foreground and background at edges. Otherwise every depth
+        pixel is lifted into the depth camera's frame, moved into the colour
+        camera by ``cam_from_depth`` and z-buffered onto ``camera``'s grid
+        (``slocal.geometry.zbuffer``): a point seen by the depth camera but
+        hidden from the colour camera loses to the nearer surface.
 
         Returns:
             float32 array (camera.height, camera.width), metres, 0 where invalid.
         """
         if depth_HW is None:
             depth_HW = self.read_depth()
+        if self.cam_from_depth is not None:
+            return self._rendered_depth(camera, depth_HW)
         uv = pixel_centers(camera.width, camera.height).reshape(-1, 2)
         uv_d, _ = self.depth_camera.project(camera.rays(uv))
         cols = np.floor(uv_d[:, 0]).astype(np.int64)
@@ -90,6 +111,18 @@ class Frame:
         out = np.zeros(len(uv), np.float32)
         out[inside] = depth_HW[rows[inside], cols[inside]]
         return out.reshape(camera.height, camera.width)
+
+    def _rendered_depth(self, camera: Camera, depth_HW: np.ndarray) -> np.ndarray:
+        # Each depth pixel is split into k x k sub-pixels carrying its value, so the lifted points
+        # are at least as dense as ``camera``'s grid and the splat leaves no holes.
+        k = max(1, int(np.ceil(max(camera.fx / self.depth_camera.fx, camera.fy / self.depth_camera.fy))))
+        dcam = self.depth_camera.scaled(self.depth_camera.width * k, self.depth_camera.height * k)
+        depth = np.repeat(np.repeat(depth_HW, k, axis=0), k, axis=1) if k > 1 else depth_HW
+        valid = depth > 0
+        uv = pixel_centers(dcam.width, dcam.height)[valid]
+        pts_depth = dcam.backproject(uv, depth[valid])
+        depth, _ = splat_nearest(camera, transform_points(self.cam_from_depth, pts_depth))
+        return depth
 
 
 @dataclass(frozen=True, eq=False)

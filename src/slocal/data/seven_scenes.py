@@ -7,7 +7,9 @@ f = 525 px for colour and f = 585 px for depth, principal point at the image
 centre. An optional ``camera-intrinsics.txt`` (3x3 K, as shipped with TSDF-fusion
 redistributions) is the *depth* camera's matrix; an optional
 ``color-intrinsics.txt`` (3x3 K) sets the colour camera. Colour and depth are
-treated as registered with a common optical centre.
+two cameras of one rig, and the poses are the depth camera's: the scene says so
+(``extra``: ``depth_registered`` False, ``poses_of`` depth) and
+``slocal.teach.rig`` estimates the rig from the mapping frames.
 
 Why not take ``camera-intrinsics.txt`` (f = 585) for colour too: on
 ``7scenes-mini/redkitchen`` the colour images are photo-consistent across
@@ -124,4 +126,9 @@ def load_seven_scenes(root: Path, scene_id: str) -> Scene:
         frames_by_split[split] = frames
     if skipped:
         log.warning("%s: skipped %d frames with invalid (INF/NaN) poses", scene_id, skipped)
-    return Scene(scene_id, root, "7scenes", tuple(frames_by_split["mapping"]), tuple(frames_by_split["query"]), skipped)
+    # The Kinect's depth is the infrared camera's and KinectFusion tracked that camera: depth is not
+    # registered to colour and the poses are the depth camera's (``slocal.data.rig``).
+    extra = {"depth_registered": False, "poses_of": "depth"}
+    return Scene(
+        scene_id, root, "7scenes", tuple(frames_by_split["mapping"]), tuple(frames_by_split["query"]), skipped, extra
+    )

@@ -26,7 +26,8 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import invert
 from slocal.io import read_image
 from slocal.progress import progress_bar
-from slocal.teach.targets import FrameTargets, TargetSet, sample_target_maps
+from slocal.teach.frame_targets import FrameTargets, sample_target_maps
+from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
 

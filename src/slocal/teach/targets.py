@@ -38,114 +38,12 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import transform_points
 from slocal.io import atomic_dir, atomic_path, check_image, process_lock, read_json, write_json
 from slocal.runs import target_cache_dir
+from slocal.teach.consistency import multiview_consistency
+from slocal.teach.frame_targets import FrameTargets
 
 log = logging.getLogger(__name__)
 
 TARGETS_VERSION = 1
-
-
-@dataclass(frozen=True, eq=False)
-class FrameTargets:
-    """Targets of one mapping frame.
-
-    Attributes:
-        name: the frame's name in the scene.
-        camera: camera of the target grid (the frame's camera rescaled).
-        coords_HW3: float32 world coordinates in metres (NaN where invalid).
-        conf_HW: float32 confidence, > 0 where valid, higher is better.
-        valid_HW: bool mask of usable targets.
-    """
-
-    name: str
-    camera: Camera
-    coords_HW3: np.ndarray
-    conf_HW: np.ndarray
-    valid_HW: np.ndarray
-
-    def __post_init__(self) -> None:
-        H, W = self.camera.height, self.camera.width
-        if self.coords_HW3.shape != (H, W, 3) or self.conf_HW.shape != (H, W) or self.valid_HW.shape != (H, W):
-            raise ValueError(
-                f"targets of {self.name}: shapes {self.coords_HW3.shape}, {self.conf_HW.shape}, "
-                f"{self.valid_HW.shape} do not match the {W}x{H} camera"
-            )
-
-    @property
-    def num_valid(self) -> int:
-        return int(self.valid_HW.sum())
-
-    def sample(
-        self, xy_N2: np.ndarray, origin_3: np.ndarray | None = None, edge_ratio: float = 0.1
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Targets at arbitrary image points of ``camera`` (e.g. the centres of a student's cells).
-
-        Bilinear over the valid ones of the four pixels around each point (pixel
-        ``(i, j)`` sits at ``(j + 0.5, i + 0.5)``), so a stride-8 cell centre
-        ``8j + 4`` gets the target *at* ``8j + 4``, not at the centre of the pixel
-        it falls in. Where the valid neighbours straddle a depth edge, blending
-        would invent a point in mid-air: the most heavily weighted neighbour is
-        taken instead. An edge is where the neighbours' distances from the
-        camera centre ``origin_3`` differ by more than ``edge_ratio`` (relative,
-        so a wall seen at a grazing angle is not an edge); without the centre,
-        where they lie more than 5 cm apart.
-
-        Args:
-            xy_N2: (N, 2) image coordinates in ``camera``.
-            origin_3: the camera centre, in the frame of ``coords_HW3``.
-            edge_ratio: relative depth jump that makes an edge.
-
-        Returns:
-            coords_N3 float32 (NaN where invalid), conf_N float32, valid_N bool.
-        """
-        return sample_target_maps(self.coords_HW3, self.conf_HW, self.valid_HW, xy_N2, origin_3, edge_ratio)
-
-
-def sample_target_maps(
-    coords_HW3: np.ndarray,
-    conf_HW: np.ndarray,
-    valid_HW: np.ndarray,
-    xy_N2: np.ndarray,
-    origin_3: np.ndarray | None = None,
-    edge_ratio: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``FrameTargets.sample`` on bare maps (coordinates in any frame, e.g. relative to the scene centre)."""
-    H, W = valid_HW.shape
-    xy = np.asarray(xy_N2, np.float64).reshape(-1, 2)
-    n = len(xy)
-    u, v = xy[:, 0] - 0.5, xy[:, 1] - 0.5
-    j0, i0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
-    a, b = u - j0, v - i0
-    cols = np.stack([j0, j0 + 1, j0, j0 + 1], 1)
-    rows = np.stack([i0, i0, i0 + 1, i0 + 1], 1)
-    w = np.stack([(1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b], 1)
-    inside = (cols >= 0) & (cols < W) & (rows >= 0) & (rows < H)
-    cc, rr = np.clip(cols, 0, W - 1), np.clip(rows, 0, H - 1)
-    ok = inside & valid_HW[rr, cc] & (w > 0)
-    w = np.where(ok, w, 0.0)
-    total = w.sum(1)
-    valid = total > 0
-    pts = np.where(ok[..., None], coords_HW3[rr, cc].astype(np.float64), 0.0)
-    conf = np.where(ok, conf_HW[rr, cc].astype(np.float64), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (w[..., None] * pts).sum(1) / total[:, None]
-        conf_mean = (w * conf).sum(1) / total
-    if origin_3 is not None:
-        dist = np.linalg.norm(pts - np.asarray(origin_3, np.float64), axis=2)
-        near = np.where(ok, dist, np.inf).min(1)
-        far = np.where(ok, dist, 0.0).max(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            edge = valid & (far > near * (1.0 + edge_ratio))
-    else:
-        spread = np.where(ok, np.linalg.norm(pts - mean[:, None], axis=2), 0.0).max(1)
-        edge = valid & (spread > 0.025)
-    if edge.any():
-        best = np.argmax(w[edge], axis=1)
-        mean[edge] = pts[edge, best]
-        conf_mean[edge] = conf[edge, best]
-    coords = np.full((n, 3), np.nan, np.float32)
-    coords[valid] = mean[valid]
-    conf_out = np.where(valid, conf_mean, 0.0).astype(np.float32)
-    return coords, conf_out, valid
 
 
 class Teacher(Protocol):
@@ -222,11 +120,12 @@ def _error_vs_depth(scene: Scene, targets: Iterable[FrameTargets]) -> Iterator[n
 
 
 def target_stats(scene: Scene, frames: tuple[FrameTargets, ...]) -> dict:
-    """Counts, and the error against depth-derived coordinates when the scene has depth."""
+    """Counts, multi-view consistency, and the error against depth-derived coordinates when the scene has depth."""
     stats: dict = {
         "frames": len(frames),
         "skipped_frames": len(scene.mapping) - len(frames),
         "points": int(sum(t.num_valid for t in frames)),
+        "consistency": multiview_consistency(scene, frames),
     }
     if scene.has_depth and frames:
         errors = np.concatenate(list(_error_vs_depth(scene, frames)))
@@ -235,6 +134,25 @@ def target_stats(scene: Scene, frames: tuple[FrameTargets, ...]) -> dict:
             stats["median_error_cm"] = float(np.median(errors) * 100)
             stats["within_5cm"] = float(np.mean(errors < 0.05) * 100)
     return stats
+
+
+def log_consistency(teacher: str, stats: dict) -> None:
+    c = stats.get("consistency", {})
+    if "median" in c:
+        log.info(
+            "%s targets: multi-view consistency %.2f %s median, %.0f / %.0f / %.0f %% within 1 / 2 / 5 %s "
+            "(%d points, %d frame pairs); %.1f %% of pixels labelled",
+            teacher,
+            c["median"],
+            c["unit"],
+            c["within_1"],
+            c["within_2"],
+            c["within_5"],
+            c["unit"],
+            c["points_compared"],
+            c["pairs"],
+            c["labelled_pct"],
+        )
 
 
 def _save_frame(path: Path, t: FrameTargets) -> None:
@@ -290,7 +208,14 @@ def _ensure_targets_locked(scene: Scene, teacher: Teacher, directory: Path, over
         index = read_json(index_path)
         if index.get("scene_fingerprint") == scene.fingerprint and index.get("settings") == teacher.settings():
             log.info("using cached %s targets in %s", teacher.name, directory)
-            return load_targets(directory)
+            targets = load_targets(directory)
+            if "consistency" not in index["stats"]:
+                # A cache written before consistency was measured: measure it once and keep it.
+                index["stats"]["consistency"] = multiview_consistency(scene, targets.frames)
+                write_json(index_path, index)
+                targets = load_targets(directory)
+            log_consistency(teacher.name, targets.stats)
+            return targets
         log.info("cached targets in %s do not match; rebuilding", directory)
 
     check_mapping_images(scene)
@@ -327,4 +252,5 @@ def _ensure_targets_locked(scene: Scene, teacher: Teacher, directory: Path, over
             },
         )
     log.info("%s targets: %d frames, %d points -> %s", teacher.name, stats["frames"], stats["points"], directory)
+    log_consistency(teacher.name, stats)
     return TargetSet(teacher.name, teacher.settings(), directory, frames_t, stats)

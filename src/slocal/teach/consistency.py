@@ -1,0 +1,112 @@
+"""How well a teacher's targets agree across views, measured without ground truth.
+
+A student that regresses one coordinate per pixel can only be as consistent as its teacher: if
+frame A says a surface point is at X and frame B, looking at the same point, says X + 3 cm, the
+student learns something in between and every pose it solves inherits the disagreement.
+
+For sampled target pixels of each mapping frame, the target ``X_i`` is projected into a few
+overlapping mapping frames ``j`` (through their poses and target cameras) and compared with the
+target that frame gives there, ``X_j`` (bilinear over its valid neighbours; ``FrameTargets.sample``).
+Where ``X_j`` lies clearly in front of ``X_i`` along frame j's ray (more than ``occlusion_ratio``
+of the depth), j sees another surface, and the pair is counted as occluded, not as a
+disagreement. The distances ``|X_i - X_j|`` of the rest make the report: median and the share
+within 1 / 2 / 5 cm (in centi-units, 0.01 model units, for a scene without a metric scale).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slocal.data.scene import Scene
+from slocal.teach.frame_targets import FrameTargets
+
+THRESHOLDS = (1, 2, 5)
+
+
+def _project(cam_from_world_44: np.ndarray, camera, points_N3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = points_N3 @ cam_from_world_44[:3, :3].T + cam_from_world_44[:3, 3]
+    uv, z = camera.project(p)
+    with np.errstate(invalid="ignore"):
+        inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    return uv, np.where(inside, z, np.nan)
+
+
+def multiview_consistency(
+    scene: Scene,
+    frames: tuple[FrameTargets, ...],
+    samples_per_frame: int = 1000,
+    partners: int = 4,
+    min_overlap: float = 0.3,
+    occlusion_ratio: float = 0.1,
+    seed: int = 0,
+) -> dict:
+    """Multi-view consistency of a target set.
+
+    Args:
+        scene: the scene (poses of the mapping frames, scale).
+        frames: the targets, one per mapping frame they label.
+        samples_per_frame: target pixels sampled per frame (seeded).
+        partners: overlapping frames each frame is compared with, drawn at random among those that
+            see at least ``min_overlap`` of its sampled points.
+        min_overlap: see ``partners``.
+        occlusion_ratio: relative depth gap beyond which the other frame sees another surface.
+        seed: seed of the pixel and partner draws.
+
+    Returns:
+        ``unit`` ("cm", or "cu" = 0.01 model units), ``median``, ``within_1``/``_2``/``_5`` (% of
+        compared points), ``points_compared``, ``pairs``, ``occluded_pct``, ``labelled_pct`` (% of
+        target pixels with a target).
+    """
+    rng = np.random.default_rng(seed)
+    poses = {f.name: f.cam_from_world for f in scene.mapping}
+    frames = tuple(t for t in frames if t.name in poses)
+    metres = scene.metres_per_unit
+    to_centi = 100.0 * (metres if metres is not None else 1.0)
+    labelled = sum(t.num_valid for t in frames)
+    pixels = sum(t.valid_HW.size for t in frames)
+    report = {
+        "unit": "cm" if metres is not None else "cu",
+        "labelled_pct": 100.0 * labelled / max(pixels, 1),
+        "pairs": 0,
+        "points_compared": 0,
+    }
+    if len(frames) < 2:
+        return report
+    samples = []
+    for t in frames:
+        idx = np.flatnonzero(t.valid_HW.ravel())
+        pick = rng.choice(idx, size=min(samples_per_frame, idx.size), replace=False)
+        samples.append(t.coords_HW3.reshape(-1, 3)[pick].astype(np.float64))
+
+    distances, occluded, compared = [], 0, 0
+    for i in range(len(frames)):
+        pts = samples[i]
+        if not len(pts):
+            continue
+        overlap = np.zeros(len(frames))
+        for j, t_j in enumerate(frames):
+            if j != i:
+                overlap[j] = np.isfinite(_project(poses[t_j.name], t_j.camera, pts)[1]).mean()
+        candidates = np.flatnonzero(overlap >= min_overlap)
+        for j in rng.permutation(candidates)[:partners]:
+            t_j = frames[j]
+            uv, z_i = _project(poses[t_j.name], t_j.camera, pts)
+            seen = np.isfinite(z_i)
+            cam_from_world = poses[t_j.name]
+            centre = -cam_from_world[:3, :3].T @ cam_from_world[:3, 3]
+            x_j, _, valid = t_j.sample(uv[seen], origin_3=centre)
+            z_j = (x_j.astype(np.float64) @ cam_from_world[:3, :3].T + cam_from_world[:3, 3])[:, 2]
+            front = valid & (z_j < z_i[seen] * (1.0 - occlusion_ratio))
+            same = valid & ~front
+            occluded += int(front.sum())
+            compared += int(valid.sum())
+            distances.append(np.linalg.norm(x_j[same] - pts[seen][same], axis=1))
+            report["pairs"] += 1
+    d = np.concatenate(distances) * to_centi if distances else np.zeros(0)
+    report["points_compared"] = int(d.size)
+    report["occluded_pct"] = 100.0 * occluded / max(compared, 1)
+    if d.size:
+        report["median"] = float(np.median(d))
+        for k in THRESHOLDS:
+            report[f"within_{k}"] = float(np.mean(d < k) * 100)
+    return report
