@@ -44,7 +44,11 @@ def run(cmd: list[str], stdout=None) -> tuple[subprocess.CompletedProcess, float
 def one_seed(args, seed: int, students: list[str]) -> dict:
     runs = args.runs / f"seed{seed}"
     base = [sys.executable, "-m", "slocal_cli.main"]
-    common = ["--data-root", str(args.data_root), "--runs", str(runs)]
+    common = ["--data-root", str(args.data_root), "--runs", str(runs), "--depth-registration", args.depth_registration]
+    for pose_file in args.poses:
+        common += ["--poses", str(pose_file)]
+    teacher = ["--teacher", args.teacher] if args.teacher else []
+    budget = ["--iterations", str(args.iterations)] if args.iterations else ["--minutes", f"{args.minutes:g}"]
     distilled = {}
     for student in students:
         # distill writes where bench looks (slocal's one model-path rule), so no --out here.
@@ -57,8 +61,8 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
             student,
             "--seed",
             str(seed),
-            "--minutes",
-            f"{args.minutes:g}",
+            *budget,
+            *teacher,
             "--device",
             args.device,
             "--json",
@@ -87,6 +91,7 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
         "--methods",
         ",".join([*students, *args.baselines]),
         "--no-distill",
+        *teacher,
         "--device",
         args.device,
         *common,
@@ -146,6 +151,12 @@ def fmt(v, digits=1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def cam_err(row: dict) -> str:
+    """The mean camera-frame error (the systematic part) and its query count."""
+    mean = row.get("mean_cam_err")
+    return "-" if not mean else f"{', '.join(f'{v:+.1f}' for v in mean)} ({row.get('n_cam_err')})"
+
+
 def split_ms(row: dict) -> str:
     """``network + RANSAC`` p50 milliseconds of a student row ("-" for baselines, which have no network)."""
     if row.get("ms_network") is None or row.get("ms_ransac") is None:
@@ -157,12 +168,21 @@ def markdown(payload: dict) -> str:
     lines = [
         f"# {payload['scene']}: students vs baselines, one bench run per seed\n",
         "{header}",
-        f"Budget per student: {payload['minutes']:g} min of mapping on this machine's {payload.get('device', 'cpu')} "
+        (
+            f"Budget per student: {payload['iterations']} head steps (encoding excluded), "
+            if payload.get("iterations")
+            else f"Budget per student: {payload['minutes']:g} min of mapping "
+        )
+        + f"on this machine's {payload.get('device', 'cpu')} "
         "(feature encoding included; students are benched there too, SIFT always runs on the CPU). "
         "Every row of a seed comes from the same `slocal bench` run on the same queries.\n",
-        "| seed | method | queries | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | ms/query p50 | network + RANSAC ms | "
-        "speed vs first student | map MB | distill wall min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"Teacher: {payload.get('teacher') or 'the scene default'}; depth registration: "
+        f"{payload.get('depth_registration', 'auto')}; poses: "
+        f"{', '.join(Path(p).name for p in payload.get('poses', [])) or 'the dataset'}"
+        f"{'; reference: ' + payload['reference'] if payload.get('reference') else ''}.\n",
+        "| seed | method | queries | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° | mean error in camera frame "
+        "x, y, z cm (n) | ms/query p50 | network + RANSAC ms | speed vs first student | map MB | distill wall min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run_ in payload["runs"]:
         rows = [r for r in run_["rows"] if r.get("scene") == payload["scene"]]
@@ -172,11 +192,12 @@ def markdown(payload: dict) -> str:
             wall = d.get("wall_s")
             speed = "-" if not ref or not r.get("ms_per_query") else f"x{r['ms_per_query'] / ref['ms_per_query']:.1f}"
             if r.get("failed"):
-                lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | | |")
+                lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | | | |")
                 continue
             lines.append(
                 f"| {run_['seed']} | {r['method']} | {r['n_queries']} | {fmt(r['acc_10cm5deg'], 0)} | {fmt(r['acc_5cm5deg'], 0)} | "
-                f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {fmt(r.get('ms_per_query'))} | "
+                f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {cam_err(r)} | "
+                f"{fmt(r.get('ms_per_query'))} | "
                 f"{split_ms(r)} | {speed} | {fmt(r.get('map_mb'))} | {fmt(wall / 60 if wall else None)} |"
             )
     lines += ["", "Commands:", ""]
@@ -194,6 +215,10 @@ def main() -> int:
     parser.add_argument("--baselines", default="sift")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--iterations", type=int, default=None, help="head steps instead of --minutes")
+    parser.add_argument("--teacher", default=None, help="distill's --teacher (default: the scene's)")
+    parser.add_argument("--poses", type=Path, action="append", default=[], help="pseudo ground truth (--poses)")
+    parser.add_argument("--depth-registration", default="auto", choices=["auto", "estimate", "off"])
     parser.add_argument("--name", required=True, help="result file name under benchmarks/results/")
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")
@@ -209,7 +234,19 @@ def main() -> int:
     args.baselines = [b for b in args.baselines.split(",") if b]
     students = [s for s in args.students.split(",") if s]
     runs = [one_seed(args, int(seed), students) for seed in args.seeds.split(",")]
-    payload = {"scene": args.scene, "students": students, "minutes": args.minutes, "device": args.device, "runs": runs}
+    reference = next((r.get("reference") for run_ in runs for r in run_["rows"] if r.get("reference")), None)
+    payload = {
+        "scene": args.scene,
+        "students": students,
+        "minutes": args.minutes,
+        "iterations": args.iterations,
+        "teacher": args.teacher,
+        "poses": [str(p) for p in args.poses],
+        "depth_registration": args.depth_registration,
+        "reference": reference,
+        "device": args.device,
+        "runs": runs,
+    }
     write_results(args.name, payload, markdown(payload))
     print(markdown(payload).replace("{header}", ""))
     return 0

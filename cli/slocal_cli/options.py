@@ -25,3 +25,12 @@ PoseFiles = Annotated[
         "replacing the dataset's poses and colour focal length; repeat for several files (e.g. train and test).",
     ),
 ]
+DepthRegistration = Annotated[
+    str,
+    typer.Option(
+        "--depth-registration",
+        help="The colour-depth rig of RGB-D data: 'auto' estimates it from the mapping frames (once, cached under "
+        "RUNS/SCENE/rig) where depth is not registered to colour (7-Scenes) and moves the depth camera's poses to "
+        "the colour camera; 'estimate' does so for any RGB-D scene; 'off' uses the scene as loaded.",
+    ),
+]

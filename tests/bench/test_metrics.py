@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from slocal.bench.metrics import QueryResult, accuracy_summary, query_result, summarize, timing_summary
+from slocal.bench.metrics import (
+    QueryResult,
+    accuracy_summary,
+    camera_frame_error,
+    query_result,
+    summarize,
+    systematic_error,
+    timing_summary,
+)
 from slocal.geometry import to_homogeneous
+from slocal.geometry.pose import invert
 
 
 def q(t_cm, r_deg, ms=None):
@@ -74,3 +83,46 @@ def test_unknown_scale_reports_model_units_and_no_cm():
     s = accuracy_summary([QueryResult("a", True, 0.4, 1.0, 50)], metres_per_unit=None)
     assert s["units"] == "model units" and s["median_t_units"] == pytest.approx(0.4)
     assert s["median_t_cm"] is None and s["acc_10cm5deg"] is None
+
+
+def _posed(yaw_deg: float, centre_3) -> np.ndarray:
+    """cam_from_world of a camera at ``centre_3`` turned ``yaw_deg`` about the world's y axis."""
+    a = np.radians(yaw_deg)
+    R_world_from_cam = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    return invert(to_homogeneous(R_world_from_cam, np.asarray(centre_3, float)))
+
+
+def test_camera_frame_error_is_the_offset_in_the_true_camera():
+    # Every estimate sits 3 cm to the right of the truth in its own camera: the world-frame errors
+    # point different ways, the camera-frame ones are all (+3, 0, 0) cm.
+    results = []
+    for i, yaw in enumerate([0.0, 90.0, 200.0]):
+        gt = _posed(yaw, [i, 0.5, 2.0])
+        est = gt.copy()
+        est[:3, 3] -= np.array([0.03, 0.0, 0.0])  # t = -R c: the centre moves by +3 cm along camera x
+        results.append(query_result(f"q{i}", est, gt, 100, {"total": 1.0}))
+    for r in results:
+        np.testing.assert_allclose(camera_frame_error(r), [0.03, 0.0, 0.0], atol=1e-12)
+    s = systematic_error(results, 1.0)
+    np.testing.assert_allclose(s["mean_cam_err"], [3.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(s["std_cam_err"], [0.0, 0.0, 0.0], atol=1e-9)
+    assert s["n_cam_err"] == 3
+
+
+def test_systematic_error_leaves_out_gross_failures():
+    gt = _posed(0.0, [0, 0, 0])
+    near, far = gt.copy(), gt.copy()
+    near[:3, 3] -= [0.0, 0.02, 0.0]
+    far[:3, 3] -= [0.5, 0.0, 0.0]
+    results = [
+        query_result("a", near, gt, 50, {}),
+        query_result("b", far, gt, 50, {}),
+        query_result("c", None, gt, 0, {}),
+    ]
+    s = systematic_error(results, 1.0)
+    assert s["n_cam_err"] == 1
+    np.testing.assert_allclose(s["mean_cam_err"], [0.0, 2.0, 0.0], atol=1e-9)
+    # Without a metric scale the unit is 0.01 model units and only the rotation bound applies.
+    s_units = systematic_error(results, None)
+    assert s_units["n_cam_err"] == 2
+    assert systematic_error(results[2:], 1.0) == {"mean_cam_err": None, "std_cam_err": None, "n_cam_err": 0}

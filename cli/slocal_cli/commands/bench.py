@@ -22,7 +22,7 @@ from slocal_cli.common import (
     print_json,
     student_pnp,
 )
-from slocal_cli.options import MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
 
 
 def split_list(text: str | None) -> list[str]:
@@ -77,6 +77,7 @@ def bench(
     ] = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
+    depth_registration: DepthRegistration = "auto",
     ransac_points: RansacPoints = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
@@ -100,6 +101,7 @@ def bench(
         timing_queries=timing_queries,
         metres_per_unit=metres_per_unit,
         pose_files=tuple(poses or ()),
+        depth_registration=depth_registration,
         student_pnp=student_pnp(ransac_points),
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.

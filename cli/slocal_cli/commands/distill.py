@@ -10,6 +10,7 @@ import typer
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.teach import teacher_options
+from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
     DEFAULT_RUNS,
@@ -20,7 +21,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
 
 
 @handle_errors
@@ -74,6 +75,7 @@ def distill(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: 0).")] = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
+    depth_registration: DepthRegistration = "auto",
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -86,6 +88,7 @@ def distill(
     from slocal.distill.trainer import distill_student
 
     sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
+    sc = registered_scene(sc, runs, depth_registration)
     result = distill_student(
         sc,
         runs,

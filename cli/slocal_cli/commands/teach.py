@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.teach.rig import registered_scene
 from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -19,7 +20,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
 
 SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
@@ -46,6 +47,7 @@ def teach(
     fmt: FormatOpt = None,
     metres_per_unit: MetresPerUnit = None,
     poses: PoseFiles = None,
+    depth_registration: DepthRegistration = "auto",
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -53,11 +55,14 @@ def teach(
 ) -> None:
     """Produce world-frame scene-coordinate targets for the mapping frames (cached under RUNS/SCENE/targets)."""
     sc = load_scene(data_root, scene, fmt, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
+    sc = registered_scene(sc, runs, depth_registration)
     name = teacher or default_teacher(sc)
     targets = ensure_targets(
         sc, make_teacher(name, **teacher_options(name, checkpoint, device)), runs, overwrite=overwrite
     )
     result = {"scene": sc.id, "teacher": name, **targets.stats, "directory": str(targets.directory)}
+    if "depth_registration" in sc.extra:
+        result["depth_registration"] = sc.extra["depth_registration"]
     if json_out:
         print_json(result)
     else:

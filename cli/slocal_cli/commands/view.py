@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.teach.rig import registered_scene
 from slocal.errors import SlocalError
 from slocal.localize.localizer import DEFAULT_STUDENT, default_model_path, load_model
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
-from slocal_cli.options import MetresPerUnit
+from slocal_cli.options import DepthRegistration, MetresPerUnit
 
 
 @handle_errors
@@ -37,6 +38,7 @@ def view(
     ] = None,
     max_points: Annotated[int, typer.Option("--max-points", help="Teacher points shown at most.", min=100)] = 20000,
     metres_per_unit: MetresPerUnit = None,
+    depth_registration: DepthRegistration = "auto",
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
@@ -46,7 +48,9 @@ def view(
 
     if student and model:
         raise SlocalError("give --student or --model, not both")
-    sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit)
+    sc = registered_scene(
+        load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit), runs, depth_registration
+    )
     path = model or (default_model_path(runs, scene, student or DEFAULT_STUDENT) if student else None)
     predictor = load_model(path, expect_scene=sc.id) if path is not None else None
     written = view_scene(

@@ -161,6 +161,15 @@ def _median_t_text(row: Mapping) -> str:
     return "–" if value is None else ("∞" if isinstance(value, float) and math.isinf(value) else f"{_fmt(value)} cm")
 
 
+def _cam_err_text(row: Mapping) -> str:
+    """``+1.2, -0.4, +3.0 cm (n 18)``: the mean camera-frame error over the queries within 10 cm / 5°."""
+    mean = row.get("mean_cam_err")
+    if not mean:
+        return "–"
+    unit = "cm" if row.get("units") != "model units" else "× 0.01 units"
+    return f"{', '.join(f'{v:+.1f}' for v in mean)} {unit} (n {row.get('n_cam_err')})"
+
+
 def speed_text(ratio: float | None, is_reference: bool) -> str:
     """``×12 slower`` / ``×2.0 faster`` / ``reference`` for a ms ratio to the student."""
     if is_reference:
@@ -184,6 +193,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
         "queries",
         "median t",
         "median r (°)",
+        "mean error in camera frame x, y, z",
         "10cm,5° (%)",
         "5cm,5° (%)",
         "2cm,2° (%)",
@@ -224,6 +234,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
                 queries,
                 _median_t_text(r),
                 _fmt(r.get("median_r_deg"), 2),
+                _cam_err_text(r),
                 *(_fmt(r.get(n)) for n, _, _ in ACCURACY_THRESHOLDS),
                 _fmt(r.get("ms_per_query")),
                 _fmt(r.get("ms_p95")),
@@ -231,6 +242,13 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
                 _fmt(r.get("map_mb"), 2),
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    for scene, reference in dict.fromkeys((r["scene"], r["reference"]) for r in rows if r.get("reference")):
+        notes.append(f"- {scene}: errors against {reference}")
+    if any(r.get("mean_cam_err") for r in rows):
+        notes.append(
+            "- mean error in camera frame: the estimated minus the true camera centre in the true camera's frame "
+            "(x right, y down, z forward), averaged over the queries within 10 cm / 5° (n): the systematic part"
+        )
     for scene in dict.fromkeys(r["scene"] for r in rows if r.get("units") == "model units"):
         notes.append(
             f"- {scene}: errors in model units (the scene has no metric scale); give --metres-per-unit "

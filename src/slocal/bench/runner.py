@@ -35,6 +35,7 @@ from slocal.io import read_image
 from slocal.localize.localizer import Localizer, default_model_path, load_model
 from slocal.progress import progress_bar
 from slocal.teach import default_teacher, teacher_options
+from slocal.teach.rig import registered_scene
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class BenchConfig:
         timing_queries: queries a timing-only baseline is timed on.
         metres_per_unit: scale of every scene's units (None: what each scene says).
         pose_files: pseudo ground truth replacing the poses (one scene only).
+        depth_registration: the colour-depth rig (``slocal.teach.rig.registered_scene``): ``auto``
+            estimates it where the loader says depth is not registered (7-Scenes), ``off`` keeps
+            the scene as loaded, ``estimate`` does so for any RGB-D scene.
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -72,6 +76,23 @@ class BenchConfig:
     timing_queries: int = 3
     metres_per_unit: float | None = None
     pose_files: tuple[Path, ...] = ()
+    depth_registration: str = "auto"
+
+
+def reference_poses(scene: Scene) -> str:
+    """What the query poses are, as the report states it (pose files, a rig conversion)."""
+    if "pose_files" in scene.extra:
+        text = "pose files " + ", ".join(Path(p).name for p in scene.extra["pose_files"])
+    else:
+        text = f"{scene.format} poses"
+    reg = scene.extra.get("depth_registration")
+    if reg and reg["poses_of"] == "depth":
+        t = ", ".join(f"{v:+.1f}" for v in reg["depth_from_colour_translation_cm"])
+        text += (
+            f" (the depth camera's, moved to the colour camera through the rig estimated on the mapping frames: "
+            f"depth camera at ({t}) cm in the colour frame, turned {reg['rotation_deg']:.2f}°)"
+        )
+    return text
 
 
 @dataclass(eq=False)
@@ -293,6 +314,7 @@ def run_bench(
             )
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
+            scene = registered_scene(scene, runs_root, config.depth_registration)
         except SlocalError as exc:
             log.error("scene %s failed: %s", scene_id, exc)
             failures.append(f"{scene_id}: {exc}")
@@ -313,7 +335,7 @@ def run_bench(
                 failures.append(f"{scene_id} / {method}: {reason}")
                 rows.append({"scene": scene_id, "method": method, "failed": reason})
                 continue
-            rows.append(row)
+            rows.append({**row, "reference": reference_poses(scene)})
             if not row.get("timing_only"):
                 per_query[(scene_id, method)] = results
     if not scenes:

@@ -1,0 +1,55 @@
+"""Multi-view consistency of target sets: exact targets agree, targets moved per frame do not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from slocal.data import load_scene
+from slocal.data.synth import SynthConfig, render_scene
+from slocal.teach.consistency import multiview_consistency
+from slocal.teach.depth import DepthTeacher
+
+
+@pytest.fixture(scope="module")
+def room_targets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("consistency")
+    render_scene(root / "room", SynthConfig(mapping_frames=16, query_frames=1, seed=2))
+    scene = load_scene(root, "room")
+    return scene, tuple(DepthTeacher().teach(scene))
+
+
+def test_exact_depth_targets_agree_across_views(room_targets):
+    scene, targets = room_targets
+    c = multiview_consistency(scene, targets)
+    assert c["unit"] == "cm"
+    assert c["pairs"] >= len(targets) * 2
+    assert c["points_compared"] > 5000
+    # The room's depth is exact up to millimetre quantisation and half-resolution sampling.
+    assert c["median"] < 0.5
+    assert c["within_2"] > 90
+    assert 50 < c["labelled_pct"] <= 100
+
+
+def test_a_per_frame_offset_is_measured(room_targets):
+    scene, targets = room_targets
+    rng = np.random.default_rng(0)
+    moved = []
+    for t in targets:
+        offset = rng.normal(size=3)
+        offset *= 0.03 / np.linalg.norm(offset)  # every frame's targets moved 3 cm, each its own way
+        moved.append(replace(t, coords_HW3=(t.coords_HW3 + offset).astype(np.float32)))
+    c = multiview_consistency(scene, tuple(moved))
+    # Two frames moved 3 cm in random directions lie 3 * sqrt(2) ~ 4.2 cm apart on average.
+    assert 2.5 < c["median"] < 6.0
+    assert c["within_1"] < 10
+
+
+def test_model_units_without_a_scale(room_targets):
+    scene, targets = room_targets
+    c = multiview_consistency(replace(scene, metres_per_unit=None), targets)
+    assert c["unit"] == "cu"
+    assert c["median"] < 0.5
+    assert multiview_consistency(scene, targets[:1])["points_compared"] == 0
