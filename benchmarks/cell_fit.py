@@ -96,7 +96,8 @@ def main() -> int:
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {'/'.join(map(str, r['encoder_levels'] or []))} | {r['image_size'][0]}x{r['image_size'][1]} "
+            f"| {r['label']} | {'/'.join(map(str, r['encoder_levels'] or []))} | "
+            f"{r['image_size'][0]}x{r['image_size'][1]} "
             f"| {r['iterations']} | {r['train_frames']} | {cells(r['train'])} | {r['val_frames']} | {cells(r['val'])} |"
         )
     lines.append("\nModels:\n")

@@ -180,9 +180,11 @@ def main() -> int:
             }
         )
     lines = [
-        f"# Which cells make the pose error: PnP on subsets of the cells, validation frames of {args.scene} (never the queries)\n",
+        f"# Which cells make the pose error: PnP on subsets of the cells, validation frames of {args.scene} (never "
+        "the queries)\n",
         "{header}",
-        f"{len(args.models)} model(s), each localized on its held-out mapping frames with `DENSE_PNP` and {args.ransac_seeds} "
+        f"{len(args.models)} model(s), each localized on its held-out mapping frames with `DENSE_PNP` and "
+        f"{args.ransac_seeds} "
         f"RANSAC seed(s) per frame ({rows[0]['poses']} poses per selection; *vs all*: poses within 5 cm / 5° that the "
         "selection gains and loses against all cells, with the sign test's p). `confident-P`: a linear log-error model "
         "of the head's hidden features fitted on the training frames' residuals; `oracle-P`: the cells nearest their "
@@ -192,7 +194,8 @@ def main() -> int:
     ]
     for r in rows:
         lines.append(
-            f"| {r['selection']} | {r['poses']} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
+            f"| {r['selection']} | {r['poses']} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | "
+            f"{r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} "
             f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) |"
         )

@@ -222,8 +222,10 @@ def main() -> int:
     ]
     for r in rows:
         lines.append(
-            f"| `{Path(r['runs']).name}` | {r['alignment']} | {r['poses']} | {r['offset_deg']:.2f} / {r['offset_cm']:.1f} | "
-            f"{r['median_t_cm']:.1f} / {r['median_r_deg']:.2f} | {r['acc_10cm5deg']:.0f} | {r['acc_5cm5deg']:.0f} | {r['acc_2cm2deg']:.0f} |"
+            f"| `{Path(r['runs']).name}` | {r['alignment']} | {r['poses']} | {r['offset_deg']:.2f} / "
+            f"{r['offset_cm']:.1f} | "
+            f"{r['median_t_cm']:.1f} / {r['median_r_deg']:.2f} | {r['acc_10cm5deg']:.0f} | {r['acc_5cm5deg']:.0f} | "
+            f"{r['acc_2cm2deg']:.0f} |"
         )
     halves = half_trajectory_check(scene, gt)  # the same COLMAP model for every runs folder: the last one loaded
     lines += [
@@ -237,7 +239,8 @@ def main() -> int:
             "–" if h["t_off_cm"] is None or not any(h["t_off_cm"]) else ", ".join(f"{v:+.1f}" for v in h["t_off_cm"])
         )
         lines.append(
-            f"| {h['fitted_on']} half | {h['alignment']} | {h['median_cm']:.1f} / {h['median_deg']:.2f} | {h['pct_5cm5deg']:.0f} | {t_off} |"
+            f"| {h['fitted_on']} half | {h['alignment']} | {h['median_cm']:.1f} / {h['median_deg']:.2f} | "
+            f"{h['pct_5cm5deg']:.0f} | {t_off} |"
         )
     write_results("colmap_alignment", {"rows": rows, "half_trajectory_check": halves}, "\n".join(lines) + "\n")
     print("\n".join(lines[3:]))

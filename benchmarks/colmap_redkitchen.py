@@ -205,25 +205,32 @@ def main() -> int:
             f"# {SCENE}: the colmap teacher on a COLMAP model in its own units",
             "",
             "{header}",
-            f"- data: {len(scene.mapping)} mapping + {len(scene.query)} query images; SIMPLE_RADIAL, undistorted on load; teacher `colmap` "
+            f"- data: {len(scene.mapping)} mapping + {len(scene.query)} query images; SIMPLE_RADIAL, undistorted on "
+            "load; teacher `colmap` "
             f"({teach['points']} targets on {teach['frames']} frames)",
             f"- commands: `{teach_cmd}`; `{distill_cmd}`",
-            f"- student {d['student'] if 'student' in d else distill['student']}: {d['iterations']} iterations in {d['train_minutes']:.1f} min "
+            f"- student {d['student'] if 'student' in d else distill['student']}: {d['iterations']} iterations in "
+            f"{d['train_minutes']:.1f} min "
             f"({d['its_per_s']:.1f} it/s), {d['image_size'][0]}x{d['image_size'][1]}, {d['file_mb']:.1f} MB",
             f"- Sim(3) model -> metric over {len(fit_names)} mapping centres: {sim.scale:.4f} m/unit, residual "
             f"{np.median(residual) * 100:.1f} cm median / {residual.max() * 100:.1f} cm max",
             "",
             "| compared with | median t | median r (°) | % @10cm5° | % @5cm5° | % @2cm2° | failed |",
             "|---|---|---|---|---|---|---|",
-            f"| 7-Scenes metric GT (after Sim(3)) | {fmt(vs_gt['median_t_cm'])} cm | {fmt(vs_gt['median_r_deg'], 2)} | {fmt(vs_gt['acc_10cm5deg'], 0)} | "
+            f"| 7-Scenes metric GT (after Sim(3)) | {fmt(vs_gt['median_t_cm'])} cm | {fmt(vs_gt['median_r_deg'], 2)} "
+            f"| {fmt(vs_gt['acc_10cm5deg'], 0)} | "
             f"{fmt(vs_gt['acc_5cm5deg'], 0)} | {fmt(vs_gt['acc_2cm2deg'], 0)} | {vs_gt['n_failed']} |",
-            f"| COLMAP's query poses, model units | {fmt(vs_colmap_units['median_t_units'], 4)} units | {fmt(vs_colmap_units['median_r_deg'], 2)} | - | - | - | "
+            f"| COLMAP's query poses, model units | {fmt(vs_colmap_units['median_t_units'], 4)} units | "
+            f"{fmt(vs_colmap_units['median_r_deg'], 2)} | - | - | - | "
             f"{vs_colmap_units['n_failed']} |",
-            f"| COLMAP's query poses, x {sim.scale:.4f} m/unit | {fmt(vs_colmap_metric['median_t_cm'])} cm | {fmt(vs_colmap_metric['median_r_deg'], 2)} | "
-            f"{fmt(vs_colmap_metric['acc_10cm5deg'], 0)} | {fmt(vs_colmap_metric['acc_5cm5deg'], 0)} | {fmt(vs_colmap_metric['acc_2cm2deg'], 0)} | "
+            f"| COLMAP's query poses, x {sim.scale:.4f} m/unit | {fmt(vs_colmap_metric['median_t_cm'])} cm | "
+            f"{fmt(vs_colmap_metric['median_r_deg'], 2)} | "
+            f"{fmt(vs_colmap_metric['acc_10cm5deg'], 0)} | {fmt(vs_colmap_metric['acc_5cm5deg'], 0)} | "
+            f"{fmt(vs_colmap_metric['acc_2cm2deg'], 0)} | "
             f"{vs_colmap_metric['n_failed']} |",
             "",
-            f"COLMAP's own query poses differ from the metric ground truth by {np.median([r['colmap_query_vs_gt_cm'] for r in rows]):.1f} cm "
+            "COLMAP's own query poses differ from the metric ground truth by "
+            f"{np.median([r['colmap_query_vs_gt_cm'] for r in rows]):.1f} cm "
             "(median, after the same Sim(3)): the floor of the metric comparison.",
             "",
         ]

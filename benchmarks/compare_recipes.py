@@ -106,14 +106,16 @@ def main() -> int:
         f"{rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within 5 cm / 5° and the first "
         "row's does not (+), and the reverse (−), with the two-sided sign test's p. RANSAC seeds of one frame share "
         "the network output, so the poses are not independent: read p as a guide, not a verdict.\n",
-        "| recipe | iterations | poses | % @10cm5° | % @5cm5° | % @5cm5° per model | % @2cm2° | median cm / ° | vs first row @5cm5° |",
+        "| recipe | iterations | poses | % @10cm5° | % @5cm5° | % @5cm5° per model | % @2cm2° | median cm / ° | vs "
+        "first row @5cm5° |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_model = " / ".join(f"{p:.0f}" for p in r["pct_5cm5deg_per_model"])
         lines.append(
             f"| {r['recipe']} | {' / '.join(str(i) for i in r['iterations'])} | {r['poses']} | {r['pct_10cm5deg']:.0f} "
-            f"| {r['pct_5cm5deg']:.0f} | {per_model} | {r['pct_2cm2deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} "
+            f"| {r['pct_5cm5deg']:.0f} | {per_model} | {r['pct_2cm2deg']:.0f} | {r['median_cm']:.1f} / "
+            f"{r['median_deg']:.2f} "
             f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) |"
         )
     lines += ["", "Models:", ""] + [f"- {r['recipe']}: " + ", ".join(f"`{m}`" for m in r["models"]) for r in rows]

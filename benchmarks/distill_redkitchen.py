@@ -109,21 +109,26 @@ def markdown(report: dict) -> str:
         "# Distillation on 7-Scenes redkitchen (7scenes-mini), CPU",
         "",
         f"- date: {m['date']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['versions'].get('torch')} ({m['torch_threads']} threads), timm {m['versions'].get('timm')}",
-        f"- data: 125 mapping frames (seq-01), {report['rows'][0]['n_queries'] if report['rows'] else 25} query frames (seq-02); depth teacher",
+        f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['versions'].get('torch')} ({m['torch_threads']} "
+        f"threads), timm {m['versions'].get('timm')}",
+        f"- data: 125 mapping frames (seq-01), {report['rows'][0]['n_queries'] if report['rows'] else 25} query "
+        "frames (seq-02); depth teacher",
         "- commands:",
         *[
             f"  - `{r['command']}` (load average before/after: {r['load']['before']} / {r['load']['after']})"
             for r in report["rows"]
         ],
         "",
-        "| student | resolution | params | MB | minutes | iterations | median cm / deg | % @10cm5deg | % @5cm5deg | % @2cm2deg | ms net + ransac |",
+        "| student | resolution | params | MB | minutes | iterations | median cm / deg | % @10cm5deg | % @5cm5deg | "
+        "% @2cm2deg | ms net + ransac |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['student']} | {r['resolution']} | {r['params'] / 1e6:.2f} M | {r['mb']:.1f} | {r['minutes']:.1f} | {r['iterations']} | "
-            f"{fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {fmt(r['acc_10cm5deg'], 0)} | {fmt(r['acc_5cm5deg'], 0)} | "
+            f"| {r['student']} | {r['resolution']} | {r['params'] / 1e6:.2f} M | {r['mb']:.1f} | {r['minutes']:.1f} | "
+            f"{r['iterations']} | "
+            f"{fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {fmt(r['acc_10cm5deg'], 0)} | "
+            f"{fmt(r['acc_5cm5deg'], 0)} | "
             f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['ms_network'])} + {fmt(r['ms_ransac'])} |"
         )
     ablation = report.get("ablation")
@@ -135,7 +140,8 @@ def markdown(report: dict) -> str:
         ]
         for a in ablation["runs"]:
             lines.append(
-                f"| {a['run']} | {a['change']} | {a['iterations']} | {fmt(a['acc_5cm5deg'], 0)} | {fmt(a['median_cm'])} / {fmt(a['median_deg'], 2)} | "
+                f"| {a['run']} | {a['change']} | {a['iterations']} | {fmt(a['acc_5cm5deg'], 0)} | "
+                f"{fmt(a['median_cm'])} / {fmt(a['median_deg'], 2)} | "
                 f"{fmt(a.get('its_per_s'), 2)} ({fmt(a.get('loadavg'), 1)}) |"
             )
     return "\n".join(lines) + "\n"

@@ -59,7 +59,7 @@ def main() -> int:
         model = load_model(model_path, device=args.device, expect_scene=args.scene)
         localizers = {n: Localizer(model, replace(DENSE_PNP, ransac_points=n or None)) for n in args.ransac_points}
         ms = {n: {"network": [], "ransac": []} for n in localizers}
-        for n, localizer in localizers.items():
+        for localizer in localizers.values():
             for name, rgb, camera in queries[:WARMUP]:
                 localizer.localize(rgb, camera, image=name)
         for _ in range(args.passes):
@@ -93,12 +93,14 @@ def main() -> int:
         "{header}",
         "Images decoded once beforehand; network includes resizing and normalising the image. Settings interleaved "
         "within each pass. p50 / p90 over all localizations of a model and setting.\n",
-        "| model | RANSAC on | localizations | network ms p50 / p90 | RANSAC ms p50 / p90 | network + RANSAC ms p50 / p90 |",
+        "| model | RANSAC on | localizations | network ms p50 / p90 | RANSAC ms p50 / p90 | network + RANSAC ms p50 "
+        "/ p90 |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| `{r['model']}` | {r['ransac_points'] or 'all'} | {r['localizations']} | {r['network_p50']:.1f} / {r['network_p90']:.1f} "
+            f"| `{r['model']}` | {r['ransac_points'] or 'all'} | {r['localizations']} | {r['network_p50']:.1f} / "
+            f"{r['network_p90']:.1f} "
             f"| {r['ransac_p50']:.1f} / {r['ransac_p90']:.1f} | {r['sum_p50']:.1f} / {r['sum_p90']:.1f} |"
         )
     write_results(

@@ -111,7 +111,8 @@ def run_sift(scene: Scene, runs: Path) -> dict:
             }
         )
         print(
-            f"  {frame.name}: t {r.t_err_m * 100:.1f} cm, r {r.r_err_deg:.2f} deg, {res.num_inliers} inliers, {ms['total']:.0f} ms",
+            f"  {frame.name}: t {r.t_err_m * 100:.1f} cm, r {r.r_err_deg:.2f} deg, {res.num_inliers} inliers, "
+            f"{ms['total']:.0f} ms",
             flush=True,
         )
     acc = accuracy_summary(results)
@@ -195,17 +196,23 @@ def markdown(report: dict) -> str:
         "",
         "## SfM teacher (targets vs registered depth)",
         "",
-        "| frames | skipped | target points | compared | median error (cm) | within 5 cm (%) | pairs | 3D points | wall (s) |",
+        "| frames | skipped | target points | compared | median error (cm) | within 5 cm (%) | pairs | 3D points | "
+        "wall (s) |",
         "|---|---|---|---|---|---|---|---|---|",
-        f"| {t['frames']} | {t['skipped_frames']} | {t['points']} | {t.get('compared_points')} | {fmt(t.get('median_error_cm'))} "
-        f"| {fmt(t.get('within_5cm'))} | {s['map_stats'].get('pairs')} | {s['map_stats'].get('points3D')} | {fmt(t['wall_s'])} |",
+        f"| {t['frames']} | {t['skipped_frames']} | {t['points']} | {t.get('compared_points')} | "
+        f"{fmt(t.get('median_error_cm'))} "
+        f"| {fmt(t.get('within_5cm'))} | {s['map_stats'].get('pairs')} | {s['map_stats'].get('points3D')} | "
+        f"{fmt(t['wall_s'])} |",
         "",
         "## SIFT baseline (25 queries)",
         "",
-        "| 5cm/5deg (%) | 2cm/2deg (%) | median t (cm) | median r (deg) | failed | ms/query (median) | load | features | matching | ransac | p95 ms | map MiB | map build (s) |",
+        "| 5cm/5deg (%) | 2cm/2deg (%) | median t (cm) | median r (deg) | failed | ms/query (median) | load | "
+        "features | matching | ransac | p95 ms | map MiB | map build (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {fmt(s['acc_5cm5deg'])} | {fmt(s['acc_2cm2deg'])} | {fmt(s['median_t_cm'], 2)} | {fmt(s['median_r_deg'], 2)} | {s['failed']} "
-        f"| {fmt(s['ms_total'], 0)} | {fmt(s['ms_load'], 0)} | {fmt(s['ms_features'], 0)} | {fmt(s['ms_matching'], 0)} | {fmt(s['ms_ransac'], 0)} "
+        f"| {fmt(s['acc_5cm5deg'])} | {fmt(s['acc_2cm2deg'])} | {fmt(s['median_t_cm'], 2)} | "
+        f"{fmt(s['median_r_deg'], 2)} | {s['failed']} "
+        f"| {fmt(s['ms_total'], 0)} | {fmt(s['ms_load'], 0)} | {fmt(s['ms_features'], 0)} | "
+        f"{fmt(s['ms_matching'], 0)} | {fmt(s['ms_ransac'], 0)} "
         f"| {fmt(s['ms_total_p95'], 0)} | {fmt(s['map_mb'], 2)} | {fmt(s['map_build_s'], 0)} |",
         "",
         "Matching includes retrieval (bag of words, top 10). Accuracies count failures as infinite error.",
@@ -218,13 +225,17 @@ def markdown(report: dict) -> str:
             f"## Diagnostic: colour focal length {d['colour_focal']:g} instead of 585",
             "",
             "Same pipeline with the colour cameras' fx = fy replaced (depth cameras unchanged). "
-            f"Letting COLMAP refine the focal length of the f = {d['refined_focal']['start_f']:g} map (poses fixed) gives "
+            f"Letting COLMAP refine the focal length of the f = {d['refined_focal']['start_f']:g} map (poses fixed) "
+            "gives "
             f"fx = {d['refined_focal']['fx']:.1f}, fy = {d['refined_focal']['fy']:.1f} px "
-            f"(mean reprojection error {d['refined_focal']['reproj_px']:.2f} px): the provided colour intrinsics do not fit the colour images.",
+            f"(mean reprojection error {d['refined_focal']['reproj_px']:.2f} px): the provided colour intrinsics do "
+            "not fit the colour images.",
             "",
-            "| teacher median error (cm) | within 5 cm (%) | target points | SIFT 5cm/5deg (%) | 2cm/2deg (%) | median t (cm) | median r (deg) |",
+            "| teacher median error (cm) | within 5 cm (%) | target points | SIFT 5cm/5deg (%) | 2cm/2deg (%) | "
+            "median t (cm) | median r (deg) |",
             "|---|---|---|---|---|---|---|",
-            f"| {fmt(dt.get('median_error_cm'))} | {fmt(dt.get('within_5cm'))} | {dt['points']} | {fmt(ds['acc_5cm5deg'])} "
+            f"| {fmt(dt.get('median_error_cm'))} | {fmt(dt.get('within_5cm'))} | {dt['points']} | "
+            f"{fmt(ds['acc_5cm5deg'])} "
             f"| {fmt(ds['acc_2cm2deg'])} | {fmt(ds['median_t_cm'], 2)} | {fmt(ds['median_r_deg'], 2)} |",
         ]
     return "\n".join(lines) + "\n"

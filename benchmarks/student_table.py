@@ -195,14 +195,15 @@ def markdown(payload: dict) -> str:
                 lines.append(f"| {run_['seed']} | {r['method']} | failed: {r['failed']} | | | | | | | | | | |")
                 continue
             lines.append(
-                f"| {run_['seed']} | {r['method']} | {r['n_queries']} | {fmt(r['acc_10cm5deg'], 0)} | {fmt(r['acc_5cm5deg'], 0)} | "
+                f"| {run_['seed']} | {r['method']} | {r['n_queries']} | {fmt(r['acc_10cm5deg'], 0)} | "
+                f"{fmt(r['acc_5cm5deg'], 0)} | "
                 f"{fmt(r['acc_2cm2deg'], 0)} | {fmt(r['median_t_cm'])} / {fmt(r['median_r_deg'], 2)} | {cam_err(r)} | "
                 f"{fmt(r.get('ms_per_query'))} | "
                 f"{split_ms(r)} | {speed} | {fmt(r.get('map_mb'))} | {fmt(wall / 60 if wall else None)} |"
             )
     lines += ["", "Commands:", ""]
     for run_ in payload["runs"]:
-        for student, d in run_["distill"].items():
+        for d in run_["distill"].values():
             lines.append(f"- `{d.get('command', 'reused ' + str(d.get('reused')))}`")
         lines += [f"- `{c}`" for c in run_["bench_commands"]]
     return "\n".join(lines) + "\n"

@@ -120,19 +120,24 @@ def main() -> int:
     lines = [
         "# RANSAC settings on validation frames (never the queries)\n",
         "{header}",
-        f"Models: {', '.join(f'`{p}`' for p in args.models)}; {len(frames)} validation frames in all (held-out stretches of "
-        f"the mapping trajectory of `{args.scene}`), {len(seeds)} RANSAC seed(s) each: {len(frames) * len(seeds)} poses per "
-        f"setting. Same network output for every setting; RANSAC ms is the median of {max(REPEATS, len(seeds))} runs per "
+        f"Models: {', '.join(f'`{p}`' for p in args.models)}; {len(frames)} validation frames in all (held-out "
+        "stretches of "
+        f"the mapping trajectory of `{args.scene}`), {len(seeds)} RANSAC seed(s) each: {len(frames) * len(seeds)} "
+        "poses per "
+        f"setting. Same network output for every setting; RANSAC ms is the median of {max(REPEATS, len(seeds))} runs "
+        "per "
         "frame. *vs first row*: poses this setting puts within 5 cm / 5° and the first row's does not (+), and the "
         "reverse (−), with the two-sided sign test's p.\n",
-        "| threshold px (at 640) | max iterations | matches | RANSAC on | refine px | % @10cm5° | % @5cm5° | % @2cm2° | median cm / ° "
+        "| threshold px (at 640) | max iterations | matches | RANSAC on | refine px | % @10cm5° | % @5cm5° | % @2cm2° "
+        "| median cm / ° "
         "| vs first row @5cm5° | RANSAC ms p50 / p95 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['threshold_px']:g} | {r['max_iterations']} | {r['max_points'] or 'all'} "
-            f"| {r.get('ransac_points') or 'all'} | {r.get('refine_px') or '–'} | {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
+            f"| {r.get('ransac_points') or 'all'} | {r.get('refine_px') or '–'} | {r['pct_10cm5deg']:.0f} | "
+            f"{r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} "
             f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) "
             f"| {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"

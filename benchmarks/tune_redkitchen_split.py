@@ -153,14 +153,17 @@ def main() -> int:
         (
             f"Held out: {args.val_frames} evenly spaced mapping frames; "
             if args.val_frames
-            else f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name order); "
+            else f"Held out: the last {VAL_STRETCH:.0%} of the mapping trajectory as one stretch (frames in name "
+            "order); "
         )
         + "each variant is trained on the rest for the stated budget (encoding included) on this CPU. "
         "Validation PnP: what the code of the row's commit used (10 px / 10 000 iterations up to 672bc6a, "
-        "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b, 25 px from 9c11696). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
+        "`DENSE_PNP` = 20 px / 500 after, RANSAC on 320 of the matches then poselib on all from 197230b, 25 px from "
+        "9c11696). `xstrong-pushpull` is `views-xstrong` after the faster renderer (1bd649d). "
         "Cells: the student's coordinates at every validation cell with a depth target, against that target "
         "(recorded from f6bf0e7 on).\n",
-        "| variant | student | seed | side | encoder levels | passes (views, max move) | tuned enc. | minutes | iterations | val frames "
+        "| variant | student | seed | side | encoder levels | passes (views, max move) | tuned enc. | minutes | "
+        "iterations | val frames "
         "| % @10cm5° | % @5cm5° | median cm / ° | cells: median cm / % within 10 cm |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -170,7 +173,8 @@ def main() -> int:
         moves += f", +{c['view_neighbours']} frames" if c.get("view_neighbours") else ""
         views = f"{c['buffer_passes']} ({c['view_passes']}{moves})"
         lines.append(
-            f"| {r['variant']} | {r['student']} | {r['seed']} | {c['max_side']} | {'/'.join(map(str, c.get('encoder_levels', (8, 16, 32))))} "
+            f"| {r['variant']} | {r['student']} | {r['seed']} | {c['max_side']} | "
+            f"{'/'.join(map(str, c.get('encoder_levels', (8, 16, 32))))} "
             f"| {views} | {'yes' if c['tune_encoder'] else 'no'} "
             f"| {r['minutes']:.1f} | {r['iterations']} | {r['validation_frames']} "
             f"| {r['pct_10cm5deg']:.0f} | {r['pct_5cm5deg']:.0f} | {r['median_cm']:.1f} / {r['median_deg']:.2f} "

@@ -52,7 +52,10 @@ def run_slocal(*args: object, timeout: float = 300, env: dict | None = None) -> 
 
 
 def start_slocal(*args: object, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
-    """Start ``slocal ARGS`` in the background; stdout piped, stderr piped or written to ``log`` (readable while it runs)."""
+    """Start ``slocal ARGS`` in the background.
+
+    stdout is piped; stderr is piped or written to ``log`` (readable while it runs).
+    """
     stderr = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
         slocal_argv(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env(**(env or {}))
@@ -107,7 +110,8 @@ for i, argv in enumerate(jobs):
     if pid == 0:
         code = 1
         try:
-            fo, fe = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            fo, fe = os.open(out, flags), os.open(err, flags)
             os.dup2(fo, 1); os.dup2(fe, 2)
             sys.argv = ["slocal", *argv]
             try:
@@ -123,7 +127,8 @@ for i, argv in enumerate(jobs):
             sys.stdout.flush(); sys.stderr.flush()
             os._exit(code)
     _, status, usage = os.wait4(pid, 0)
-    results.append({"returncode": os.waitstatus_to_exitcode(status), "stdout": open(out).read(), "stderr": open(err).read(),
+    results.append({"returncode": os.waitstatus_to_exitcode(status),
+                    "stdout": open(out).read(), "stderr": open(err).read(),
                     "seconds": time.monotonic() - start, "cpu_seconds": usage.ru_utime + usage.ru_stime})
 json.dump(results, open(sys.argv[2], "w"))
 """

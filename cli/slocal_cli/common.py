@@ -39,7 +39,8 @@ RansacPoints = Annotated[
     int | None,
     typer.Option(
         "--ransac-points",
-        help=f"Students: RANSAC samples and scores at most this many of the dense matches, then refines on all (0: all) "
+        help="Students: RANSAC samples and scores at most this many of the dense matches, then refines on all (0: "
+        "all) "
         f"(default: {DENSE_PNP.ransac_points or 'all'}).",
         min=0,
         show_default=False,
@@ -54,7 +55,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def student_pnp(ransac_points: int | None) -> PnpConfig:
-    """The students' RANSAC settings (``DENSE_PNP``) with ``--ransac-points`` applied (None: unchanged, 0: all matches)."""
+    """The students' RANSAC settings (``DENSE_PNP``) with ``--ransac-points`` applied (None: unchanged, 0: all
+    matches)."""
     return DENSE_PNP if ransac_points is None else replace(DENSE_PNP, ransac_points=ransac_points or None)
 
 

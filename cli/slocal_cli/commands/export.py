@@ -57,7 +57,8 @@ def export(
     model_path = model if model is not None else default_model_path(runs, scene, student)
     if not model_path.is_file():
         raise SlocalError(
-            f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model",
+            f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first "
+            "or pass --model",
             model_path,
         )
     student = load_student(model_path, device="cpu", expect_scene=scene)
@@ -67,5 +68,6 @@ def export(
         print_json(info)
     else:
         typer.echo(
-            f"wrote {info['path']} ({info['format']}, {info['file_mb']:.2f} MB, max |onnx-torch| = {info['max_abs_diff']:.2e})"
+            f"wrote {info['path']} ({info['format']}, {info['file_mb']:.2f} MB, max |onnx-torch| = "
+            f"{info['max_abs_diff']:.2e})"
         )

@@ -78,7 +78,8 @@ def localize(
         typer.Option(
             "--scene",
             "-s",
-            help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: the model's own scene).",
+            help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: "
+            "the model's own scene).",
         ),
     ] = None,
     student: Annotated[
@@ -98,14 +99,16 @@ def localize(
         str | None,
         typer.Option(
             "--intrinsics",
-            help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled to each image).",
+            help="fx,fy,cx,cy in pixels, the same for every image (default: the student's training camera, rescaled "
+            "to each image).",
         ),
     ] = None,
     intrinsics_list: Annotated[
         Path | None,
         typer.Option(
             "--intrinsics-list",
-            help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is removed on the fly).",
+            help="hloc-style list, one line per image: 'name MODEL W H params...' (any COLMAP model; distortion is "
+            "removed on the fly).",
         ),
     ] = None,
     out: Annotated[
@@ -113,7 +116,8 @@ def localize(
         typer.Option(
             "--out",
             "-o",
-            help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json with inliers, timings and failures.",
+            help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json "
+            "with inliers, timings and failures.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
@@ -145,7 +149,8 @@ def localize(
         model = default_model_path(runs, scene, student)
         if not model.is_file():
             raise SlocalError(
-                f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` first or pass --model",
+                f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` "
+                "first or pass --model",
                 model,
             )
     if threads is not None:

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.teach.rig import registered_scene
 from slocal.errors import SlocalError
 from slocal.localize.localizer import DEFAULT_STUDENT, default_model_path, load_model
+from slocal.teach.rig import registered_scene
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
 from slocal_cli.options import DepthRegistration, MetresPerUnit
 
@@ -43,7 +43,7 @@ def view(
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
-    """Write one HTML page (plotly, works offline) with the scene's cameras, targets, student points and query errors."""
+    """Write one HTML page (plotly, offline) with the scene's cameras, targets, student points and query errors."""
     from slocal.bench.view import view_scene
 
     if student and model:

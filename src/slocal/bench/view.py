@@ -268,7 +268,8 @@ def view_scene(
     targets = find_targets(runs_root, scene, teacher) if runs_root is not None else None
     if teacher is not None and targets is None:
         raise SlocalError(
-            f"no cached {teacher} targets for scene {scene.id}; run `slocal teach --scene {scene.id} --teacher {teacher}`",
+            f"no cached {teacher} targets for scene {scene.id}; run `slocal teach --scene {scene.id} --teacher "
+            f"{teacher}`",
             runs_root,
         )
     frame = scene.frame(frame_name) if frame_name else (scene.query or scene.mapping)[0]

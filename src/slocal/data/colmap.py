@@ -122,7 +122,8 @@ def colmap_camera(model: str, width: int, height: int, params, source: Path | No
     params = [float(p) for p in params]
     if len(params) != len(camera.params):
         raise SlocalError(
-            f"{where}camera model {model} takes {len(camera.params)} parameters ({camera.params_info}), got {len(params)}",
+            f"{where}camera model {model} takes {len(camera.params)} parameters ({camera.params_info}), got "
+            f"{len(params)}",
             source,
         )
     if int(width) <= 0 or int(height) <= 0 or not all(math.isfinite(p) for p in params):
@@ -168,7 +169,8 @@ def undistort_rgb(rgb_HW3: np.ndarray, camera, source: Path | None = None) -> tu
 
     if (rgb_HW3.shape[1], rgb_HW3.shape[0]) != (camera.width, camera.height):
         raise SlocalError(
-            f"image is {rgb_HW3.shape[1]}x{rgb_HW3.shape[0]} but its {camera.model.name} camera is {camera.width}x{camera.height}",
+            f"image is {rgb_HW3.shape[1]}x{rgb_HW3.shape[0]} but its {camera.model.name} camera is "
+            f"{camera.width}x{camera.height}",
             source,
         )
     if is_pinhole(camera):
@@ -273,7 +275,8 @@ def load_colmap_scene(root: Path, scene_id: str, cache_dir: Path | None = None) 
         if not is_pinhole(cam):
             if cache_dir is None:
                 raise SlocalError(
-                    f"camera {cam.camera_id} ({cam.model.name}) has distortion; undistorting needs a runs folder (--runs)",
+                    f"camera {cam.camera_id} ({cam.model.name}) has distortion; undistorting needs a runs folder "
+                    "(--runs)",
                     model_dir / "cameras",
                 )
             path = ensure_undistorted(path, image.name, cam, Path(cache_dir))

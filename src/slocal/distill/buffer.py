@@ -234,7 +234,8 @@ def pass_camera(
 
 
 def random_view(rng: np.random.Generator, translation: float, rotation_deg: float) -> np.ndarray:
-    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` metres, ``rotation_deg`` degrees."""
+    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` metres, ``rotation_deg``
+    degrees."""
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     angle = math.radians(rotation_deg) * rng.uniform(-1.0, 1.0)

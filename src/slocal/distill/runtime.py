@@ -305,7 +305,8 @@ class TrainingLoop:
         self.train_budget_s = None if cfg.iterations is not None else cfg.minutes * 60.0 - spent_before_s
         if self.train_budget_s is not None and self.train_budget_s <= 0:
             raise SlocalError(
-                f"preparing the training data took {spent_before_s / 60:.1f} min, the whole budget of {cfg.minutes:g} min; "
+                f"preparing the training data took {spent_before_s / 60:.1f} min, the whole budget of {cfg.minutes:g} "
+                "min; "
                 "give more --minutes (or lower train.buffer_passes)"
             )
         self._elapsed0, self._it0 = elapsed_s, iteration
@@ -354,7 +355,7 @@ class TrainingLoop:
         run_s = self.elapsed - self._elapsed0
         if self.env.is_main and run_s - self._last_val >= self.cfg.val_every_s:
             self._last_val = run_s
-            self._validate(validate_fn, "it %d" % self.iteration)
+            self._validate(validate_fn, f"it {self.iteration}")
         if run_s - self._last_ckpt >= self.cfg.checkpoint_every_s:
             self._last_ckpt = run_s
             checkpoint_fn(self)

@@ -439,7 +439,8 @@ def _create(name: str, pretrained: bool, **kwargs):
     except (OSError, RuntimeError, ValueError) as exc:
         # huggingface_hub's offline/HTTP errors derive from OSError or ValueError.
         raise SlocalError(
-            f"cannot get timm's pretrained weights for {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"cannot get timm's pretrained weights for {name!r} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); "
             "offline, pass --pretrained PATH to a local state dict instead"
         ) from exc
 

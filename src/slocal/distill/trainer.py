@@ -120,7 +120,8 @@ def train_student(
     if student_cfg.arch in BUFFER_ARCHS:
         if pretrained is not None:
             raise SlocalError(
-                f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained does not apply"
+                f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained "
+                "does not apply"
             )
         return train_buffer_student(
             scene,

@@ -168,7 +168,7 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
 def reprojection_errors(
     cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera
 ) -> np.ndarray:
-    """(N,) pixel distance between ``uv_N2`` and the projection of the world points ``xyz_N3``; inf behind the camera."""
+    """(N,) pixel distance between ``uv_N2`` and the projections of world points ``xyz_N3``; inf behind the camera."""
     uv, _ = camera.project(transform_points(np.asarray(cam_from_world_34, np.float64), xyz_N3))
     err = np.linalg.norm(uv - uv_N2, axis=1)
     return np.where(np.isfinite(err), err, np.inf)

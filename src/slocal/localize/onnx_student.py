@@ -138,7 +138,8 @@ class OnnxStudent:
         if expect_fingerprint is not None and metadata.get("scene_fingerprint") != expect_fingerprint:
             raise SlocalError(
                 f"model was trained on another version of scene {metadata['scene_id']!r} "
-                f"(fingerprint {metadata.get('scene_fingerprint')} vs {expect_fingerprint}); distill and export it again",
+                f"(fingerprint {metadata.get('scene_fingerprint')} vs {expect_fingerprint}); distill and export it "
+                "again",
                 path,
             )
         try:

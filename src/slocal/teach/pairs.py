@@ -71,7 +71,8 @@ class PartnerPairSettings(PartnerSettings, Protocol):
 
 
 def frustum_samples(frame: Frame, depths: Sequence[float], grid: tuple[int, int]) -> np.ndarray:
-    """World points on the rays of a ``grid`` (columns, rows) of cell centres at each depth: (len(depths) * cols * rows, 3)."""
+    """World points on the rays of a ``grid`` (columns, rows) of cell centres at each depth: (len(depths) * cols *
+    rows, 3)."""
     cam = frame.camera
     cols, rows = grid
     uv = np.stack(

@@ -144,7 +144,8 @@ def test_scene_errors(tmp_path):
         list(teacher.teach(apart))
 
 
-# ----------------------------------------------------------------------------- the real pipeline with the tiny fixture network
+# ----------------------------------------------------------------------------- the real pipeline with the tiny fixture
+# network
 
 
 def write_fixture_checkpoint(fixtures: Path, folder: Path) -> Path:

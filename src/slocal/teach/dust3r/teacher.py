@@ -150,7 +150,8 @@ def check_frames(scene: Scene) -> None:
     """Refuse scenes the teacher cannot work on (too few mapping frames, images below the patch size)."""
     if len(scene.mapping) < 2:
         raise SlocalError(
-            f"the dust3r teacher needs at least 2 mapping frames with known poses, scene {scene.id} has {len(scene.mapping)}",
+            f"the dust3r teacher needs at least 2 mapping frames with known poses, scene {scene.id} has "
+            f"{len(scene.mapping)}",
             scene.root,
         )
     for f in scene.mapping:

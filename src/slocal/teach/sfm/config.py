@@ -71,7 +71,8 @@ class SfmTeacherConfig:
             )
         if self.min_partners < 0 or not 0 < self.coverage_view_angle_deg <= 180:
             raise SlocalError(
-                f"invalid SfM settings: min_partners={self.min_partners}, coverage_view_angle_deg={self.coverage_view_angle_deg}"
+                f"invalid SfM settings: min_partners={self.min_partners}, "
+                f"coverage_view_angle_deg={self.coverage_view_angle_deg}"
             )
         if self.max_reproj_error_px <= 0 or self.nominal_depth_m <= 0 or not 0 <= self.min_overlap <= 1:
             raise SlocalError(

@@ -134,7 +134,8 @@ def build_sfm_map(scene: Scene, config: SfmTeacherConfig, workdir: str | Path) -
                 rgb = read_image(frame.image_path)
                 if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
                     raise SlocalError(
-                        f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera is {frame.camera.width}x{frame.camera.height}",
+                        f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera is "
+                        f"{frame.camera.width}x{frame.camera.height}",
                         frame.image_path,
                     )
                 kp, desc = extractor(rgb)
