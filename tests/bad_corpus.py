@@ -168,11 +168,11 @@ def _query_png(d: Path, good: Good, keep: float) -> tuple[list[str], Path]:
     return _localize(_truncate(png, keep), good.model)
 
 
-def _model_truncated(d: Path, good: Good) -> tuple[list[str], Path]:
+def _model_truncated(d: Path, good: Good, keep: float = 0.6) -> tuple[list[str], Path]:
     scene = _copy_scene(d, good)
     model = d / "model.pt"
     shutil.copy(good.model, model)
-    args, _ = _localize(_frame(scene, "color.jpg", mapping=False), _truncate(model, 0.6))
+    args, _ = _localize(_frame(scene, "color.jpg", mapping=False), _truncate(model, keep))
     return args, model
 
 
@@ -255,6 +255,7 @@ CASES: tuple[Case, ...] = (
     Case("split_names_missing_frames", _split_beyond, ("no pose file",)),
     Case("colmap_image_missing", _colmap_missing_image, ("missing",)),
     Case("model_truncated", _model_truncated, ("not a readable",), needs_model=True),
+    Case("model_empty", lambda d, g: _model_truncated(d, g, 0.0), ("not a readable", "empty"), needs_model=True),
     Case("model_of_other_scene", _of_other_scene("pt"), ("trained for scene",), needs_model=True),
     Case("onnx_of_other_scene", _of_other_scene("onnx"), ("trained for scene",), needs_model=True),
     Case("config_wrong_type", _config("train:\n  batch_size: two\n"), ("batch_size",)),

@@ -17,3 +17,9 @@ class SlocalError(Exception):
         self.path = Path(path) if path is not None else None
         self.message = message
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for a one-line error; its type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

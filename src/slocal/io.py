@@ -28,7 +28,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from PIL import Image, UnidentifiedImageError
 
-from slocal.errors import SlocalError
+from slocal.errors import SlocalError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def check_image(path: str | Path) -> None:
     except (OSError, SyntaxError, ValueError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError/ValueError.
         raise SlocalError(
-            f"cannot decode image: corrupt or truncated ({str(exc).splitlines()[0][:120]})", path
+            f"cannot decode image: corrupt or truncated ({first_line(exc, 120)})", path
         ) from None
 
 

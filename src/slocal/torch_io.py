@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from slocal.errors import SlocalError
+from slocal.errors import SlocalError, first_line
 
 
 def read_torch_file(path: str | Path, missing: str, unreadable: str) -> Any:
@@ -25,7 +25,9 @@ def read_torch_file(path: str | Path, missing: str, unreadable: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise SlocalError(missing, path)
+    if path.stat().st_size == 0:
+        raise SlocalError(f"{unreadable}: the file is empty (0 bytes)", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise SlocalError(f"{unreadable}: {str(exc).splitlines()[0][:200]}", path) from exc
+        raise SlocalError(f"{unreadable}: {first_line(exc)}", path) from exc

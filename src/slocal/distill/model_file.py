@@ -31,7 +31,7 @@ from slocal.device import use_bf16
 from slocal.distill.config import StudentConfig, student_from_plain, to_plain
 from slocal.distill.encoder import network_input, weights_digest
 from slocal.distill.students import BufferStudent, StudentNet, build_student, num_params
-from slocal.errors import SlocalError
+from slocal.errors import SlocalError, first_line
 from slocal.geometry.camera import Camera
 from slocal.io import atomic_path
 from slocal.torch_io import read_torch_file
@@ -270,7 +270,7 @@ def load_student(
         net.load_scene_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise SlocalError(
-            f"weights do not match the stored {config.name} student: {str(exc).splitlines()[0][:300]}", path
+            f"weights do not match the stored {config.name} student: {first_line(exc, 300)}", path
         ) from exc
     dev = torch.device(device)
     net = net.to(dev).eval()

@@ -38,7 +38,7 @@ from slocal.distill.encoder import (
     load_classifier,
     weights_path,
 )
-from slocal.errors import SlocalError
+from slocal.errors import SlocalError, first_line
 from slocal.torch_io import read_torch_file
 
 log = logging.getLogger(__name__)
@@ -440,7 +440,7 @@ def _create(name: str, pretrained: bool, **kwargs):
         # huggingface_hub's offline/HTTP errors derive from OSError or ValueError.
         raise SlocalError(
             f"cannot get timm's pretrained weights for {name!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}); "
+            f"{first_line(exc)}); "
             "offline, pass --pretrained PATH to a local state dict instead"
         ) from exc
 
