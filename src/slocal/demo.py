@@ -42,9 +42,9 @@ class DemoConfig:
             training seeds, ``benchmarks/results/compare_recipes_room_between.md``) the extra minute
             took the student of the time from 67 % to 87 % within 5 cm / 5 deg; the demo still ends in
             about nine minutes, install included.
-        methods: methods compared in the final table. DUSt3R is not among them by default: without
-            a checkpoint its row is timing only (random weights), and building and timing its ViT-L
-            costs about a minute of the ten the demo may take.
+        methods: methods compared in the final table (default: ``student`` and SIFT). DUSt3R is not
+            among them by default: without a checkpoint its row is timing only (random weights), and
+            building and timing its ViT-L costs about a minute of the ten the demo may take.
         timing_queries: queries a timing-only DUSt3R row is timed on.
     """
 
@@ -53,8 +53,19 @@ class DemoConfig:
     mapping_frames: int = 100
     student: str = DEMO_STUDENT
     minutes: float = 6.0
-    methods: tuple[str, ...] = (DEMO_STUDENT, "sift")
+    methods: tuple[str, ...] | None = None
     timing_queries: int = 1
+
+    def __post_init__(self) -> None:
+        if self.methods is None:
+            object.__setattr__(self, "methods", (self.student, "sift"))
+
+    def localize_command(self, data_root: str | Path, runs_root: str | Path) -> str:
+        """The ``slocal localize`` command that uses the demo's student on one of its query images."""
+        return (
+            f"slocal localize {Path(data_root) / self.scene / 'data' / 'frame-000000.color.jpg'} --scene {self.scene} "
+            f"--student {self.student} --data-root {data_root} --runs {runs_root}"
+        )
 
 
 def run_demo(

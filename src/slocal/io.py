@@ -275,9 +275,7 @@ def check_image(path: str | Path) -> None:
         raise SlocalError("cannot decode image (corrupt or unsupported format)", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # PIL reports truncation and corrupt streams as OSError/SyntaxError/ValueError.
-        raise SlocalError(
-            f"cannot decode image: corrupt or truncated ({first_line(exc, 120)})", path
-        ) from None
+        raise SlocalError(f"cannot decode image: corrupt or truncated ({first_line(exc, 120)})", path) from None
 
 
 def _looks_truncated(data: bytes) -> bool:

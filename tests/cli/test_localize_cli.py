@@ -88,6 +88,18 @@ def test_missing_default_model_says_how_to_make_it(tmp_path):
     one_line_error(r, "slocal distill --scene apt1/kitchen")
 
 
+def test_missing_default_model_names_the_students_trained_for_the_scene(tmp_path):
+    # After `slocal demo` the scene has the demo's preset, not the default: say which --student to pass.
+    img = write_image(tmp_path / "q.png", np.zeros((48, 64, 3), np.uint8))
+    trained = tmp_path / "runs" / "synth-room" / "students" / "ace-lite0-std" / "model.pt"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"not read: only its presence matters here")
+    r = runner.invoke(
+        app, ["localize", str(img), "--scene", "synth-room", "--runs", str(tmp_path / "runs"), "--intrinsics", INTR]
+    )
+    one_line_error(r, "trained for it: ace-lite0-std (pass --student ace-lite0-std)")
+
+
 def test_folder_of_images_text_and_json(tmp_path, onnx_model):
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"

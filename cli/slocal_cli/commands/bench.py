@@ -10,6 +10,8 @@ import typer
 
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
+from slocal.distill.config import preset_names
+from slocal.teach import TEACHERS
 from slocal_cli.common import (
     DEFAULT_DATA,
     DEFAULT_RUNS,
@@ -42,14 +44,19 @@ def bench(
         ),
     ] = None,
     methods: Annotated[
-        str, typer.Option("--methods", help="Comma-separated: student names (cnn, vit, ...), sift, dust3r.")
+        str,
+        typer.Option(
+            "--methods",
+            help="Comma-separated: student presets (" + ", ".join(preset_names()) + "), sift, dust3r. dust3r "
+            "without --checkpoint runs random weights on a few queries: a timing-only row (~13 s a query on a CPU).",
+        ),
     ] = ",".join(DEFAULT_METHODS),
     teacher: Annotated[
         str | None,
         typer.Option(
             "--teacher",
             "-t",
-            help="Teacher for students distilled here (depth, sfm, dust3r) (default: the scene's default).",
+            help="Teacher for students distilled here (" + ", ".join(TEACHERS) + ") (default: the scene's default).",
         ),
     ] = None,
     checkpoint: Annotated[

@@ -20,11 +20,13 @@ def demo(
     ] = DemoConfig.minutes,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scene.")] = DemoConfig.seed,
     methods: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--methods", help="Comma-separated methods of the final table; add dust3r for the teacher's per-query time."
+            "--methods",
+            help="Comma-separated methods of the final table (default: the demo's student and sift); add dust3r for "
+            "the teacher's per-query time.",
         ),
-    ] = ",".join(DemoConfig.methods),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: RUNS/demo-bench).")] = None,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -40,8 +42,7 @@ def demo(
             str(minutes),
             "--seed",
             str(seed),
-            "--methods",
-            methods,
+            *(["--methods", methods] if methods else []),
             "--data-root",
             str(data_root),
             "--runs",
@@ -50,8 +51,9 @@ def demo(
             str(out),
         ]
     )
-    config = DemoConfig(seed=seed, minutes=minutes, methods=tuple(split_list(methods)))
+    config = DemoConfig(seed=seed, minutes=minutes, methods=tuple(split_list(methods)) if methods else None)
     result = run_demo(data_root, runs, out, config, command)
     echo_result(result)
+    typer.echo(f"localize with the demo's student: {config.localize_command(data_root, runs)}")
     if result.failures:
         raise typer.Exit(1)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.distill.config import DEFAULT_STUDENT
-from slocal.teach import teacher_options
+from slocal.distill.config import DEFAULT_STUDENT, preset_names
+from slocal.teach import TEACHERS, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -31,8 +31,9 @@ def distill(
         str,
         typer.Option(
             "--student",
-            help="ace (= ace-lite0: pretrained encoder + ACE-style head, the default), hybrid-lite0, cnn (= "
-            "cnn-small, from scratch), vit (= vit-tiny), cnn-resnet18, vit-small.",
+            help="Student preset (default ace = ace-lite0: a pretrained encoder with an ACE-style head); one of "
+            + ", ".join(preset_names())
+            + " (cnn, vit: trained from scratch).",
         ),
     ] = DEFAULT_STUDENT,
     config: Annotated[
@@ -43,8 +44,8 @@ def distill(
         typer.Option(
             "--teacher",
             "-t",
-            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, "
-            "else sfm).",
+            help=" | ".join(TEACHERS)
+            + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
         ),
     ] = None,
     checkpoint: Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.errors import SlocalError
-from slocal.localize.localizer import DEFAULT_STUDENT, Localizer, default_model_path, load_model
+from slocal.localize.localizer import DEFAULT_STUDENT, Localizer, default_model_path, load_model, trained_students
 from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -148,11 +148,13 @@ def localize(
             raise SlocalError("give --model, or --scene to use the scene's default student under --runs")
         model = default_model_path(runs, scene, student)
         if not model.is_file():
-            raise SlocalError(
-                f"no {student} student for scene {scene}; run `slocal distill --scene {scene} --student {student}` "
-                "first or pass --model",
-                model,
+            trained = trained_students(runs, scene)
+            hint = (
+                f"trained for it: {', '.join(trained)} (pass --student {trained[0]})"
+                if trained
+                else f"run `slocal distill --scene {scene} --student {student}` first or pass --model"
             )
+            raise SlocalError(f"no {student} student for scene {scene}; {hint}", model)
     if threads is not None:
         import torch
 

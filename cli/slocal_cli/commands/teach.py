@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
+from slocal.teach import TEACHERS, default_teacher, ensure_targets, make_teacher, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -34,8 +34,8 @@ def teach(
         typer.Option(
             "--teacher",
             "-t",
-            help="depth | sfm | colmap | dust3r (default: depth if the scene has depth, colmap for a COLMAP model, "
-            "else sfm).",
+            help=" | ".join(TEACHERS)
+            + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
         ),
     ] = None,
     checkpoint: Annotated[

@@ -284,6 +284,12 @@ def load_model(
     return load_student(path, device=device, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint)
 
 
+def trained_students(runs_root: str | Path, scene_id: str) -> list[str]:
+    """The students that have a model file for a scene under the runs folder (folder names, sorted)."""
+    students = Path(default_student_path(runs_root, scene_id, "_")).parent.parent
+    return sorted(p.parent.name for p in students.glob("*/model.pt"))
+
+
 def student_folder(student: str) -> str:
     """The folder name of a student: its preset with aliases resolved (``cnn`` -> ``cnn-small``).
 
