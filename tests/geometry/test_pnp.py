@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from slocal.errors import SlocalError
 from slocal.geometry import Camera, invert, pose_error, to_homogeneous, transform_points
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 
@@ -88,5 +89,7 @@ def test_final_refinement_with_a_tighter_loss_keeps_exact_poses():
 
 @pytest.mark.parametrize("kwargs", [{"ransac_points": 3}, {"refine_px": 0.0}, {"threshold_px": -1.0}])
 def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError):
+    # A SlocalError, as every config raises: the CLI shows it as one line naming the setting.
+    (name,) = kwargs
+    with pytest.raises(SlocalError, match=name):
         PnpConfig(**kwargs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import poselib
 
+from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.geometry.pose import to_homogeneous, transform_points
 
@@ -42,11 +43,11 @@ class PnpConfig:
 
     def __post_init__(self) -> None:
         if not self.threshold_px > 0:
-            raise ValueError(f"threshold_px must be > 0, got {self.threshold_px}")
+            raise SlocalError(f"threshold_px must be > 0, got {self.threshold_px}")
         if self.ransac_points is not None and self.ransac_points < 4:
-            raise ValueError(f"ransac_points must be >= 4 or None, got {self.ransac_points}")
+            raise SlocalError(f"ransac_points must be >= 4 or None, got {self.ransac_points}")
         if self.refine_px is not None and not self.refine_px > 0:
-            raise ValueError(f"refine_px must be > 0 or None, got {self.refine_px}")
+            raise SlocalError(f"refine_px must be > 0 or None, got {self.refine_px}")
 
     def threshold_for(self, camera: Camera) -> float:
         return self.threshold_px * camera.width / 640.0
