@@ -244,6 +244,14 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     for scene, reference in dict.fromkeys((r["scene"], r["reference"]) for r in rows if r.get("reference")):
         notes.append(f"- {scene}: errors against {reference}")
+    for r in rows:
+        c = r.get("teacher_consistency") or {}
+        if "median" in c:
+            notes.append(
+                f"- {r['scene']} / {r['method']}: taught by {r.get('teacher')}, whose targets agree across mapping "
+                f"views to {c['median']:.2f} {c['unit']} median ({c['within_1']:.0f} / {c['within_2']:.0f} / "
+                f"{c['within_5']:.0f} % within 1 / 2 / 5 {c['unit']}); {c['labelled_pct']:.0f} % of pixels labelled"
+            )
     if any(r.get("mean_cam_err") for r in rows):
         notes.append(
             "- mean error in camera frame: the estimated minus the true camera centre in the true camera's frame "

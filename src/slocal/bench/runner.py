@@ -34,8 +34,9 @@ from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, default_model_path, load_model
 from slocal.progress import progress_bar
-from slocal.teach import default_teacher, teacher_options
+from slocal.teach import default_teacher, make_teacher, teacher_options
 from slocal.teach.rig import registered_scene
+from slocal.teach.targets import cached_stats
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,12 @@ def run_student(
     for frame in progress_bar(queries, f"{scene.id} {name}"):
         loc = localizer.localize_image(frame.image_path, frame.camera)
         results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
+    teacher_name = teacher or config.teacher or default_teacher(scene)
+    options = teacher_options(teacher_name, config.checkpoint, config.device)
+    stats = cached_stats(scene, make_teacher(teacher_name, **options), runs_root) or {}
     row = {
-        "teacher": teacher or config.teacher or default_teacher(scene),
+        "teacher": teacher_name,
+        "teacher_consistency": stats.get("consistency"),
         "map_mb": getattr(model, "file_mb", path.stat().st_size / 2**20),
         "num_params": getattr(model, "num_params", None),
         "student": getattr(model, "name", None),

@@ -136,6 +136,15 @@ def target_stats(scene: Scene, frames: tuple[FrameTargets, ...]) -> dict:
     return stats
 
 
+def cached_stats(scene: Scene, teacher: Teacher, runs_root: str | Path) -> dict | None:
+    """The stats of the cached targets of ``teacher`` for ``scene`` (None when not cached), without loading them."""
+    index_path = targets_dir(runs_root, scene, teacher) / "index.json"
+    if not index_path.is_file():
+        return None
+    index = read_json(index_path)
+    return index.get("stats") if index.get("scene_fingerprint") == scene.fingerprint else None
+
+
 def log_consistency(teacher: str, stats: dict) -> None:
     c = stats.get("consistency", {})
     if "median" in c:
