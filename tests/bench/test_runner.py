@@ -3,8 +3,9 @@ import json
 import pytest
 
 import slocal.bench.runner as runner
-from slocal.bench.runner import BenchConfig, run_bench, select_queries
+from slocal.bench.runner import BenchConfig, reference_poses, run_bench, select_queries
 from slocal.data import load_scene
+from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.localize.localizer import default_model_path
 from student_standin import SceneOracleStudent
@@ -97,3 +98,26 @@ def test_a_programming_error_is_not_a_failed_row(bench_setup, tmp_path, monkeypa
     monkeypatch.setattr(runner, "run_student", buggy)
     with pytest.raises(TypeError, match="unsupported operand"):
         run_bench(data_root, runs, ["apt0/tiny"], ["cnn"], None, tmp_path / "out", BenchConfig(distill_missing=False))
+
+
+def test_reference_poses_states_the_pose_files_and_the_rig(tmp_path):
+    reg = {
+        "depth_from_colour_translation_cm": [0.4, -0.1, 2.9],
+        "rotation_deg": 0.79,
+        "depth_scale": 0.963,
+        "poses_of": "depth",
+    }
+    plain = Scene("s", tmp_path, "7scenes", (), ())
+    assert reference_poses(plain) == "7scenes poses"
+    moved = Scene("s", tmp_path, "7scenes", (), (), extra={"depth_registration": reg})
+    assert "the depth camera's, moved to the colour camera" in reference_poses(moved)
+    assert "(+0.4, -0.1, +2.9) cm" in reference_poses(moved)
+    files = Scene(
+        "s",
+        tmp_path,
+        "7scenes",
+        (),
+        (),
+        extra={"pose_files": ["/x/pgt.txt"], "depth_registration": {**reg, "poses_of": "colour"}},
+    )
+    assert reference_poses(files).startswith("pose files pgt.txt; depth rendered into the colour camera")

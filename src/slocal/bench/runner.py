@@ -89,12 +89,16 @@ def reference_poses(scene: Scene) -> str:
     else:
         text = f"{scene.format} poses"
     reg = scene.extra.get("depth_registration")
-    if reg and reg["poses_of"] == "depth":
+    if reg:
         t = ", ".join(f"{v:+.1f}" for v in reg["depth_from_colour_translation_cm"])
-        text += (
-            f" (the depth camera's, moved to the colour camera through the rig estimated on the mapping frames: "
-            f"depth camera at ({t}) cm in the colour frame, turned {reg['rotation_deg']:.2f}°)"
+        rig = (
+            f"the colour-depth rig estimated on the mapping frames: depth camera at ({t}) cm in the colour frame, "
+            f"turned {reg['rotation_deg']:.2f}°, depth scale {reg['depth_scale']:.3f}"
         )
+        if reg["poses_of"] == "depth":
+            text += f" (the depth camera's, moved to the colour camera through {rig})"
+        else:
+            text += f"; depth rendered into the colour camera through {rig}"
     return text
 
 
