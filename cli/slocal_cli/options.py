@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from slocal.teach import TEACHERS
+
 MetresPerUnit = Annotated[
     float | None,
     typer.Option(
@@ -33,5 +35,13 @@ DepthRegistration = Annotated[
         help="The colour-depth rig of RGB-D data: 'auto' estimates it from the mapping frames (once, cached under "
         "RUNS/SCENE/rig) where depth is not registered to colour (7-Scenes) and moves the depth camera's poses to "
         "the colour camera; 'estimate' does so for any RGB-D scene; 'off' uses the scene as loaded.",
+    ),
+]
+TeacherOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--teacher",
+        "-t",
+        help=" | ".join(TEACHERS) + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
     ),
 ]

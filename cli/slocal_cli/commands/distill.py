@@ -9,7 +9,7 @@ import typer
 
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT, preset_names
-from slocal.teach import TEACHERS, teacher_options
+from slocal.teach import teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -21,7 +21,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherOpt
 
 
 @handle_errors
@@ -39,15 +39,7 @@ def distill(
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")
     ] = None,
-    teacher: Annotated[
-        str | None,
-        typer.Option(
-            "--teacher",
-            "-t",
-            help=" | ".join(TEACHERS)
-            + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
-        ),
-    ] = None,
+    teacher: TeacherOpt = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets."),

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.teach import TEACHERS, default_teacher, ensure_targets, make_teacher, teacher_options
+from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -20,7 +20,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherOpt
 
 SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
@@ -29,15 +29,7 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene
 @handle_errors
 def teach(
     scene: SceneOpt,
-    teacher: Annotated[
-        str | None,
-        typer.Option(
-            "--teacher",
-            "-t",
-            help=" | ".join(TEACHERS)
-            + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
-        ),
-    ] = None,
+    teacher: TeacherOpt = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")
     ] = None,
