@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 SCENE = "redkitchen"
-ABLATION = REPO / "benchmarks" / "results" / "distill_redkitchen_ablation.json"
+ABLATION = REPO / "benchmarks" / "results" / "history" / "2026-11" / "distill_redkitchen_ablation.json"
 
 
 def distill(student: str, args, runs: Path, out: Path) -> tuple[dict, str, dict]:

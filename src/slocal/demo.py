@@ -34,12 +34,12 @@ class DemoConfig:
             standardised and weight decay. The room's queries sit between mapping frames (3 cm / 2 deg
             from the nearest), and on 15 mapping frames held out of it, four training seeds, it put
             every pose within 5 cm / 5 deg against the default's 89 %
-            (``benchmarks/results/compare_std_wd01_room_4seeds.md``). ``slocal distill`` keeps
+            (``benchmarks/results/history/2026-12/compare_std_wd01_room_4seeds.md``). ``slocal distill`` keeps
             ``ace-lite0``, the better student on photos away from the mapping trajectory
-            (docs/mapping.md item 24).
+            (docs/lab-book.md item 24).
         minutes: distillation budget, encoding included. 6 rather than 5: on 15 evenly spaced mapping
             frames held out of this room (validation between mapping frames, like its queries; two
-            training seeds, ``benchmarks/results/compare_recipes_room_between.md``) the extra minute
+            training seeds, ``benchmarks/results/history/2026-11/compare_recipes_room_between.md``) the extra minute
             took the student of the time from 67 % to 87 % within 5 cm / 5 deg; the demo still ends in
             about nine minutes, install included.
         methods: methods compared in the final table (default: ``student`` and SIFT). DUSt3R is not

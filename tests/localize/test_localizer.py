@@ -3,8 +3,8 @@ import pytest
 
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pose_error
+from slocal.geometry.pnp import PnpConfig
 from slocal.io import write_image
-from slocal.localize import PnpConfig
 from slocal.localize.localizer import Localizer, correspondences, fit_camera_to_image
 from student_standin import OracleStudent, StandinOutput, random_pose
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import importlib.metadata
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -42,8 +44,36 @@ def gpu_name() -> str | None:
     return None
 
 
+def code_version(source: Path = Path(__file__).resolve().parent) -> dict:
+    """The commit of the code that runs and whether it has uncommitted changes.
+
+    Read with git in the package's source tree; an installed wheel (no git checkout) says
+    ``commit: None`` and gives the package version instead.
+    """
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "package": _package_version()}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None, "package": _package_version()}
+
+
+def _package_version() -> str | None:
+    try:
+        return importlib.metadata.version("slocal")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def machine_info() -> dict:
-    """CPU, cores, library versions, GPU and date of this run."""
+    """CPU, cores, library versions, GPU, date and code version (commit, dirty) of this run."""
     torch_threads = torch.get_num_threads()
     return {
         "cpu": cpu_model(),
@@ -54,4 +84,5 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "versions": {m: _version(m) for m in ("torch", "numpy", "poselib", "pycolmap", "onnxruntime", "cv2", "timm")},
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code": code_version(),
     }

@@ -55,7 +55,6 @@ MIN_PROXY_POINTS = 100
 # Fraction of valid target pixels above which a frame's targets count as dense (depth, DUSt3R).
 DENSE_FRACTION = 0.5
 # Frames encoded per onnxruntime call: batching gains nothing on 2 cores and costs memory.
-ENCODE_BATCH = 1
 
 
 @dataclass(frozen=True, eq=False)

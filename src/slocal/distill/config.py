@@ -157,7 +157,7 @@ class TrainConfig:
         aug_color: brightness/contrast jitter amplitude.
             Augmentation is off by default: on redkitchen (queries interleaved with the
             mapping views) it slowed convergence within a 10-minute CPU budget (see
-            benchmarks/results/distill_redkitchen_cpu.md); it may help where queries
+            benchmarks/results/history/2026-11/distill_redkitchen_cpu.md); it may help where queries
             come from other viewpoints or lighting (e.g. scale 0.2, rotation 10, colour 0.2).
         loss_clamp: soft clamp (metres) of the Euclidean coordinate loss: errors above it grow
             only logarithmically (see ``losses.coordinate_loss``); None = plain distance.
@@ -194,7 +194,7 @@ class TrainConfig:
         standardize_input: ``ace`` students with a frozen encoder: the head's input is standardised per
             channel (mean and std of 65 536 buffer cells, fixed before training and stored with the
             head). The raw channels' spreads differ 3-4x; standardised, the head fits its cells more closely and,
-            without weight decay, memorises the mapping views more (docs/mapping.md item 24).
+            without weight decay, memorises the mapping views more (docs/lab-book.md item 24).
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it.

@@ -61,7 +61,7 @@ class PnpConfig:
 
 # Dense scene-coordinate predictions (one match per stride-8 cell, 1 200 at 320x240, often under
 # 20 % inliers away from the mapping trajectory): a looser threshold and an iteration cap, chosen on
-# validation frames held out of redkitchen-split's mapping set (benchmarks/results/tune_ransac.md):
+# validation frames held out of redkitchen-split's mapping set (benchmarks/results/history/2026-11/tune_ransac.md):
 # at least as accurate there as the sparse-match default and several times faster, because the
 # looser threshold finds enough inliers for RANSAC to stop early. RANSAC on 320 of the matches,
 # then poselib on all of them from that pose: as accurate as RANSAC on all on 450 validation poses
