@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from slocal.errors import SlocalError
@@ -16,3 +18,33 @@ def test_unknown_teacher_or_option_is_one_clear_error():
         make_teacher("lidar")
     with pytest.raises(SlocalError, match="the colmap teacher has no option max_sides; its options: .*max_side"):
         make_teacher("colmap", max_sides=80)
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("sfm", {"max_side": "x"}, "the sfm teacher's option max_side must be int, got 'x'"),
+        ("colmap", {"max_side": "x"}, "the colmap teacher's option max_side must be int, got 'x'"),
+        ("depth", {"min_depth": "near"}, "the depth teacher's option min_depth must be float, got 'near'"),
+        ("sfm", {"use_gpu": "maybe"}, "the sfm teacher's option use_gpu must be bool, got 'maybe'"),
+        ("dust3r", {"image_size": [512]}, "the dust3r teacher's option image_size must be int"),
+        # `name` is the teacher's, positional only: as an option it is unknown, not a TypeError.
+        ("depth", {"name": "sfm"}, "the depth teacher has no option name; its options: max_depth, max_side, min_depth"),
+    ],
+)
+def test_wrongly_typed_option_is_one_error_naming_it(name, options, message):
+    # sfm and colmap compared the string with an int in their checks: a raw TypeError before.
+    with pytest.raises(SlocalError, match=re.escape(message)) as info:
+        make_teacher(name, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_options_are_coerced_to_their_types(tmp_path):
+    assert make_teacher("depth", max_side="64", min_depth=1).settings() == {
+        "max_side": 64,
+        "min_depth": 1.0,
+        "max_depth": 10.0,
+    }
+    # A checkpoint may be a Path; it is kept as a string (the targets' cache key).
+    with pytest.raises(SlocalError, match="DUSt3R checkpoint not found"):
+        make_teacher("dust3r", checkpoint=tmp_path / "missing.pth")

@@ -6,7 +6,11 @@ caches what it produces under ``<runs>/<scene>/targets/``.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import fields
+
+from pydantic import TypeAdapter, ValidationError
 
 from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
@@ -57,19 +61,40 @@ _BUILDERS = {
 }
 
 
-def make_teacher(name: str, **options) -> Teacher:
+@functools.cache
+def _adapter(config_cls: type) -> TypeAdapter:
+    return TypeAdapter(config_cls)
+
+
+def make_teacher(name: str, /, **options) -> Teacher:
     """Build a teacher by name; ``options`` are fields of its config dataclass.
 
+    Options are checked and coerced to the field types by pydantic (``max_side="80"`` is 80), so a
+    wrongly typed value is one error naming the option rather than a ``TypeError`` from comparing
+    it in the config's own checks. ``name`` is positional only: an option called ``name`` is an
+    unknown option, not a second teacher name.
+
     Raises:
-        SlocalError: an unknown teacher, or an option its config does not have.
+        SlocalError: an unknown teacher, an option its config does not have, a value of the wrong
+            type, or one the config refuses.
     """
     if name not in _BUILDERS:
         raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
     teacher_cls, config_cls = _BUILDERS[name]
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(options) - known)
+    types = {f.name: f.type for f in fields(config_cls)}
+    unknown = sorted(set(options) - set(types))
     if unknown:
         raise SlocalError(
-            f"the {name} teacher has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}"
+            f"the {name} teacher has no option {', '.join(unknown)}; its options: {', '.join(sorted(types))}"
         )
-    return teacher_cls(config_cls(**options))
+    # Config fields hold paths as strings (they enter the targets' cache key); accept a Path too.
+    options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    try:
+        config = _adapter(config_cls).validate_python(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        raise SlocalError(
+            f"the {name} teacher's option {key} must be {types.get(key, '?')}, got {options.get(key)!r} ({err['msg']})"
+        ) from exc
+    return teacher_cls(config)
