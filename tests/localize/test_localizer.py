@@ -132,3 +132,14 @@ def test_one_model_path_rule_resolves_aliases(tmp_path):
     )
     assert default_model_path(tmp_path, "s", "vit") == default_model_path(tmp_path, "s", "vit-tiny")
     assert default_model_path(tmp_path, "s", "my-custom").parent.name == "my-custom"  # not a preset: kept as typed
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_empty_model_file_is_one_error_naming_it(tmp_path, suffix):
+    from slocal.localize.localizer import load_model
+
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(SlocalError, match="not a slocal model file: the file is empty") as info:
+        load_model(path)
+    assert info.value.path == path and "\n" not in str(info.value)

@@ -279,6 +279,9 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise SlocalError("model file not found", path)
+    if path.stat().st_size == 0:
+        # Neither reader says so: onnx parses an empty file as a model without metadata.
+        raise SlocalError("not a slocal model file: the file is empty (0 bytes)", path)
     if path.suffix.lower() == ".onnx":
         return OnnxStudent.load(path, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint, threads=threads)
     return load_student(path, device=device, expect_scene=expect_scene, expect_fingerprint=expect_fingerprint)
