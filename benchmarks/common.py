@@ -13,6 +13,7 @@ import numpy as np
 
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import ACCURACY_THRESHOLDS
+from slocal.bench.report import code_text
 from slocal.distill.buffer import pass_targets
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.camera import pixel_centers
@@ -33,7 +34,11 @@ def command_line() -> str:
 
 
 def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
-    """Write ``results/<name>.json`` (payload + machine, date, command, load) and ``results/<name>.md``."""
+    """Write ``results/<name>.json`` (payload + machine, date, command, load) and ``results/<name>.md``.
+
+    The machine holds the code's commit and dirty flag (``machine_info()["code"]``); the Markdown's
+    ``{header}`` states them with the date, command and machine.
+    """
     meta = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(),
@@ -42,6 +47,7 @@ def write_results(name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
     }
     json_path = write_json(RESULTS / f"{name}.json", {**meta, **payload})
     header = (
+        f"- code: {code_text(meta['machine'].get('code'))}\n"
         f"- date (UTC): {meta['date']}\n- command: `{meta['command']}`\n"
         f"- machine: {meta['machine'].get('cpu', '?')}, {meta['machine'].get('cores', '?')} cores"
         f"{', GPU ' + meta['machine']['gpu'] if meta['machine'].get('gpu') else ''}; "

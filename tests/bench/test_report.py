@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from slocal.bench.metrics import query_result
-from slocal.bench.report import ROW_FIELDS, average_rows, markdown_table, speed_text, write_report
+from slocal.bench.report import (
+    ROW_FIELDS,
+    average_rows,
+    code_text,
+    markdown_table,
+    measured_columns,
+    speed_text,
+    write_report,
+)
 from student_standin import random_pose
 
 
@@ -50,9 +58,8 @@ def test_report_files_have_the_exact_schema(tmp_path):
         row("s1", "dust3r", 5000.0, timing_only=True, n_timed=3, median_t_cm=None, acc_1cm1deg=None),
         {"scene": "s2", "method": "cnn", "failed": "scene not found"},
     ]
-    paths = write_report(
-        tmp_path, rows, {"cpu": "test", "cores": 2}, "slocal bench --out x", per_query("s1", ["cnn", "sift"])
-    )
+    machine = {"cpu": "test", "cores": 2, "date": "2026-01-02T03:04:05Z", "code": {"commit": "ab" * 20, "dirty": True}}
+    paths = write_report(tmp_path, rows, machine, "slocal bench --out x", per_query("s1", ["cnn", "sift"]))
     data = json.loads((tmp_path / "results.json").read_text())
     assert set(data) == {"rows", "machine", "command", "units"}
     assert data["command"] == "slocal bench --out x" and data["machine"]["cores"] == 2
@@ -68,10 +75,17 @@ def test_report_files_have_the_exact_schema(tmp_path):
         csv_rows = list(csv.DictReader(f))
     assert [r["method"] for r in csv_rows] == ["cnn", "sift", "dust3r", "cnn"]
     assert csv_rows[1]["median_t_cm"] == "inf" and list(csv_rows[0])[: len(ROW_FIELDS)] == list(ROW_FIELDS)
+    # Every row says what it measured: the code's commit and dirty flag, and the date.
+    assert list(csv_rows[0])[-3:] == ["commit", "dirty", "date"]
+    assert {(r["commit"], r["dirty"], r["date"]) for r in csv_rows} == {("ab" * 20, "True", "2026-01-02T03:04:05Z")}
 
     md = (tmp_path / "results.md").read_text()
     assert "×12 slower" in md and "×500 slower" in md and "reference" in md
     assert "timing only" in md and "s2 / cnn: FAILED — scene not found" in md
+    assert md.endswith(
+        f"- code: commit {'ab' * 20} (dirty: uncommitted changes)\n- date (UTC): 2026-01-02T03:04:05Z\n"
+        "- machine: test, 2 cores\n- command: `slocal bench --out x`\n"
+    )
     assert len(paths["plots"]) == 2 and all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in paths["plots"])
     pq = json.loads(paths["per_query"].read_text())
     assert len(pq) == 12 and pq[5]["success"] is False and pq[5]["t_err_cm"] is None
@@ -145,3 +159,15 @@ def test_ransac_on_a_subset_of_the_matches_is_stated():
     )
     text = markdown_table([student, sift])
     assert "ace 20 px / 500 on 640 matches, then poselib on all, sift 10 px / 10000" in text
+
+
+def test_code_text_says_what_is_known():
+    sha = "0123456789abcdef" * 2 + "01234567"
+    assert code_text({"commit": sha, "dirty": False}) == f"commit {sha} (clean)"
+    assert code_text({"commit": sha, "dirty": None}) == f"commit {sha} (dirty flag unknown)"
+    # An installed wheel: no git checkout, the package version instead.
+    assert code_text({"commit": None, "dirty": None, "package": "0.1.0"}) == (
+        "slocal 0.1.0, commit unknown (not run from a git checkout)"
+    )
+    assert code_text(None) == "slocal version unknown, commit unknown (not run from a git checkout)"
+    assert measured_columns({"date": "d"}) == {"commit": None, "dirty": None, "date": "d"}

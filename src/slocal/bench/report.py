@@ -3,6 +3,9 @@
 ``results.json`` has exactly the top-level keys ``rows``, ``machine``,
 ``command`` and ``units`` (per scene: ``m``, or ``model units`` for a scene
 without a known scale, whose rows carry ``median_t_units`` and no cm numbers);
+the machine holds the date and, as ``code``, the commit of the code and its dirty
+flag (``slocal.bench.machine``); ``results.md`` ends with them and the command, and
+``results.csv`` carries ``commit``, ``dirty`` and ``date`` on every row;
 every row has at least ``ROW_FIELDS`` (None where a value does
 not apply, e.g. accuracies of a timing-only row). Non-finite numbers (a median
 error that is infinite because most queries failed) are written as null in
@@ -282,17 +285,51 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
     return text
 
 
-def csv_text(rows: Sequence[Mapping]) -> str:
-    """Rows as CSV: the schema fields first, then any extra field in order of appearance."""
+def csv_text(rows: Sequence[Mapping], measured: Mapping | None = None) -> str:
+    """Rows as CSV: the schema fields first, then any extra field in order of appearance.
+
+    Args:
+        measured: columns repeated on every row, last (``measured_columns``: commit, dirty, date).
+    """
+    measured = dict(measured or {})
     fields = list(ROW_FIELDS)
     for r in rows:
-        fields += [k for k in r if k not in fields]
+        fields += [k for k in r if k not in fields and k not in measured]
+    fields += list(measured)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+        values = {**r, **measured}
+        writer.writerow({k: ("" if values.get(k) is None else values.get(k)) for k in fields})
     return buf.getvalue()
+
+
+def code_text(code: Mapping | None) -> str:
+    """The code a result measured, in words: ``commit <sha> (clean)`` / ``(dirty: uncommitted changes)``,
+    or the package version and ``commit unknown`` outside a git checkout."""
+    code = code or {}
+    if not code.get("commit"):
+        return f"slocal {code.get('package') or 'version unknown'}, commit unknown (not run from a git checkout)"
+    dirty = {True: "dirty: uncommitted changes", False: "clean", None: "dirty flag unknown"}[code.get("dirty")]
+    return f"commit {code['commit']} ({dirty})"
+
+
+def measured_columns(machine: Mapping) -> dict:
+    """``commit``, ``dirty`` and ``date`` of a run, from ``machine_info()`` (None where unknown)."""
+    code = machine.get("code") or {}
+    return {"commit": code.get("commit"), "dirty": code.get("dirty"), "date": machine.get("date")}
+
+
+def provenance_markdown(machine: Mapping, command: str) -> str:
+    """What a results file measured, as Markdown list items: code, date, machine, command."""
+    where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
+    if machine.get("gpu"):
+        where += f", GPU {machine['gpu']}"
+    return (
+        f"- code: {code_text(machine.get('code'))}\n- date (UTC): {machine.get('date') or 'unknown'}\n"
+        f"- machine: {where}\n- command: `{command}`\n"
+    )
 
 
 def per_query_rows(
@@ -464,7 +501,8 @@ def write_report(
     Args:
         out_dir: folder to write into (created).
         rows: one row per (scene, method), plus any average rows.
-        machine: ``slocal.bench.machine.machine_info()``.
+        machine: ``slocal.bench.machine.machine_info()`` (its ``code`` and ``date`` are also
+            written into results.md and results.csv).
         command: the command line that produced the results.
         per_query: per-query results by (scene, method), for plots; timing-only
             and failed methods should be left out.
@@ -481,8 +519,8 @@ def write_report(
     payload = {"rows": json_safe(full), "machine": json_safe(dict(machine)), "command": command, "units": units}
     paths: dict[str, Path | list[Path]] = {
         "json": write_json(out_dir / "results.json", payload),
-        "csv": write_text(out_dir / "results.csv", csv_text(full)),
-        "md": write_text(out_dir / "results.md", markdown_table(full)),
+        "csv": write_text(out_dir / "results.csv", csv_text(full, measured_columns(machine))),
+        "md": write_text(out_dir / "results.md", markdown_table(full) + "\n" + provenance_markdown(machine, command)),
     }
     plots: list[Path] = []
     if per_query:
