@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slocal.bench.report import code_text
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "data" / "7scenes-mini"
 SCENE = "redkitchen"
@@ -118,6 +120,7 @@ def markdown(report: dict) -> str:
             f"  - `{r['command']}` (load average before/after: {r['load']['before']} / {r['load']['after']})"
             for r in report["rows"]
         ],
+        f"- code: {code_text(m.get('code'))}",
         "",
         "| student | resolution | params | MB | minutes | iterations | median cm / deg | % @10cm5deg | % @5cm5deg | "
         "% @2cm2deg | ms net + ransac |",

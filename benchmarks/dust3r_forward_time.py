@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from slocal.bench.machine import machine_info
+from slocal.bench.report import code_text
 from slocal.io import write_json, write_text
 from slocal.teach.dust3r import Dust3rConfig, Dust3rNet
 
@@ -128,6 +130,7 @@ def main() -> int:
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "code": machine_info().get("code"),
     }
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     report = {
@@ -150,6 +153,7 @@ def main() -> int:
         "Weights are random (official-style init); only the timing is meaningful.",
         "",
         f"- date (UTC): {report['date_utc']}",
+        f"- code: {code_text(machine['code'])}",
         f"- command: `{command}`",
         f"- machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, torch {machine['torch_version']}, "
         f"{machine['torch_threads']} threads" + (f", GPU {machine['gpu']}" if machine["gpu"] else ""),

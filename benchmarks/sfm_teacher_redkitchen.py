@@ -35,6 +35,7 @@ import numpy as np
 from common import RESULTS, SEVEN_SCENES
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import accuracy_summary, query_result
+from slocal.bench.report import code_text
 from slocal.bench.sift import SiftConfig, SiftLocalizer
 from slocal.data import load_scene
 from slocal.data.scene import Scene
@@ -185,6 +186,7 @@ def markdown(report: dict) -> str:
         "# SfM teacher and SIFT baseline on redkitchen (7scenes-mini)",
         "",
         f"- date (UTC): {m['date']}",
+        f"- code: {code_text(m.get('code'))}",
         f"- command: `{report['command']}`",
         f"- teacher command: `{t['command']}`",
         f"- machine: {m['cpu']}, {m['cores']} cores, pycolmap {m['versions'].get('pycolmap')}, "
