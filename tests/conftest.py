@@ -14,8 +14,21 @@ SEVEN_SCENES_MINI = SHARED / "data" / "7scenes-mini"
 DUST3R_FIXTURES = SHARED / "fixtures" / "dust3r"
 
 
+# Fixtures that read ../shared/data: a test using one must carry the ``realdata`` marker.
+SHARED_DATA_FIXTURES = ("seven_scenes_mini",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the tests marked ``cuda`` where torch sees no CUDA device (one check for the whole suite)."""
+    """Refuse a test that reads the shared data without the ``realdata`` marker (``-m "not realdata"``
+    must leave out every such test); skip the tests marked ``cuda`` where torch sees no CUDA device."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if set(SHARED_DATA_FIXTURES) & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("realdata") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests reading ../shared/data without @pytest.mark.realdata: {', '.join(unmarked)}")
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")

@@ -6,6 +6,7 @@ from slocal.errors import SlocalError
 from slocal.geometry import pose_error
 
 
+@pytest.mark.realdata
 def test_real_redkitchen(seven_scenes_mini):
     scene = load_scene(seven_scenes_mini, "redkitchen")
     assert scene.format == "7scenes"
@@ -23,6 +24,7 @@ def test_real_redkitchen(seven_scenes_mini):
     assert 0.001 < t < 0.3 and r < 20
 
 
+@pytest.mark.realdata
 def test_list_scenes_json_fields(seven_scenes_mini):
     rows = {row["scene"]: row for row in list_scenes(seven_scenes_mini)}
     assert rows["redkitchen"] == {

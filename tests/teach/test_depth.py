@@ -27,6 +27,7 @@ def test_no_valid_targets_is_an_error(tiny_twelve_scenes, tmp_path):
         ensure_targets(scene, make_teacher("depth", max_side=32, max_depth=1.5), tmp_path / "runs")
 
 
+@pytest.mark.realdata
 def test_real_depth_targets_agree_across_frames(seven_scenes_mini, tmp_path):
     """Back-project frame A's targets into frame B: its depth agrees to about a centimetre."""
     scene = load_scene(seven_scenes_mini, "redkitchen")

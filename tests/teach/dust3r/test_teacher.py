@@ -216,6 +216,7 @@ def test_end_to_end_with_fixture_network(dust3r_fixtures, tiny_twelve_scenes, tm
 # ----------------------------------------------------------------------------- real data, depth-derived point maps
 
 
+@pytest.mark.realdata
 def test_teach_on_real_frames_with_depth_point_maps(seven_scenes_mini, tmp_path):
     """7-Scenes redkitchen (640x480 -> 512x384 network grid -> 320x240 targets), real poses and depth holes.
 
