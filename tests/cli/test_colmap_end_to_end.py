@@ -85,21 +85,28 @@ def test_colmap_scene_end_to_end(tmp_path, distortion):
             *common,
         ],
     )
-    # A 3-iteration student may not localize: what matters is that every query ran and was reported.
-    assert r.exit_code in (0, 1), r.output
+    # This test is about COLMAP input, not accuracy: the 3-iteration student (on sparse COLMAP targets it
+    # localizes neither query even after 600 iterations) gets no pose, so localize exits 1 as documented
+    # ("1 when any image has no pose") after reading and reporting every query. Exit 0 with good poses
+    # is tests/cli/test_ace_end_to_end.py.
+    assert r.exit_code == 1, r.output
     results = {"query/" + d["name"]: d for d in json.loads(r.stdout)}
-    assert set(results) == set(room.query_names) and all(d["error"] is None for d in results.values())
+    assert set(results) == set(room.query_names)
+    assert all(d["error"] is None and d["success"] is False for d in results.values()), results
     side = json.loads(out.with_suffix(".json").read_text())
-    assert len(out.read_text().splitlines()) == side["localized"]
+    assert (side["localized"], side["failed"], side["scene"]) == (0, 2, "room") and out.read_text() == ""
 
     r = runner.invoke(
         app,
         ["bench", "--scenes", "room", "--methods", "cnn", "--no-distill", "--out", str(tmp_path / "bench"), *common],
     )
+    # Queries without a pose are counted in the row (n_failed), not a failed row: bench exits 0.
+    assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert report["units"] == {"room": "model units"}, r.output
     row = report["rows"][0]
     assert row["failed"] is None and row["n_queries"] == 2 and row["median_t_cm"] is None
+    assert row["n_failed"] == 2 and row["median_t_units"] is None and row["acc_10cm5deg"] is None  # no metric scale
     assert " cm" not in (tmp_path / "bench" / "results.md").read_text().split("\n\n")[0]
     assert (
         f"view: {tmp_path / 'bench' / 'view_room.html'}" in r.stdout
