@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -117,6 +120,20 @@ def test_weights_of_another_network_are_refused_naming_the_file(tmp_path):
     with pytest.raises(SlocalError, match="unknown encoder 'nosuch'"):
         encoder_spec("nosuch")
     assert weights_path(encoder_spec("efficientnet-lite0")).is_file()
+
+
+def test_the_wheels_weights_are_checked_against_their_published_digest(tmp_path, monkeypatch):
+    spec = encoder_spec("efficientnet-lite0")
+    good = weights_path(spec)
+    assert hashlib.sha256(good.read_bytes()).hexdigest() == spec.sha256
+    package = tmp_path / "fake_weights_package"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / spec.weights).write_bytes(good.read_bytes()[:-1] + b"x")  # one byte changed
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tampered = dataclasses.replace(spec, package="fake_weights_package")
+    with pytest.raises(SlocalError, match=r"efficientnet-lite0-57934424\.pth: pretrained efficientnet-lite0 weights"):
+        weights_path(tampered)
 
 
 def test_network_input_is_the_per_channel_normalisation():

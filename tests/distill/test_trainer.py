@@ -100,7 +100,10 @@ def test_minutes_budget_stops_on_time_and_writes_the_model(tiny_scene, tiny_targ
     cfg = tiny_train(iterations=None, minutes=0.03, val_every_s=0.5)
     result = train_student(tiny_scene, tiny_targets, TINY_STUDENT, cfg, tmp_path / "t.pt", device="cpu")
     assert result.iterations > 0
-    assert 1.8 <= result.train_seconds < 1.8 + 10.0
+    # Never before the budget; after it by at most the step and validation in flight, which a loaded
+    # machine stretches: bound the overshoot by the run's own mean step time, not by a wall-clock constant.
+    seconds_per_step = result.train_seconds / result.iterations
+    assert 1.8 <= result.train_seconds <= 1.8 + 5.0 + 3 * seconds_per_step
     info = read_model_payload(result.model_path)["train"]
     assert info["iterations"] == result.iterations
     assert info["validation"] and "pct_5cm5deg" in info["validation"][-1]

