@@ -290,6 +290,18 @@ def _looks_truncated(data: bytes) -> bool:
     return False
 
 
+def _image_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, refusing a missing, empty or truncated image in one line naming it."""
+    if not path.is_file():
+        raise SlocalError(f"{what} not found", path)
+    data = path.read_bytes()
+    if not data:
+        raise SlocalError(f"{what} file is empty (0 bytes)", path)
+    if _looks_truncated(data):
+        check_image(path)
+    return data
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a colour image as RGB.
 
@@ -300,13 +312,7 @@ def read_image(path: str | Path) -> np.ndarray:
         SlocalError: the file is missing, empty, truncated or not a decodable image.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SlocalError("image not found", path)
-    data = path.read_bytes()
-    if not data:
-        raise SlocalError("image file is empty (0 bytes)", path)
-    if _looks_truncated(data):
-        check_image(path)
+    data = _image_bytes(path, "image")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise SlocalError("cannot decode image (corrupt or unsupported format)", path)
@@ -320,13 +326,7 @@ def read_depth_png(path: str | Path) -> np.ndarray:
         uint16 array (H, W).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SlocalError("depth image not found", path)
-    data = path.read_bytes()
-    if not data:
-        raise SlocalError("depth image file is empty (0 bytes)", path)
-    if _looks_truncated(data):
-        check_image(path)
+    data = _image_bytes(path, "depth image")
     depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if depth is None:
         raise SlocalError("cannot decode depth image (corrupt or unsupported format)", path)

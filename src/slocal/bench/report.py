@@ -368,8 +368,13 @@ def per_query_rows(
 
 
 def _save_figure(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    """Lay out, write atomically and close ``fig`` (closed even when writing fails)."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -431,11 +436,7 @@ def plot_cumulative_errors(
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.suptitle(f"{scene}: cumulative pose error")
-    fig.tight_layout()
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)
 
 
 def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], path: Path, units: str = "m") -> Path:
@@ -474,11 +475,7 @@ def plot_positions(scene: str, results: Mapping[str, Sequence[QueryResult]], pat
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     ax.set_title(f"{scene}: camera centres (top-down)")
-    fig.tight_layout()
-    try:
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return _save_figure(fig, path)
 
 
 def finalize_rows(rows: Sequence[Mapping]) -> list[dict]:

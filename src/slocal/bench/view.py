@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import plotly.graph_objects as go
 
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 MAX_TEACHER_POINTS = 20000
 MAX_FRUSTA = 150
+
+
+def _scatter3d(xyz_N3: np.ndarray, **style) -> go.Scatter3d:
+    """A Plotly 3D trace of the points (or polyline vertices) ``xyz_N3``."""
+    return go.Scatter3d(x=xyz_N3[:, 0], y=xyz_N3[:, 1], z=xyz_N3[:, 2], **style)
 
 
 def find_targets(runs_root: str | Path, scene: Scene, teacher: str | None = None) -> TargetSet | None:
@@ -128,18 +134,14 @@ def build_figure(
     max_points: int = MAX_TEACHER_POINTS,
 ):
     """The plotly figure (see the module docstring); every part is optional but the cameras."""
-    import plotly.graph_objects as go
-
     traces = []
     centres = np.array([f.world_from_cam[:3, 3] for f in scene.mapping])
     extent = float(np.linalg.norm(centres.max(0) - centres.min(0))) if len(centres) > 1 else 1.0
     if targets is not None:
         xyz, rgb = teacher_points(scene, targets, max_points)
         traces.append(
-            go.Scatter3d(
-                x=xyz[:, 0],
-                y=xyz[:, 1],
-                z=xyz[:, 2],
+            _scatter3d(
+                xyz,
                 mode="markers",
                 name=f"teacher points ({targets.teacher}, {len(xyz)})",
                 marker={"size": 1.5, "color": _rgb_strings(rgb)},
@@ -148,10 +150,8 @@ def build_figure(
     if model is not None and frame is not None:
         xyz, rgb = student_points(model, frame)
         traces.append(
-            go.Scatter3d(
-                x=xyz[:, 0],
-                y=xyz[:, 1],
-                z=xyz[:, 2],
+            _scatter3d(
+                xyz,
                 mode="markers",
                 name=f"student points ({frame.name})",
                 marker={"size": 2.5, "color": _rgb_strings(rgb), "line": {"width": 0}},
@@ -159,10 +159,8 @@ def build_figure(
         )
         lines = frustum_lines([frame], 0.08 * max(extent, 1e-6))
         traces.append(
-            go.Scatter3d(
-                x=lines[:, 0],
-                y=lines[:, 1],
-                z=lines[:, 2],
+            _scatter3d(
+                lines,
                 mode="lines",
                 name=f"frame {frame.name}",
                 line={"color": "magenta", "width": 4},
@@ -171,10 +169,8 @@ def build_figure(
     step = max(1, len(scene.mapping) // MAX_FRUSTA)
     lines = frustum_lines(scene.mapping[::step], 0.04 * max(extent, 1e-6))
     traces.append(
-        go.Scatter3d(
-            x=lines[:, 0],
-            y=lines[:, 1],
-            z=lines[:, 2],
+        _scatter3d(
+            lines,
             mode="lines",
             name=f"mapping cameras ({len(scene.mapping[::step])})",
             line={"color": "royalblue", "width": 2},
@@ -184,10 +180,8 @@ def build_figure(
     for k, (method, rows) in enumerate((bench or {}).items()):
         gt = np.array([r["center_gt"] for r in rows], np.float64)
         traces.append(
-            go.Scatter3d(
-                x=gt[:, 0],
-                y=gt[:, 1],
-                z=gt[:, 2],
+            _scatter3d(
+                gt,
                 mode="markers",
                 name=f"queries: ground truth ({method})",
                 marker={"size": 4, "color": "black", "symbol": "circle"},
@@ -200,20 +194,16 @@ def build_figure(
             seg = np.stack([g, e, np.full_like(g, np.nan)], 1).reshape(-1, 3)
             colour = palette[k % len(palette)]
             traces.append(
-                go.Scatter3d(
-                    x=e[:, 0],
-                    y=e[:, 1],
-                    z=e[:, 2],
+                _scatter3d(
+                    e,
                     mode="markers",
                     name=f"{method}: estimates ({len(est)}/{len(rows)})",
                     marker={"size": 4, "color": colour, "symbol": "x"},
                 )
             )
             traces.append(
-                go.Scatter3d(
-                    x=seg[:, 0],
-                    y=seg[:, 1],
-                    z=seg[:, 2],
+                _scatter3d(
+                    seg,
                     mode="lines",
                     name=f"{method}: errors",
                     line={"color": colour, "width": 3},
