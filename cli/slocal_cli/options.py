@@ -1,4 +1,4 @@
-"""Options shared by the commands that load scenes of any scale (COLMAP models have none)."""
+"""Options shared by several commands (one definition each, so their help reads the same everywhere)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from slocal.distill.config import DEFAULT_STUDENT
 from slocal.teach import TEACHERS
 
 MetresPerUnit = Annotated[
@@ -43,5 +44,14 @@ TeacherOpt = Annotated[
         "--teacher",
         "-t",
         help=" | ".join(TEACHERS) + " (default: depth if the scene has depth, colmap for a COLMAP model, else sfm).",
+    ),
+]
+
+SceneId = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
+StudentName = Annotated[
+    str,
+    typer.Option(
+        "--student",
+        help=f"Student name for the default model path (default {DEFAULT_STUDENT}: ace-lite0; cnn = cnn-small, ...).",
     ),
 ]

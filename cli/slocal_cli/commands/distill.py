@@ -21,12 +21,12 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherOpt
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt
 
 
 @handle_errors
 def distill(
-    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
+    scene: SceneId,
     student: Annotated[
         str,
         typer.Option(

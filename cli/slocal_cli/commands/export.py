@@ -21,21 +21,16 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
+from slocal_cli.options import SceneId, StudentName
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 
 
 @handle_errors
 def export(
-    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")],
+    scene: SceneId,
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx | torchscript")] = "onnx",
-    student: Annotated[
-        str,
-        typer.Option(
-            "--student",
-            help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).",
-        ),
-    ] = DEFAULT_STUDENT,
+    student: StudentName = DEFAULT_STUDENT,
     model: Annotated[
         Path | None,
         typer.Option("--model", "-m", help="Student file (.pt) (default: RUNS/SCENE/students/STUDENT/model.pt)."),

@@ -23,6 +23,7 @@ from slocal_cli.common import (
     print_json,
     student_pnp,
 )
+from slocal_cli.options import StudentName
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -83,13 +84,7 @@ def localize(
             "the model's own scene).",
         ),
     ] = None,
-    student: Annotated[
-        str,
-        typer.Option(
-            "--student",
-            help="Student name for the default model path (ace = ace-lite0, the default; cnn = cnn-small, ...).",
-        ),
-    ] = DEFAULT_STUDENT,
+    student: StudentName = DEFAULT_STUDENT,
     model: Annotated[
         Path | None,
         typer.Option(

@@ -20,15 +20,14 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherOpt
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt
 
-SceneOpt = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
 
 
 @handle_errors
 def teach(
-    scene: SceneOpt,
+    scene: SceneId,
     teacher: TeacherOpt = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")
