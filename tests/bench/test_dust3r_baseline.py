@@ -1,5 +1,4 @@
-"""DUSt3R bench baseline: retrieval, scale, pose (with an oracle network), and the real pipeline on the tiny fixture
-net."""
+"""DUSt3R bench baseline: retrieval, scale, pose (with an oracle network), the real pipeline on the tiny fixture net."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dust3r_scene import Oracle, pose, write_scene
+from helpers.dust3r_scene import Oracle, pose, write_scene
 from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig, thumbnail
 from slocal.data import load_scene
 from slocal.errors import SlocalError

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers.student_standin import random_pose
 from slocal.bench.metrics import query_result
 from slocal.bench.report import (
     ROW_FIELDS,
@@ -15,7 +16,6 @@ from slocal.bench.report import (
     speed_text,
     write_report,
 )
-from student_standin import random_pose
 
 
 def row(scene, method, ms, **kw):

@@ -3,12 +3,12 @@ import json
 import pytest
 
 import slocal.bench.runner as runner
+from helpers.student_standin import SceneOracleStudent
 from slocal.bench.runner import BenchConfig, reference_poses, run_bench, select_queries
 from slocal.data import load_scene
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.localize.localizer import default_model_path
-from student_standin import SceneOracleStudent
 
 
 @pytest.fixture

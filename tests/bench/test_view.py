@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from colmap_room import write_room_colmap
+from helpers.colmap_room import write_room_colmap
+from helpers.student_standin import OracleStudent
 from slocal.bench.view import build_figure, frustum_lines, teacher_points, view_scene
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.teach import ensure_targets, load_targets, make_teacher
 from slocal.teach.targets import targets_dir
-from student_standin import OracleStudent
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 PLOT_BACKGROUND = np.array([246, 236, 229])  # plotly's 3D axis planes (#E5ECF6), BGR

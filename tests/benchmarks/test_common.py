@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from cli_run import REPO
+from helpers.cli_run import REPO
 from slocal.bench.report import code_text
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_run import TINY_ITERATIONS, run_slocal
-from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
+from helpers.cli_run import TINY_ITERATIONS, run_slocal
+from helpers.distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 from slocal.data.synth import render_scene
 from slocal.distill.config import to_plain
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_run import lines, run_slocal
+from helpers.cli_run import lines, run_slocal
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
 from slocal.geometry import pose_error, qvec_to_rotmat

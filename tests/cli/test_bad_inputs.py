@@ -1,6 +1,6 @@
 """The bad-input corpus through the real CLI: exit code 1, one stderr line naming the file, nothing written.
 
-Each case of ``tests/bad_corpus.py`` runs as its own process (``cli_run.run_many``);
+Each case of ``tests/helpers/bad_corpus.py`` runs as its own process (``helpers.cli_run.run_many``);
 together they take well under a minute.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bad_corpus import CASES, Good, build_corpus
-from cli_run import leftovers, lines, run_many, run_slocal
+from helpers.bad_corpus import CASES, Good, build_corpus
+from helpers.cli_run import leftovers, lines, run_many, run_slocal
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def test_yaml_number_in_exponent_notation_is_a_number(cli_data, tmp_path):
     """PyYAML reads `lr: 1e-3` as a string; the config loader must take it as 0.001, not fail in the optimizer."""
     cfg = tmp_path / "lr.yaml"
     cfg.write_text(
-        "student:\n  name: t\n  widths: [8, 8, 16, 16]\n  blocks8: 1\n  head_width: 16\n  head_layers: 1\n  max_side: "
-        "32\n"
+        "student:\n  name: t\n  widths: [8, 8, 16, 16]\n  blocks8: 1\n"
+        "  head_width: 16\n  head_layers: 1\n  max_side: 32\n"
         "train:\n  lr: 1e-3\n  val_frames: 0\n  precision: fp32\n  checkpoint_every_s: 1.0e9\n"
     )
     r = run_slocal(

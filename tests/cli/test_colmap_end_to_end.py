@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from colmap_room import OPENCV_DISTORTION, write_room_colmap
-from distill_fixtures import TINY_STUDENT, tiny_train
+from helpers.colmap_room import OPENCV_DISTORTION, write_room_colmap
+from helpers.distill_fixtures import TINY_STUDENT, tiny_train
 from slocal.distill.config import to_plain
 from slocal_cli.main import app
 

@@ -10,8 +10,8 @@ import shlex
 
 import pytest
 
-from cli_run import lines, run_slocal
-from distill_fixtures import TINY_SCENE
+from helpers.cli_run import lines, run_slocal
+from helpers.distill_fixtures import TINY_SCENE
 from slocal.data.synth import render_scene
 from slocal.demo import DemoConfig
 

@@ -6,7 +6,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
+from helpers.distill_fixtures import TINY_SCENE, TINY_STUDENT, tiny_train
 from slocal.data.synth import render_scene
 from slocal.distill.config import to_plain
 from slocal.distill.model_file import load_student
@@ -17,7 +17,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    """The distillation tests' tiny rendered RGB-D scene (tests/distill_fixtures.py)."""
+    """The distillation tests' tiny rendered RGB-D scene (tests/helpers/distill_fixtures.py)."""
     root = tmp_path_factory.mktemp("distill-cli") / "data"
     render_scene(root / "tiny", TINY_SCENE)
     return root

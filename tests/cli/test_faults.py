@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
+from helpers.cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
 from slocal.data import find_scenes, load_scene
 from slocal.distill.config import resolve_preset
 from slocal.io import process_lock

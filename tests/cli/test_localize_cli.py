@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers.student_standin import make_tiny_student
 from slocal.geometry import Camera, qvec_to_rotmat
 from slocal.io import write_image
 from slocal.localize.export import export_student
 from slocal_cli.main import app
-from student_standin import make_tiny_student
 
 runner = CliRunner()
 INTR = "50,50,32,24"
@@ -138,8 +138,8 @@ def test_folder_of_images_text_and_json(tmp_path, onnx_model):
 
 def test_text_and_json_poses_with_an_exact_student(tmp_path, monkeypatch):
     import slocal_cli.commands.localize as cmd
+    from helpers.student_standin import OracleStudent, random_pose
     from slocal.geometry import rotmat_to_qvec
-    from student_standin import OracleStudent, random_pose
 
     oracle = OracleStudent(scene_id="apt1/kitchen", image_size=(64, 48))
     oracle.cam_from_world = random_pose(3)
@@ -176,7 +176,7 @@ def test_text_and_json_poses_with_an_exact_student(tmp_path, monkeypatch):
 
 def _oracle(monkeypatch, pose_seed=3):
     import slocal_cli.commands.localize as cmd
-    from student_standin import OracleStudent, random_pose
+    from helpers.student_standin import OracleStudent, random_pose
 
     oracle = OracleStudent(scene_id="apt1/kitchen", image_size=(64, 48))
     oracle.cam_from_world = random_pose(pose_seed)
@@ -234,8 +234,9 @@ def test_intrinsics_list_with_distortion_is_undistorted_on_the_fly(tmp_path, mon
     write_image(tmp_path / "imgs" / "sub" / "b.png", np.zeros((100, 120, 3), np.uint8))
     lst = tmp_path / "queries_with_intrinsics.txt"
     lst.write_text(
-        "# name MODEL W H params\na.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\nsub/b.png PINHOLE 120 100 90 90 60 "
-        "50\n"
+        "# name MODEL W H params\n"
+        "a.png OPENCV 128 96 100 100 64 48 -0.1 0.01 0 0\n"
+        "sub/b.png PINHOLE 120 100 90 90 60 50\n"
     )
     r = runner.invoke(
         app, ["localize", str(tmp_path / "imgs"), "--model", str(model), "--intrinsics-list", str(lst), "--json"]

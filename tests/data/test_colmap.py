@@ -4,7 +4,7 @@ import pycolmap
 import pytest
 from scipy.spatial.transform import Rotation
 
-from colmap_room import OPENCV_DISTORTION, write_room_colmap
+from helpers.colmap_room import OPENCV_DISTORTION, write_room_colmap
 from slocal.data import detect_format, load_scene
 from slocal.data.synth import SynthConfig, SynthWorld
 from slocal.errors import SlocalError

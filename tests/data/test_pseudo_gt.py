@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers.student_standin import random_pose
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.geometry import rotmat_to_qvec
 from slocal_cli.main import app
-from student_standin import random_pose
 
 
 def _line(name, cam_from_world, f):

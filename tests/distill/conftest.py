@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill_fixtures import LOSS_TEST_TRAIN, TINY_SCENE, TINY_STUDENT, tiny_train
+from helpers.distill_fixtures import LOSS_TEST_TRAIN, TINY_SCENE, TINY_STUDENT, tiny_train
 from slocal.data import load_scene
 from slocal.data.synth import render_scene
 from slocal.teach import ensure_targets, make_teacher

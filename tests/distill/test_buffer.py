@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_fixtures import tiny_train
+from helpers.distill_fixtures import tiny_train
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
     FeatureBuffer,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distill_fixtures import tiny_train
+from helpers.distill_fixtures import tiny_train
 from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.errors import SlocalError
 

@@ -4,7 +4,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from distill_fixtures import TINY_STUDENT, ddp_worker, tiny_train
+from helpers.distill_fixtures import TINY_STUDENT, ddp_worker, tiny_train
 from slocal.distill.config import to_plain
 from slocal.distill.model_file import load_student
 

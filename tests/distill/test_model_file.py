@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_fixtures import TINY_STUDENT
+from helpers.distill_fixtures import TINY_STUDENT
 from slocal.distill.model_file import StudentOutput, load_student, read_model_payload, save_student
 from slocal.distill.students import build_student
 from slocal.errors import SlocalError

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
+from helpers.distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
 from slocal.distill.data import load_train_frames, scene_centre
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.students import build_student

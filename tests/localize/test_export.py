@@ -5,11 +5,11 @@ import onnx
 import pytest
 import torch
 
+from helpers.student_standin import make_tiny_student
 from slocal.errors import SlocalError
 from slocal.geometry import Camera
 from slocal.localize.export import MAX_ABS_DIFF, export_student
 from slocal.localize.onnx_student import OnnxStudent, read_metadata
-from student_standin import make_tiny_student
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
+from helpers.student_standin import OracleStudent, StandinOutput, random_pose
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pose_error
 from slocal.geometry.pnp import PnpConfig
 from slocal.io import write_image
 from slocal.localize.localizer import Localizer, correspondences, fit_camera_to_image
-from student_standin import OracleStudent, StandinOutput, random_pose
 
 CAM = Camera(640, 480, 585.0, 585.0, 320.0, 240.0)
 

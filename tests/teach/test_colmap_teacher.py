@@ -2,7 +2,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from colmap_room import OPENCV_DISTORTION, write_room_colmap
+from helpers.colmap_room import OPENCV_DISTORTION, write_room_colmap
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, SynthWorld
 from slocal.errors import SlocalError

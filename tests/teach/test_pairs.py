@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from dust3r_scene import make_frame, pose
+from helpers.dust3r_scene import make_frame, pose
 from slocal.data.synth import SynthConfig, trajectory
 from slocal.geometry import Camera
 from slocal.teach.dust3r.teacher import Dust3rTeacherConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dust3r_scene import dust3r_prediction, pose, render_world
+from helpers.dust3r_scene import dust3r_prediction, pose, render_world
 from slocal.geometry import Camera, invert, transform_points
 from slocal.teach.dust3r.align import align_pair, pair_depths
 from slocal.teach.dust3r.inference import PairPrediction

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dust3r_scene import Oracle, pose, render_world, write_scene
+from helpers.dust3r_scene import Oracle, pose, render_world, write_scene
 from slocal.data import load_scene
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
@@ -144,8 +144,7 @@ def test_scene_errors(tmp_path):
         list(teacher.teach(apart))
 
 
-# ----------------------------------------------------------------------------- the real pipeline with the tiny fixture
-# network
+# ---------------------------------------------------------------------- the real pipeline with the tiny fixture network
 
 
 def write_fixture_checkpoint(fixtures: Path, folder: Path) -> Path:

@@ -84,7 +84,7 @@ def test_wide_baseline_photo_collection_in_model_units(tmp_path):
     """
     import pycolmap
 
-    from colmap_room import write_room_colmap
+    from helpers.colmap_room import write_room_colmap
     from slocal.data import load_scene
 
     write_room_colmap(

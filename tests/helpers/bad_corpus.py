@@ -6,7 +6,7 @@ the good scene with one thing broken, plus any extra file the command needs
 in a temporary folder (``tests/cli/test_bad_inputs.py``), and running this file
 writes it for inspection::
 
-    python tests/bad_corpus.py [OUT]        # default: tests/data/bad/ (git-ignored)
+    cd tests && python -m helpers.bad_corpus [OUT]   # default: tests/data/bad/ (git-ignored)
 
 Each case names the file the one-line error must name and words it must contain.
 """
@@ -279,10 +279,10 @@ def build_corpus(root: Path, good: Good, cases: tuple[Case, ...] = CASES) -> dic
 
 
 if __name__ == "__main__":
-    from distill_fixtures import TINY_SCENE  # tests/ is on the path when this file runs as a script
+    from helpers.distill_fixtures import TINY_SCENE  # run as ``python -m helpers.bad_corpus`` from tests/
     from slocal.data.synth import render_scene
 
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / "bad"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "data" / "bad"
     if target.exists():
         shutil.rmtree(target)
     render_scene(target / "_good" / SCENE, TINY_SCENE)

@@ -54,7 +54,7 @@ def run_slocal(*args: object, timeout: float = 300, env: dict | None = None) -> 
 def start_slocal(*args: object, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start ``slocal ARGS`` in the background.
 
-    stdout is piped; stderr is piped or written to ``log`` (readable while it runs).
+    stdout is piped; stderr is piped, or written to ``log`` (readable while it runs).
     """
     stderr = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
