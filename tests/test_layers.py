@@ -1,6 +1,6 @@
 """The package's imports point down the pipeline, and none hides inside a function.
 
-Layers, lowest first: the shared base (errors, io, progress, runs, device, geometry)
+Layers, lowest first: the shared base (config, errors, io, progress, runs, device, geometry)
 -> data -> teach -> distill -> localize -> bench -> demo. A module may import
 its own layer or a lower one, always at module level (a function-level import
 of a slocal module is how a cycle gets hidden).
@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "slocal"
 # First component under ``slocal`` -> layer; the package itself is the base.
 LAYERS = {
     "": 0,
+    "config": 0,
     "errors": 0,
     "io": 0,
     "progress": 0,

@@ -87,9 +87,18 @@ def test_final_refinement_with_a_tighter_loss_keeps_exact_poses():
     assert t < 1e-6 and r < 1e-4
 
 
-@pytest.mark.parametrize("kwargs", [{"ransac_points": 3}, {"refine_px": 0.0}, {"threshold_px": -1.0}])
-def test_bad_settings_are_refused(kwargs):
-    # A SlocalError, as every config raises: the CLI shows it as one line naming the setting.
-    (name,) = kwargs
-    with pytest.raises(SlocalError, match=name):
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ransac_points": 3}, "PnpConfig: ransac_points must be >= 4, got 3"),
+        ({"refine_px": 0.0}, "PnpConfig: refine_px must be > 0, got 0.0"),
+        ({"threshold_px": -1.0}, "PnpConfig: threshold_px must be > 0, got -1.0"),
+        ({"threshold_px": "wide"}, "PnpConfig, key 'threshold_px': expected float, got 'wide'"),
+        ({"thresold_px": 5.0}, "PnpConfig: unknown key 'thresold_px'; known: threshold_px, min_inliers"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field_the_value_and_the_rule(kwargs, message):
+    with pytest.raises(SlocalError) as info:
         PnpConfig(**kwargs)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)

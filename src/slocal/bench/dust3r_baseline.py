@@ -41,13 +41,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 import torch
+from pydantic import Field
 
+from slocal.config import config_dataclass
 from slocal.data.scene import Frame, Scene
 from slocal.device import resolve_device
 from slocal.errors import SlocalError
@@ -57,7 +60,7 @@ from slocal.geometry.pose import transform_points
 from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.dust3r import Dust3rConfig, Dust3rNet, Dust3rRunner, load_dust3r
-from slocal.teach.dust3r.align import ALIGNMENTS, PairSettings, align_pair
+from slocal.teach.dust3r.align import PairSettings, align_pair
 from slocal.teach.dust3r.checkpoint import checkpoint_help
 from slocal.teach.dust3r.preprocess import preprocess_image
 from slocal.teach.dust3r.teacher import AMP_MODES, PairView, Predictor, prepare_view
@@ -68,7 +71,7 @@ log = logging.getLogger(__name__)
 SCALES = ("pair", "depth")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class Dust3rBaselineConfig(PairSettings):
     """Settings of the DUSt3R bench baseline; pair ranking and alignment as in ``PairSettings``.
 
@@ -83,22 +86,14 @@ class Dust3rBaselineConfig(PairSettings):
         pnp: RANSAC settings.
     """
 
-    image_size: int = 512
-    amp: str = "bf16"
-    scale: str = "pair"
+    image_size: Annotated[int, Field(ge=16, multiple_of=16)] = 512
+    amp: Literal[AMP_MODES] = "bf16"
+    scale: Literal[SCALES] = "pair"
     thumb_size: tuple[int, int] = (32, 24)
     max_points: int = 5000
     min_scale_points: int = 50
     warmup: bool = True
     pnp: PnpConfig = field(default_factory=PnpConfig)
-
-    def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise SlocalError(f"dust3r baseline: scale must be one of {SCALES}, got {self.scale!r}")
-        if self.alignment not in ALIGNMENTS or self.amp not in AMP_MODES:
-            raise SlocalError(f"dust3r baseline: alignment must be one of {ALIGNMENTS} and amp one of {AMP_MODES}")
-        if self.image_size < 16 or self.image_size % 16:
-            raise SlocalError(f"dust3r baseline: image_size must be a positive multiple of 16, got {self.image_size}")
 
 
 def thumbnail(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:

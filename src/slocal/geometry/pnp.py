@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import poselib
+from pydantic import Field
 
-from slocal.errors import SlocalError
+from slocal.config import config_dataclass
 from slocal.geometry.camera import Camera
 from slocal.geometry.pose import to_homogeneous, transform_points
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class PnpConfig:
     """RANSAC settings.
 
@@ -32,22 +34,14 @@ class PnpConfig:
             matches (None: poselib's own refinement on the RANSAC inliers is the last step).
     """
 
-    threshold_px: float = 10.0
+    threshold_px: Annotated[float, Field(gt=0)] = 10.0
     min_inliers: int = 20
     max_iterations: int = 10000
     min_iterations: int = 100
     success_prob: float = 0.9999
     seed: int = 0
-    ransac_points: int | None = None
-    refine_px: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.threshold_px > 0:
-            raise SlocalError(f"threshold_px must be > 0, got {self.threshold_px}")
-        if self.ransac_points is not None and self.ransac_points < 4:
-            raise SlocalError(f"ransac_points must be >= 4 or None, got {self.ransac_points}")
-        if self.refine_px is not None and not self.refine_px > 0:
-            raise SlocalError(f"refine_px must be > 0 or None, got {self.refine_px}")
+    ransac_points: Annotated[int, Field(ge=4)] | None = None
+    refine_px: Annotated[float, Field(gt=0)] | None = None
 
     def threshold_for(self, camera: Camera) -> float:
         return self.threshold_px * camera.width / 640.0
@@ -169,7 +163,7 @@ def solve_pnp(uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera, config: Pnp
 def reprojection_errors(
     cam_from_world_34: np.ndarray, uv_N2: np.ndarray, xyz_N3: np.ndarray, camera: Camera
 ) -> np.ndarray:
-    """(N,) pixel distance between ``uv_N2`` and the projections of world points ``xyz_N3``; inf behind the camera."""
+    """(N,) pixel distance between ``uv_N2`` and the projections of the world points ``xyz_N3``; inf behind."""
     uv, _ = camera.project(transform_points(np.asarray(cam_from_world_34, np.float64), xyz_N3))
     err = np.linalg.norm(uv - uv_N2, axis=1)
     return np.where(np.isfinite(err), err, np.inf)

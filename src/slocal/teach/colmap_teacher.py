@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from slocal.config import config_dataclass
 from slocal.data.colmap import is_pinhole
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
@@ -42,7 +45,7 @@ from slocal.teach.targets import FrameTargets
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class ColmapTeacherConfig:
     """Settings of the COLMAP teacher.
 
@@ -55,23 +58,12 @@ class ColmapTeacherConfig:
         snap_to_cell_center: move each target onto the ray of its cell centre at the point's depth.
     """
 
-    max_side: int = 320
-    min_track_length: int = 2
-    max_reproj_error_px: float = 4.0
-    min_tri_angle_deg: float = 1.0
-    conf_tri_angle_deg: float = 10.0
+    max_side: Annotated[int, Field(ge=8)] = 320
+    min_track_length: Annotated[int, Field(ge=2)] = 2
+    max_reproj_error_px: Annotated[float, Field(gt=0)] = 4.0
+    min_tri_angle_deg: Annotated[float, Field(ge=0)] = 1.0
+    conf_tri_angle_deg: Annotated[float, Field(gt=0)] = 10.0
     snap_to_cell_center: bool = True
-
-    def __post_init__(self) -> None:
-        if self.min_track_length < 2 or self.max_side < 8:
-            raise SlocalError(
-                f"invalid COLMAP teacher settings: min_track_length={self.min_track_length}, max_side={self.max_side}"
-            )
-        if not (self.max_reproj_error_px > 0 and self.conf_tri_angle_deg > 0 and self.min_tri_angle_deg >= 0):
-            raise SlocalError(
-                f"invalid COLMAP teacher settings: max_reproj_error_px={self.max_reproj_error_px}, "
-                f"min_tri_angle_deg={self.min_tri_angle_deg}, conf_tri_angle_deg={self.conf_tri_angle_deg}"
-            )
 
 
 def _to_frame_pixels(frame: Frame, camera, uv_N2: np.ndarray) -> np.ndarray:

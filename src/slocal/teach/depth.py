@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
+from slocal.config import config_dataclass
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.progress import progress_bar
 from slocal.teach.targets import FrameTargets, depth_coords, target_camera
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class DepthTeacherConfig:
     """Settings of the depth teacher.
 
@@ -22,9 +25,9 @@ class DepthTeacherConfig:
         min_depth, max_depth: depth range in metres accepted as valid.
     """
 
-    max_side: int = 320
-    min_depth: float = 0.1
-    max_depth: float = 10.0
+    max_side: Annotated[int, Field(ge=8)] = 320
+    min_depth: Annotated[float, Field(ge=0)] = 0.1
+    max_depth: Annotated[float, Field(gt=0)] = 10.0
 
 
 class DepthTeacher:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
+
+from slocal.config import config_dataclass
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 
@@ -12,7 +15,7 @@ FURNITURE_BAND = 0.9
 CAMERA_CLEARANCE = 0.6
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class SynthConfig:
     """Settings of the procedural demo scene.
 
@@ -32,33 +35,23 @@ class SynthConfig:
         exposure_jitter: per-frame gain drawn uniformly from 1 +- this.
     """
 
-    mapping_frames: int = 150
-    query_frames: int = 15
+    mapping_frames: Annotated[int, Field(ge=1)] = 150
+    query_frames: Annotated[int, Field(ge=1)] = 15
     seed: int = 0
-    color_size: tuple[int, int] = (320, 240)
-    depth_size: tuple[int, int] = (160, 120)
-    focal: float = 260.0
+    color_size: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] = (320, 240)
+    depth_size: tuple[Annotated[int, Field(ge=4)], Annotated[int, Field(ge=4)]] = (160, 120)
+    focal: Annotated[float, Field(gt=0)] = 260.0
     room_size: tuple[float, float, float] = (5.5, 4.5, 2.6)
-    num_boxes: int = 8
-    texels_per_metre: float = 200.0
+    num_boxes: Annotated[int, Field(ge=0)] = 8
+    texels_per_metre: Annotated[float, Field(gt=0)] = 200.0
     jpeg_quality: int = 92
     noise_sigma: float = 1.5
     exposure_jitter: float = 0.04
 
     def __post_init__(self) -> None:
-        if self.mapping_frames < 1 or self.query_frames < 1:
-            raise SlocalError(
-                f"need at least one mapping and one query frame, got {self.mapping_frames} and {self.query_frames}"
-            )
-        if min(self.color_size) < 8 or min(self.depth_size) < 4:
-            raise SlocalError(f"image sizes too small: colour {self.color_size}, depth {self.depth_size}")
-        if not self.focal > 0 or not self.texels_per_metre > 0:
-            raise SlocalError(f"focal ({self.focal}) and texels_per_metre ({self.texels_per_metre}) must be positive")
         w, d, h = self.room_size
         if min(w, d) < 2 * (FURNITURE_BAND + CAMERA_CLEARANCE) + 0.4 or h < 2.2:
             raise SlocalError(f"room {self.room_size} too small: need x, y >= 3.4 m and height >= 2.2 m")
-        if self.num_boxes < 0:
-            raise SlocalError(f"num_boxes must be >= 0, got {self.num_boxes}")
 
     @property
     def color_camera(self) -> Camera:

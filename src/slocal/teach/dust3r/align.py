@@ -8,9 +8,13 @@ known rays (``rays``) or from camera 2's predicted centre (``centre``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
+from slocal.config import config_dataclass
+from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import angle_deg, invert, transform_points
 
@@ -18,7 +22,7 @@ ALIGNMENTS = ("rays", "centre")
 PAIR_STATUSES = ("ok", "degenerate", "inconsistent", "failed")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class PairSettings:
     """Pair ranking and alignment settings, shared by the DUSt3R teacher and the bench baseline.
 
@@ -36,17 +40,25 @@ class PairSettings:
         fit_points: at most this many view-2 points enter the scale fit (evenly subsampled).
     """
 
-    min_baseline: float = 0.05
-    target_baseline: float = 0.4
+    min_baseline: Annotated[float, Field(ge=0)] = 0.05
+    target_baseline: Annotated[float, Field(gt=0)] = 0.4
     max_angle_deg: float = 45.0
     min_overlap: float = 0.3
-    overlap_depths: tuple[float, ...] = (1.0, 2.0, 4.0)
-    candidate_pool: int = 128
-    alignment: str = "rays"
-    min_conf: float = 3.0
+    overlap_depths: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (1.0, 2.0, 4.0)
+    candidate_pool: Annotated[int, Field(ge=1)] = 128
+    alignment: Literal[ALIGNMENTS] = "rays"
+    # DUSt3R's confidences are >= 1.
+    min_conf: Annotated[float, Field(ge=1)] = 3.0
     min_triangulation_deg: float = 2.0
     max_residual_deg: float = 5.0
-    fit_points: int = 20000
+    fit_points: Annotated[int, Field(ge=10)] = 20000
+
+    def __post_init__(self) -> None:
+        if self.min_baseline > self.target_baseline:
+            raise SlocalError(
+                f"{type(self).__name__}: min_baseline ({self.min_baseline}) must be <= target_baseline "
+                f"({self.target_baseline})"
+            )
 
 
 @dataclass(frozen=True)

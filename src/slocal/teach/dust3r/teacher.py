@@ -10,17 +10,21 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from slocal.config import config_dataclass
 from slocal.data.scene import Frame, Scene
 from slocal.device import resolve_device
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.io import read_image
 from slocal.progress import make_progress
-from slocal.teach.dust3r.align import ALIGNMENTS, PAIR_STATUSES, PairAlignment, PairSettings, align_pair, pair_depths
+from slocal.teach.dust3r.align import PAIR_STATUSES, PairAlignment, PairSettings, align_pair, pair_depths
 from slocal.teach.dust3r.checkpoint import checkpoint_help, checkpoint_identity, load_dust3r
 from slocal.teach.dust3r.fusion import RESAMPLING, frame_targets, resample_to
 from slocal.teach.dust3r.inference import Dust3rRunner
@@ -34,7 +38,7 @@ PATCH = 16
 AMP_MODES = ("bf16", "fp16", "fp32")
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class Dust3rTeacherConfig(PairSettings):
     """Settings of the DUSt3R teacher (method: ``docs/dust3r_teacher.md``).
 
@@ -57,48 +61,29 @@ class Dust3rTeacherConfig(PairSettings):
         min_depth, max_depth: accepted metric depth range of an estimate.
     """
 
-    checkpoint: str | None = None
+    checkpoint: str | Path | None = None
     device: str | None = None
-    amp: str = "bf16"
-    image_size: int = 512
-    batch_size: int = 4
-    pairs_per_frame: int = 3
+    amp: Literal[AMP_MODES] = "bf16"
+    image_size: Annotated[int, Field(ge=PATCH, multiple_of=PATCH)] = 512
+    batch_size: Annotated[int, Field(ge=1)] = 4
+    pairs_per_frame: Annotated[int, Field(ge=1)] = 3
     symmetrize: bool = False
-    max_side: int = 320
-    resample: str = "bilinear"
-    fusion_tolerance: float = 0.05
-    scale_tolerance: float = 0.3
-    min_depth: float = 0.05
+    max_side: Annotated[int, Field(ge=1)] = 320
+    resample: Literal[RESAMPLING] = "bilinear"
+    fusion_tolerance: Annotated[float, Field(gt=0)] = 0.05
+    scale_tolerance: Annotated[float, Field(gt=0)] = 0.3
+    min_depth: Annotated[float, Field(gt=0)] = 0.05
     max_depth: float = 20.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.checkpoint is None or str(self.checkpoint) == "":
             raise SlocalError("the dust3r teacher needs a DUSt3R checkpoint (--checkpoint PATH); " + checkpoint_help())
         object.__setattr__(self, "checkpoint", str(self.checkpoint))
-        object.__setattr__(self, "overlap_depths", tuple(float(d) for d in self.overlap_depths))
-        problems = []
-        if self.amp not in AMP_MODES:
-            problems.append(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
-        if self.alignment not in ALIGNMENTS:
-            problems.append(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
-        if self.resample not in RESAMPLING:
-            problems.append(f"resample must be one of {RESAMPLING}, got {self.resample!r}")
-        if self.image_size < PATCH or self.image_size % PATCH:
-            problems.append(f"image_size must be a positive multiple of {PATCH}, got {self.image_size}")
-        if self.pairs_per_frame < 1 or self.batch_size < 1 or self.candidate_pool < 1 or self.fit_points < 10:
-            problems.append("pairs_per_frame, batch_size and candidate_pool must be >= 1, fit_points >= 10")
-        if not self.overlap_depths or min(self.overlap_depths) <= 0:
-            problems.append("overlap_depths must be positive")
-        if not 0 <= self.min_baseline <= self.target_baseline or self.target_baseline <= 0:
-            problems.append("need 0 <= min_baseline <= target_baseline and target_baseline > 0")
-        if not 0 < self.min_depth < self.max_depth:
-            problems.append("need 0 < min_depth < max_depth")
-        if self.max_side < 1 or self.fusion_tolerance <= 0 or self.scale_tolerance <= 0 or self.min_conf < 1:
-            problems.append(
-                "max_side and fusion_tolerance must be positive, min_conf >= 1 (DUSt3R confidences are >= 1)"
+        if not self.min_depth < self.max_depth:
+            raise SlocalError(
+                f"Dust3rTeacherConfig: min_depth ({self.min_depth}) must be < max_depth ({self.max_depth})"
             )
-        if problems:
-            raise SlocalError("invalid dust3r teacher settings: " + "; ".join(problems))
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,8 +135,8 @@ def check_frames(scene: Scene) -> None:
     """Refuse scenes the teacher cannot work on (too few mapping frames, images below the patch size)."""
     if len(scene.mapping) < 2:
         raise SlocalError(
-            f"the dust3r teacher needs at least 2 mapping frames with known poses, scene {scene.id} has "
-            f"{len(scene.mapping)}",
+            f"the dust3r teacher needs at least 2 mapping frames with known poses, "
+            f"scene {scene.id} has {len(scene.mapping)}",
             scene.root,
         )
     for f in scene.mapping:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from typing import Annotated
 
-from slocal.errors import SlocalError
+from pydantic import Field
+
+from slocal.config import config_dataclass
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class SfmTeacherConfig:
     """Settings of the SfM teacher (and of the SIFT map the ``sift`` baseline reuses).
 
@@ -41,44 +44,25 @@ class SfmTeacherConfig:
         use_gpu: run SIFT extraction and matching on CUDA (off by default).
     """
 
-    max_side: int = 320
-    sift_max_side: int = 1024
-    max_features: int = 4096
-    num_neighbors: int = 10
+    max_side: Annotated[int, Field(ge=8)] = 320
+    sift_max_side: Annotated[int, Field(ge=32)] = 1024
+    max_features: Annotated[int, Field(ge=16)] = 4096
+    num_neighbors: Annotated[int, Field(ge=1)] = 10
     max_view_angle_deg: float = 45.0
     max_distance_m: float = 3.0
-    min_overlap: float = 0.3
-    nominal_depth_m: float = 2.0
+    min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.3
+    nominal_depth_m: Annotated[float, Field(gt=0)] = 2.0
     target_tri_angle_deg: float = 5.0
-    min_partners: int = 3
-    coverage_view_angle_deg: float = 90.0
+    min_partners: Annotated[int, Field(ge=0)] = 3
+    coverage_view_angle_deg: Annotated[float, Field(gt=0, le=180)] = 90.0
     min_pair_matches: int = 15
-    min_track_length: int = 3
-    max_reproj_error_px: float = 4.0
+    min_track_length: Annotated[int, Field(ge=2)] = 3
+    max_reproj_error_px: Annotated[float, Field(gt=0)] = 4.0
     min_tri_angle_deg: float = 3.0
     conf_tri_angle_deg: float = 15.0
     snap_to_cell_center: bool = True
     num_threads: int = 2
     use_gpu: bool = False
-
-    def __post_init__(self) -> None:
-        if self.min_track_length < 2:
-            raise SlocalError(f"min_track_length must be at least 2, got {self.min_track_length}")
-        if self.num_neighbors < 1 or self.max_features < 16 or self.sift_max_side < 32 or self.max_side < 8:
-            raise SlocalError(
-                f"invalid SfM settings: num_neighbors={self.num_neighbors}, max_features={self.max_features}, "
-                f"sift_max_side={self.sift_max_side}, max_side={self.max_side}"
-            )
-        if self.min_partners < 0 or not 0 < self.coverage_view_angle_deg <= 180:
-            raise SlocalError(
-                f"invalid SfM settings: min_partners={self.min_partners}, "
-                f"coverage_view_angle_deg={self.coverage_view_angle_deg}"
-            )
-        if self.max_reproj_error_px <= 0 or self.nominal_depth_m <= 0 or not 0 <= self.min_overlap <= 1:
-            raise SlocalError(
-                f"invalid SfM settings: max_reproj_error_px={self.max_reproj_error_px}, "
-                f"nominal_depth_m={self.nominal_depth_m}, min_overlap={self.min_overlap}"
-            )
 
     def map_settings(self) -> dict:
         """The settings that change the SfM map (everything but the target grid and threads)."""
