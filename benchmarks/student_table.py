@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from common import REPO, REPORT_FILES, RESULTS, SEVEN_SCENES, write_results
-from slocal.distill.config import resolve_preset
+from slocal.distill.config_files import resolve_preset
 
 
 def run(cmd: list[str], stdout=None) -> tuple[subprocess.CompletedProcess, float]:

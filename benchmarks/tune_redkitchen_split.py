@@ -32,7 +32,7 @@ import yaml
 
 from common import REPO, RESULTS, SEVEN_SCENES, frame_cell_errors, write_results
 from slocal.data import load_scene
-from slocal.distill.config import StudentConfig, TrainConfig
+from slocal.distill.config import ENCODER_STRIDES, BufferTrainConfig
 from slocal.distill.model_file import read_model_payload
 from slocal.localize.localizer import load_model
 from slocal.teach import make_teacher
@@ -102,10 +102,10 @@ def _row(name: str, student: str, seed: int, override: dict, out: Path) -> dict:
     train = payload["train"]
     val = train["validation"][-1]
     # Models trained before a setting existed ran with its default.
-    recipe = {k: train["settings"].get(k, getattr(TrainConfig(), k)) for k in RECIPE_KEYS} | {
+    recipe = {k: train["settings"].get(k, getattr(BufferTrainConfig(), k)) for k in RECIPE_KEYS} | {
         "max_side": payload["student"]["max_side"],
         "tune_encoder": payload["student"].get("tune_encoder", False),
-        "encoder_levels": list(payload["student"].get("encoder_levels", StudentConfig().encoder_levels)),
+        "encoder_levels": list(payload["student"].get("encoder_levels", ENCODER_STRIDES)),
     }
     return {
         "variant": name,

@@ -1,5 +1,5 @@
 from slocal.demo import DemoConfig
-from slocal.distill.config import load_configs, presets, resolve_preset
+from slocal.distill.config_files import load_configs, presets, resolve_preset
 
 
 def test_demo_config_benches_its_student_against_sift():

@@ -114,6 +114,8 @@ def describe_error(exc: ValidationError, kind: Any, values: Mapping[str, Any], c
     if err["type"] == "unexpected_keyword_argument":
         known = ", ".join(field_names(cls)) if cls is not None else "?"
         return f"{head}unknown key {key!r}; known: {known}"
+    if err["type"] == "string_too_short" and ctx.get("min_length") == 1:
+        return f"{head}{where} must not be empty"
     if err["type"] in _RULES:
         return f"{head}{where} {_RULES[err['type']].format(**ctx)}, got {value!r}"
     expected = type_name(typing.get_type_hints(cls).get(key, "?")) if cls is not None else "?"

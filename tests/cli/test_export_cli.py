@@ -13,7 +13,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def runs_with_student(tmp_path):
-    from slocal.distill.config import load_configs
+    from slocal.distill.config_files import load_configs
     from slocal.distill.model_file import save_student
     from slocal.distill.students import build_student
 

@@ -14,7 +14,7 @@ import torch
 
 from helpers.cli_run import TINY_ITERATIONS, leftovers, lines, run_many, run_slocal, start_slocal, wait_for
 from slocal.data import find_scenes, load_scene
-from slocal.distill.config import resolve_preset
+from slocal.distill.config_files import resolve_preset
 from slocal.io import process_lock
 from slocal.runs import default_student_path
 from slocal.teach import make_teacher

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.distill_fixtures import tiny_train
+from helpers.distill_fixtures import tiny_buffer_train
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
     FeatureBuffer,
@@ -30,7 +30,7 @@ from slocal.distill.buffer import (
     view_neighbours,
     warp_matrix,
 )
-from slocal.distill.config import StudentConfig
+from slocal.distill.config import AceStudentConfig
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.trainer import train_student
@@ -39,9 +39,8 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import invert, transform_points
 from slocal.teach.targets import FrameTargets
 
-TINY_ACE = StudentConfig(
+TINY_ACE = AceStudentConfig(
     name="tiny-ace",
-    arch="ace",
     encoder="efficientnet-lite0",
     max_side=128,
     size_multiple=32,
@@ -301,7 +300,7 @@ def _mapping_errors(student, scene, targets) -> tuple[float, float]:
 
 
 def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene, tiny_targets, tmp_path):
-    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
+    cfg = tiny_buffer_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
     payload = read_model_payload(tmp_path / "a.pt")
     assert not any(k.startswith("encoder.") for k in payload["state_dict"])
@@ -314,7 +313,7 @@ def test_ace_mapping_learns_stores_only_the_head_and_resumes_exactly(tiny_scene,
     assert list(student.module._ort._sessions) == [(1, 96, 128)]  # every query ran in that session
 
     # 30 + resume 30 == 60 straight, bit for bit.
-    short = tiny_train(
+    short = tiny_buffer_train(
         iterations=60,
         batch_cells=512,
         buffer_passes=2,
@@ -336,7 +335,7 @@ def test_ace_mapping_trains_in_bf16_when_asked(tiny_scene, tiny_targets, tmp_pat
 
     Same run as the fp32 test above; bf16's coarser steps may cost precision, not the learning itself.
     """
-    cfg = tiny_train(
+    cfg = tiny_buffer_train(
         iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002, precision="bf16"
     )
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
@@ -379,7 +378,9 @@ def test_channel_stats_estimate_each_channels_mean_and_spread():
 def test_ace_mapping_with_standardized_input_stores_the_buffer_statistics_and_learns(
     tiny_scene, tiny_targets, tmp_path
 ):
-    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, standardize_input=True)
+    cfg = tiny_buffer_train(
+        iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, standardize_input=True
+    )
     train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cpu")
     head = _head_state(tmp_path / "a.pt")
     # The fused lite0 features are far from zero-mean, unit-spread: the statistics are not the identity.
@@ -394,7 +395,7 @@ def test_ace_mapping_with_standardized_input_stores_the_buffer_statistics_and_le
 @pytest.mark.cuda
 def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scene, tiny_targets, tmp_path):
     """The encoder's device encodes (torch on CUDA, onnxruntime on the CPU): same passes, features within TF32 noise."""
-    cfg = tiny_train(buffer_passes=2)
+    cfg = tiny_buffer_train(buffer_passes=2)
     frames, by_name = tiny_scene.mapping[:3], tiny_targets.by_name()
     encoder = DenseEncoder(TINY_ACE.encoder, levels=tuple(TINY_ACE.encoder_levels))
     cpu, gpu = (
@@ -420,7 +421,7 @@ def test_buffer_encodes_on_the_gpu_what_onnxruntime_encodes_on_the_cpu(tiny_scen
 
 @pytest.mark.cuda
 def test_ace_mapping_learns_on_the_gpu_and_its_model_loads_on_either_device(tiny_scene, tiny_targets, tmp_path):
-    cfg = tiny_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
+    cfg = tiny_buffer_train(iterations=60, batch_cells=512, buffer_passes=2, lr=3e-3, val_frames=2, reproj_weight=0.002)
     result = train_student(tiny_scene, tiny_targets, TINY_ACE, cfg, tmp_path / "a.pt", device="cuda")
     assert result.iterations == 60 and result.precision == "fp32"
     on_gpu = load_student(tmp_path / "a.pt", device="cuda", precision="fp32")

@@ -5,10 +5,20 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from slocal.config import field_names
 from slocal.distill.config import (
+    AceStudentConfig,
+    BufferTrainConfig,
+    CnnStudentConfig,
+    HybridStudentConfig,
     StudentConfig,
     TrainConfig,
+    VitStudentConfig,
+    to_plain,
+)
+from slocal.distill.config_files import (
     configs_from_file,
     load_configs,
     preset_file,
@@ -16,7 +26,7 @@ from slocal.distill.config import (
     presets,
     resolve_preset,
     student_from_plain,
-    to_plain,
+    train_from_plain,
 )
 from slocal.errors import SlocalError
 
@@ -35,13 +45,25 @@ def test_presets_are_the_packaged_yaml_files():
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_yaml_files_list_every_field(name):
-    # Each preset file is a complete starting point for a custom --config file.
-    text = preset_file(name).read_text()
-    for cls in (StudentConfig, TrainConfig):
-        for f in dataclasses.fields(cls):
-            assert f"  {f.name}:" in text, f"{name}.yaml lacks {f.name}"
-    assert configs_from_file(Path(str(preset_file(name)))) == load_configs(name)
+def test_yaml_files_list_exactly_the_fields_that_apply(name):
+    # Each preset file is a complete starting point for a custom --config file, with nothing its student ignores.
+    data = yaml.safe_load(preset_file(name).read_text())
+    student, train = load_configs(name)
+    assert list(data["student"]) == field_names(type(student)), name
+    assert list(data["train"]) == field_names(type(train)), name
+    assert type(train) is type(student).train_config
+    assert configs_from_file(Path(str(preset_file(name)))) == (student, train)
+
+
+def test_each_architecture_has_its_class_and_each_recipe_its_training_settings():
+    kinds = {name: tuple(type(c).__name__ for c in load_configs(name)) for name in PRESETS}
+    assert kinds["ace-lite0"] == ("AceStudentConfig", "BufferTrainConfig")
+    assert kinds["hybrid-lite0"] == ("HybridStudentConfig", "BufferTrainConfig")
+    assert kinds["cnn-small"] == ("CnnStudentConfig", "TrainConfig")
+    assert kinds["cnn-resnet18"] == ("TimmStudentConfig", "TrainConfig")
+    assert kinds["vit-tiny"] == ("VitStudentConfig", "TrainConfig")
+    assert "widths" not in field_names(AceStudentConfig) and "encoder" not in field_names(CnnStudentConfig)
+    assert "view_passes" in field_names(BufferTrainConfig) and "view_passes" not in field_names(TrainConfig)
 
 
 def test_ace_lite0_std_is_the_default_with_a_standardised_input():
@@ -81,7 +103,7 @@ def test_built_wheel_ships_the_presets(tmp_path):
 
 def test_aliases():
     assert resolve_preset("cnn") == "cnn-small"
-    assert load_configs("vit")[0].arch == "vit"
+    assert isinstance(load_configs("vit")[0], VitStudentConfig)
     with pytest.raises(SlocalError, match="unknown student 'cnn-huge'"):
         load_configs("cnn-huge")
 
@@ -107,6 +129,10 @@ def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
     assert s.mean == (0.5, 0.5, 0.5) and isinstance(s.mean, tuple)
 
 
+NOT_FOR_CNN = "does not apply to the cnn student 'cnn-small' \\(CnnStudentConfig: name, arch"
+NOT_FOR_CNN_TRAIN = "does not apply to the cnn student 'cnn-small' \\(TrainConfig: minutes"
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -123,16 +149,18 @@ def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):
             "student:\n  mean: [0.5, 0.5]\n",
             "key 'mean\\[2\\]': expected tuple\\[float, float, float\\], got \\[0.5, 0.5\\]",
         ),
-        ("train:\n  lr: -0.1\n", "lr must be > 0"),
-        ("train:\n  loss_clamp: 0\n", "loss_clamp must be > 0 or null"),
-        ("train:\n  reproj_start: 1.5\n", "reproj_start must be in \\[0, 1\\)"),
-        ("train:\n  val_frames: -1\n", "val_frames must be >= 0"),
-        ("train:\n  aug_rotation: -10\n", "aug_rotation must be >= 0"),
-        ("student:\n  std: [0.2, 0, 0.2]\n", "std must be > 0"),
-        ("student:\n  encoder_levels: [16, 32]\n", "encoder_levels must be 8 followed by"),
-        ("student:\n  encoder_levels: [8, 32, 16]\n", "encoder_levels must be 8 followed by"),
-        ("train:\n  view_neighbours: -1\n", "view_neighbours must be >= 0"),
-        ("train:\n  level_dropout: 1.0\n", "level_dropout must be in \\[0, 1\\)"),
+        ("train:\n  lr: -0.1\n", "section 'train': lr must be > 0, got -0.1"),
+        ("train:\n  loss_clamp: 0\n", "section 'train': loss_clamp must be > 0, got 0"),
+        ("train:\n  reproj_start: 1.5\n", "section 'train': reproj_start must be < 1, got 1.5"),
+        ("train:\n  val_frames: -1\n", "section 'train': val_frames must be >= 0, got -1"),
+        ("train:\n  aug_rotation: -10\n", "section 'train': aug_rotation must be >= 0, got -10"),
+        ("student:\n  std: [0.2, 0, 0.2]\n", "section 'student': std\\[1\\] must be > 0, got 0"),
+        ("student:\n  max_side: 16\n", "section 'student': max_side must be >= 32, got 16"),
+        ("student:\n  size_multiple: 12\n", "section 'student': size_multiple must be a multiple of 8, got 12"),
+        ("student:\n  stride: 16\n", "section 'student': stride must be one of 8, got 16"),
+        ("student:\n  encoder: efficientnet-lite0\n", "section 'student': encoder " + NOT_FOR_CNN),
+        ("train:\n  view_passes: 2\n", "section 'train': view_passes " + NOT_FOR_CNN_TRAIN),
+        ("student:\n  arch: vit\n", "section 'student': backbone must not be empty"),
     ],
 )
 def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
@@ -142,6 +170,40 @@ def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
         load_configs("cnn", path)
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)  # one line for the CLI
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("student:\n  encoder_levels: [16, 32]\n", "encoder_levels must be 8 followed by"),
+        ("student:\n  encoder_levels: [8, 32, 16]\n", "encoder_levels must be 8 followed by"),
+        ("student:\n  encoder: ''\n", "section 'student': encoder must not be empty"),
+        ("student:\n  widths: [8, 8, 8, 8]\n", "section 'student': widths does not apply to the ace student"),
+        ("train:\n  view_neighbours: -1\n", "view_neighbours must be >= 0, got -1"),
+        ("train:\n  level_dropout: 1.0\n", "level_dropout must be < 1, got 1.0"),
+        ("train:\n  view_passes: 16\n", "view_passes must be < buffer_passes \\(16\\).*got 16"),
+    ],
+)
+def test_bad_buffer_student_files_are_refused_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SlocalError, match=message) as info:
+        load_configs("ace", path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_file_may_switch_the_architecture_keeping_the_presets_fields_that_apply(tmp_path):
+    path = tmp_path / "vit.yaml"
+    path.write_text("student:\n  arch: vit\n  backbone: vit_tiny_patch16_224\n")
+    student, train = load_configs("cnn", path)
+    cnn, cnn_train = load_configs("cnn")
+    assert isinstance(student, VitStudentConfig) and student.backbone == "vit_tiny_patch16_224"
+    assert (student.name, student.mean, student.head_width) == (cnn.name, cnn.mean, cnn.head_width)
+    assert train == cnn_train
+    path.write_text("student:\n  arch: hybrid\n  size_multiple: 32\n")
+    student, train = load_configs("ace", path)
+    assert isinstance(student, HybridStudentConfig) and student.encoder == "efficientnet-lite0"
+    assert train == load_configs("ace")[1]
 
 
 def test_buffer_student_input_sides_follow_its_coarsest_level(tmp_path):
@@ -167,9 +229,9 @@ TUNED_ACE = "student:\n  encoder_levels: [8, 16, 32]\n  size_multiple: 32\n  tun
             "student:\n  encoder_levels: [8]\ntrain:\n  level_dropout: 0.5\n",
             DROPOUT_REFUSED,
         ),  # nothing coarser to drop
-        ("cnn", "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
+        ("cnn", "train:\n  level_dropout: 0.5\n", "level_dropout " + NOT_FOR_CNN_TRAIN),
         ("ace", TUNED_ACE + "train:\n  level_dropout: 0.5\n", DROPOUT_REFUSED),
-        ("cnn", "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
+        ("cnn", "train:\n  standardize_input: true\n", "standardize_input " + NOT_FOR_CNN_TRAIN),
         ("hybrid-lite0", "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
         ("ace", TUNED_ACE + "train:\n  standardize_input: true\n", STANDARDIZE_REFUSED),
     ],
@@ -199,11 +261,93 @@ def test_missing_file():
 
 
 def test_plain_round_trip_and_validation():
-    s = StudentConfig(widths=(8, 16, 32, 64))
+    s = CnnStudentConfig(widths=(8, 16, 32, 64))
     assert student_from_plain(to_plain(s)) == s
-    with pytest.raises(SlocalError):
+    ace, ace_train = load_configs("ace")
+    assert student_from_plain(to_plain(ace)) == ace and train_from_plain(to_plain(ace_train), ace) == ace_train
+    with pytest.raises(SlocalError, match="give a training budget"):
         TrainConfig(minutes=None, iterations=None)
-    with pytest.raises(SlocalError):
-        StudentConfig(arch="vit")  # needs a backbone
-    with pytest.raises(SlocalError):
-        StudentConfig(stride=16)
+    with pytest.raises(SlocalError, match="VitStudentConfig: backbone must not be empty"):
+        VitStudentConfig()
+    with pytest.raises(SlocalError, match="CnnStudentConfig: stride must be one of 8, got 16"):
+        CnnStudentConfig(stride=16)
+    with pytest.raises(SlocalError, match="CnnStudentConfig: unknown key 'encoder'"):
+        CnnStudentConfig(encoder="efficientnet-lite0")
+    with pytest.raises(SlocalError, match="needs an architecture"):
+        StudentConfig()
+
+
+# What model files and checkpoints stored before the settings were typed per architecture: every
+# architecture's fields in one dict (the ace-lite0 preset of that time).
+OLD_ACE_STUDENT = {
+    "name": "ace-lite0",
+    "arch": "ace",
+    "max_side": 320,
+    "size_multiple": 16,
+    "stride": 8,
+    "uncertainty": False,
+    "widths": [32, 64, 128, 256],
+    "blocks8": 2,
+    "context": True,
+    "norm": "bn",
+    "head_width": 256,
+    "head_layers": 4,
+    "backbone": "",
+    "encoder": "efficientnet-lite0",
+    "encoder_levels": [8, 16],
+    "tune_encoder": False,
+    "patch_size": None,
+    "vit_depth": None,
+    "vit_embed_dim": None,
+    "vit_heads": None,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+}
+OLD_TRAIN = {
+    "minutes": 10.0,
+    "iterations": None,
+    "batch_size": 8,
+    "lr": 0.004,
+    "weight_decay": 0.0,
+    "warmup": 0.05,
+    "final_lr_factor": 0.01,
+    "aug_scale": 0.5,
+    "aug_rotation": 15.0,
+    "aug_color": 0.1,
+    "loss_clamp": None,
+    "reproj_weight": 0.002,
+    "reproj_start": 0.0,
+    "reproj_tau_start": 50.0,
+    "reproj_tau_end": 2.0,
+    "precision": "fp32",
+    "val_frames": 0,
+    "val_stretch": 0.0,
+    "buffer_passes": 16,
+    "buffer_max_gb": 6.0,
+    "batch_cells": 1024,
+    "encoder_lr_factor": 0.1,
+    "view_passes": 14,
+    "view_translation": 0.6,
+    "view_rotation": 20.0,
+    "view_neighbours": 3,
+    "level_dropout": 0.0,
+    "standardize_input": False,
+    "val_every_s": 60.0,
+    "checkpoint_every_s": 120.0,
+    "seed": 0,
+}
+
+
+def test_stored_dicts_of_every_architecture_map_onto_their_class():
+    ace, ace_train = load_configs("ace")
+    assert student_from_plain(OLD_ACE_STUDENT) == ace
+    assert train_from_plain(OLD_TRAIN, ace) == ace_train
+    old_cnn = {**OLD_ACE_STUDENT, "name": "c", "arch": "cnn", "widths": [8, 16, 32, 64], "encoder": ""}
+    cnn = student_from_plain(old_cnn)
+    assert type(cnn) is CnnStudentConfig and cnn.widths == (8, 16, 32, 64) and cnn.head_layers == 4
+    e2e = train_from_plain(OLD_TRAIN, cnn)
+    assert type(e2e) is TrainConfig and e2e.lr == 0.004 and e2e.precision == "fp32"
+    with pytest.raises(SlocalError, match="unknown key.*colour_jitter"):
+        train_from_plain({**OLD_TRAIN, "colour_jitter": 1.0}, cnn)
+    with pytest.raises(SlocalError, match="m.pt: section 'student': arch must be one of"):
+        student_from_plain({**OLD_ACE_STUDENT, "arch": "rnn"}, "m.pt")

@@ -115,6 +115,33 @@ def test_refusals(model_path, tmp_path):
         load_student(bad)
 
 
+def test_a_model_file_written_before_the_settings_were_typed_per_architecture_loads(model_path, tmp_path):
+    # Such files store every architecture's student fields in one dict (those of other archs at their defaults).
+    path, _ = model_path
+    payload = read_model_payload(path)
+    payload["student"] |= {
+        "backbone": "",
+        "encoder": "",
+        "encoder_levels": [8, 16, 32],
+        "tune_encoder": False,
+        "patch_size": None,
+        "vit_depth": None,
+        "vit_embed_dim": None,
+        "vit_heads": None,
+    }
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    student, current = load_student(old, precision="fp32"), load_student(path, precision="fp32")
+    assert student.config == TINY_STUDENT
+    x = torch.randn(1, 3, 48, 64)
+    assert torch.equal(student.forward(x), current.forward(x))
+    payload["student"]["colour"] = "red"
+    torch.save(payload, old)
+    with pytest.raises(SlocalError, match="unknown key.*colour") as info:
+        load_student(old)
+    assert str(old) in str(info.value)
+
+
 def test_image_and_camera_must_agree(model_path):
     student = load_student(model_path[0])
     with pytest.raises(SlocalError, match="image is 64x48 but the camera is 128x96"):

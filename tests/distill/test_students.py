@@ -5,7 +5,8 @@ import pytest
 import timm
 import torch
 
-from slocal.distill.config import StudentConfig, load_configs, presets
+from slocal.distill.config import CnnStudentConfig, StudentConfig, TimmStudentConfig, VitStudentConfig
+from slocal.distill.config_files import load_configs, presets
 from slocal.distill.students import AceStudent, build_student, input_size, load_pretrained, num_params
 from slocal.errors import SlocalError
 
@@ -16,7 +17,7 @@ WIDTH, HEIGHT = 176, 112
 def _small(name: str) -> StudentConfig:
     """The preset at a small input size (and for ViTs a shallow stack, so the test is quick)."""
     cfg, _ = load_configs(name)
-    if cfg.arch == "vit":
+    if isinstance(cfg, VitStudentConfig):
         cfg = dataclasses.replace(cfg, vit_depth=2)
     return cfg
 
@@ -117,17 +118,17 @@ def test_pretrained_timm_offline_fails_clearly(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "cls, overrides",
     [
-        {"arch": "timm", "backbone": "mobilenetv3_large_100"},
-        {"arch": "timm", "backbone": "efficientnet_b0"},
-        {"arch": "vit", "backbone": "vit_tiny_patch16_224", "patch_size": 8, "vit_depth": 1, "size_multiple": 8},
-        {"arch": "cnn", "norm": "gn", "context": False, "blocks8": 0},
+        (TimmStudentConfig, {"backbone": "mobilenetv3_large_100"}),
+        (TimmStudentConfig, {"backbone": "efficientnet_b0"}),
+        (VitStudentConfig, {"backbone": "vit_tiny_patch16_224", "patch_size": 8, "vit_depth": 1, "size_multiple": 8}),
+        (CnnStudentConfig, {"norm": "gn", "context": False, "blocks8": 0}),
     ],
     ids=["mobilenetv3", "efficientnet", "vit-patch8", "cnn-gn-nocontext"],
 )
-def test_other_backbones_give_stride8_coordinates(overrides):
-    cfg = StudentConfig(name="x", **overrides)
+def test_other_backbones_give_stride8_coordinates(cls, overrides):
+    cfg = cls(name="x", **overrides)
     net = build_student(cfg, (WIDTH, HEIGHT)).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 3, HEIGHT, WIDTH))
@@ -136,16 +137,14 @@ def test_other_backbones_give_stride8_coordinates(overrides):
 
 def test_unknown_backbone_and_missing_stride8():
     with pytest.raises(SlocalError, match="unknown timm model"):
-        build_student(StudentConfig(name="x", arch="timm", backbone="resnet-does-not-exist"), (WIDTH, HEIGHT))
+        build_student(TimmStudentConfig(name="x", backbone="resnet-does-not-exist"), (WIDTH, HEIGHT))
     with pytest.raises(SlocalError, match="patch size 32"):
-        build_student(
-            StudentConfig(name="x", arch="vit", backbone="vit_base_patch32_224", vit_depth=1), (WIDTH, HEIGHT)
-        )
+        build_student(VitStudentConfig(name="x", backbone="vit_base_patch32_224", vit_depth=1), (WIDTH, HEIGHT))
 
 
 def test_tagged_timm_name_is_accepted():
     # timm.is_model accepts pretrained tags; the net is built from scratch all the same.
-    cfg = StudentConfig(name="x", arch="timm", backbone="mobilenetv3_small_050.lamb_in1k")
+    cfg = TimmStudentConfig(name="x", backbone="mobilenetv3_small_050.lamb_in1k")
     net = build_student(cfg, (WIDTH, HEIGHT)).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, HEIGHT, WIDTH)).shape == (1, 3, HEIGHT // 8, WIDTH // 8)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -89,7 +91,7 @@ def test_resume_refusals(tiny_scene, tiny_targets, tmp_path):
             device="cpu",
             resume=True,
         )
-    other = TINY_STUDENT.__class__(**{**TINY_STUDENT.__dict__, "blocks8": 2})
+    other = dataclasses.replace(TINY_STUDENT, blocks8=2)
     with pytest.raises(SlocalError, match="student settings differ.*blocks8"):
         train_student(
             tiny_scene, tiny_targets, other, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slocal.data.synth import SynthConfig
-from slocal.distill.config import StudentConfig, TrainConfig
+from slocal.distill.config import BufferTrainConfig, CnnStudentConfig, TrainConfig
 
 TINY_SCENE = SynthConfig(
     mapping_frames=12,
@@ -15,12 +15,24 @@ TINY_SCENE = SynthConfig(
     seed=1,
 )
 # ~0.5 M parameters at 64x48: an iteration takes milliseconds.
-TINY_STUDENT = StudentConfig(name="tiny", widths=(16, 32, 64, 64), blocks8=1, head_width=64, head_layers=2, max_side=64)
+TINY_STUDENT = CnnStudentConfig(
+    name="tiny", widths=(16, 32, 64, 64), blocks8=1, head_width=64, head_layers=2, max_side=64
+)
 # Settings under which 300 iterations cut the coordinate error by a large factor.
 LOSS_TEST_TRAIN = dict(iterations=300, val_frames=0, batch_size=4, aug_scale=0.0, aug_rotation=0.0)
 
 
 def tiny_train(**kw) -> TrainConfig:
+    """Short end-to-end settings (``TrainConfig``), with ``kw`` replacing fields."""
+    return TrainConfig(**_tiny_values(kw))
+
+
+def tiny_buffer_train(**kw) -> BufferTrainConfig:
+    """Short settings of the buffer recipe (``BufferTrainConfig``), with ``kw`` replacing fields."""
+    return BufferTrainConfig(**_tiny_values(kw))
+
+
+def _tiny_values(kw: dict) -> dict:
     values = dict(
         minutes=None,
         iterations=20,
@@ -32,7 +44,7 @@ def tiny_train(**kw) -> TrainConfig:
         precision="fp32",
     )
     values.update(kw)
-    return TrainConfig(**values)
+    return values
 
 
 def ddp_worker(rank: int, world: int, port: int, data_root: str, runs: str, out: str) -> None:

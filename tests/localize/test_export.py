@@ -91,7 +91,7 @@ def test_onnx_student_refuses_other_scene_and_bad_files(tmp_path):
 
 @pytest.mark.parametrize("preset", ["cnn", "vit"])
 def test_real_student_exports_and_onnx_predicts_like_torch(tmp_path, preset):
-    from slocal.distill.config import load_configs
+    from slocal.distill.config_files import load_configs
     from slocal.distill.model_file import load_student, save_student
     from slocal.distill.students import build_student
 

@@ -10,7 +10,7 @@ import typer
 
 from slocal.bench.report import json_safe
 from slocal.bench.runner import DEFAULT_METHODS, BenchConfig, BenchResult, run_bench
-from slocal.distill.config import preset_names
+from slocal.distill.config_files import preset_names
 from slocal.teach import TEACHERS
 from slocal_cli.common import (
     DEFAULT_DATA,

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.distill.config import DEFAULT_STUDENT, preset_names
+from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import preset_names
 from slocal.teach import teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from slocal.data.scene import Frame
-from slocal.distill.config import TrainConfig
+from slocal.distill.config import BufferTrainConfig
 from slocal.distill.data import confidence_scale
 from slocal.distill.encoder import DenseEncoder, encode, normalise
 from slocal.errors import SlocalError
@@ -146,7 +146,7 @@ def allocate_features(shape: tuple[int, int, int], max_gb: float, spill_path: Pa
     return np.lib.format.open_memmap(spill_path, mode="w+", dtype=np.float16, shape=shape), spill_path
 
 
-def augmentation(config: TrainConfig, rng: np.random.Generator, augment: bool) -> tuple[float, float, np.ndarray]:
+def augmentation(config: BufferTrainConfig, rng: np.random.Generator, augment: bool) -> tuple[float, float, np.ndarray]:
     """Random (scale, angle in degrees, colour jitter (3,)) of one pass; identity when not ``augment``."""
     u = rng.uniform(-1.0, 1.0, size=5)
     if not augment:
@@ -514,7 +514,7 @@ def build_buffer(
     encoder: DenseEncoder,
     image_size: tuple[int, int],
     centre: np.ndarray,
-    config: TrainConfig,
+    config: BufferTrainConfig,
     seed: int,
     spill_path: Path,
     mean,

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from slocal.data.scene import Frame, Scene
 from slocal.device import resolve_device, use_bf16
 from slocal.distill.buffer import FeatureBuffer, build_buffer
-from slocal.distill.config import StudentConfig, TrainConfig, to_plain
+from slocal.distill.config import BufferTrainConfig, EncoderStudentConfig, HybridStudentConfig, to_plain
 from slocal.distill.data import load_val_frames, scene_centre, validation_split
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
@@ -88,7 +88,7 @@ def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, genera
     return feat_BChw * scale_BC[:, :, None, None]
 
 
-def split_frames(scene: Scene, targets: TargetSet, cfg: TrainConfig) -> tuple[list[Frame], list[Frame]]:
+def split_frames(scene: Scene, targets: TargetSet, cfg: BufferTrainConfig) -> tuple[list[Frame], list[Frame]]:
     """(training, validation) mapping frames with targets, in trajectory order (``validation_split``)."""
     names = targets.by_name()
     frames = [f for f in scene.mapping if f.name in names]
@@ -151,8 +151,8 @@ class CellSampler:
 def train_buffer_student(
     scene: Scene,
     targets: TargetSet,
-    student_cfg: StudentConfig,
-    train_cfg: TrainConfig,
+    student_cfg: EncoderStudentConfig,
+    train_cfg: BufferTrainConfig,
     out: str | Path,
     *,
     device: str | None = None,
@@ -288,7 +288,7 @@ def _fit(
 
     val_frames = load_val_frames(val_frames_src, image_size) if env.is_main else []
     pixel_scale = 640.0 / image_size[0]
-    per_map = student_cfg.arch == "hybrid" or student_cfg.tune_encoder
+    per_map = isinstance(student_cfg, HybridStudentConfig) or student_cfg.tune_encoder
 
     def run_validation() -> dict:
         return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}

@@ -4,7 +4,7 @@ A model file is ``torch.save`` of plain values only (tensors, dicts, lists,
 str, int, float, bool), so it loads with ``torch.load(weights_only=True)``::
 
     format, version          "slocal-student", 1
-    student                  StudentConfig as a dict
+    student                  the student's settings as a dict (``to_plain``; ``arch`` names its class)
     state_dict               the network's parameters and buffers
     scene_id, scene_fingerprint
     centre                   [x, y, z] added to the network output (metres)
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from slocal.device import use_bf16
-from slocal.distill.config import StudentConfig, student_from_plain, to_plain
+from slocal.distill.config import StudentConfig, to_plain
+from slocal.distill.config_files import student_from_plain
 from slocal.distill.encoder import network_input, weights_digest
 from slocal.distill.students import BufferStudent, StudentNet, build_student, num_params
 from slocal.errors import SlocalError, first_line
@@ -111,7 +112,7 @@ class Student:
         self.train_info = dict(payload.get("train") or {})
         self.device = device
         self.precision = "bf16" if use_bf16(precision, device) else "fp32"
-        self._channels_last = self.config.arch in ("cnn", "timm")
+        self._channels_last = self.config.channels_last
         self._centre_t = torch.as_tensor(self.centre, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def preprocess_spec(self) -> dict:
@@ -276,6 +277,6 @@ def load_student(
     net = net.to(dev).eval()
     if isinstance(net, BufferStudent) and dev.type == "cpu":
         net.prepare_inference(image_size)
-    if config.arch in ("cnn", "timm"):
+    if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return Student(net, payload, path.stat().st_size / 2**20, dev, precision)

@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 
 from slocal.data.scene import Scene
-from slocal.distill.config import StudentConfig, TrainConfig, to_plain, train_from_plain
+from slocal.distill.config import StudentConfig, TrainConfig, to_plain
+from slocal.distill.config_files import student_from_plain, train_from_plain
 from slocal.distill.data import TrainFrame, ValFrame
 from slocal.distill.encoder import normalise
 from slocal.distill.students import StudentNet
@@ -188,10 +189,11 @@ def check_resume(
     problems = []
     if ck["scene_fingerprint"] != scene.fingerprint or ck["scene_id"] != scene.id:
         problems.append(f"scene {ck['scene_id']} ({ck['scene_fingerprint']}) vs {scene.id} ({scene.fingerprint})")
-    if ck["student"] != to_plain(student_cfg):
-        diff = [k for k, v in to_plain(student_cfg).items() if ck["student"].get(k) != v]
-        problems.append(f"student settings differ ({', '.join(diff)})")
-    stored = to_plain(train_from_plain(ck["train_config"], path))
+    stored_student = to_plain(student_from_plain(ck["student"], path))
+    if stored_student != to_plain(student_cfg):
+        diff = [k for k, v in to_plain(student_cfg).items() if stored_student.get(k) != v]
+        problems.append(f"student settings differ ({', '.join(diff) or 'arch'})")
+    stored = to_plain(train_from_plain(ck["train_config"], student_cfg, path))
     diff = [f"{k} {stored[k]} vs {v}" for k, v in to_plain(train_cfg).items() if stored.get(k) != v]
     if diff:
         problems.append(f"training settings differ ({'; '.join(diff)})")

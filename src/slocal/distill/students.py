@@ -27,7 +27,15 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
-from slocal.distill.config import StudentConfig
+from slocal.distill.config import (
+    AceStudentConfig,
+    CnnStudentConfig,
+    EncoderStudentConfig,
+    HybridStudentConfig,
+    StudentConfig,
+    TimmStudentConfig,
+    VitStudentConfig,
+)
 from slocal.distill.encoder import (
     ENCODERS,
     TOP_FROM,
@@ -121,7 +129,7 @@ class CompactCNN(StudentNet):
     receptive field cheaply, which disambiguates repeated textures.
     """
 
-    def __init__(self, config: StudentConfig):
+    def __init__(self, config: CnnStudentConfig):
         super().__init__()
         self.config = config
         c2, c4, c8, cx = config.widths
@@ -159,7 +167,7 @@ def _timm():
 class TimmCNN(StudentNet):
     """A timm ``features_only`` backbone; stride-16/32 features fused into stride 8 (FPN-lite)."""
 
-    def __init__(self, config: StudentConfig, pretrained_timm: bool = False):
+    def __init__(self, config: TimmStudentConfig, pretrained_timm: bool = False):
         super().__init__()
         self.config = config
         timm = _timm()
@@ -202,7 +210,7 @@ class ViTStudent(StudentNet):
     the 1x1 head.
     """
 
-    def __init__(self, config: StudentConfig, image_size: tuple[int, int], pretrained_timm: bool = False):
+    def __init__(self, config: VitStudentConfig, image_size: tuple[int, int], pretrained_timm: bool = False):
         super().__init__()
         self.config = config
         width, height = image_size
@@ -255,10 +263,11 @@ class BufferStudent(StudentNet):
     tuned stages); the rest is rebuilt from the encoder's pip package at load.
     """
 
+    config: EncoderStudentConfig
     encoder: DenseEncoder
     _ort: OrtModule | None = None
 
-    def _init_encoder(self, config: StudentConfig, encoder: DenseEncoder | None) -> None:
+    def _init_encoder(self, config: EncoderStudentConfig, encoder: DenseEncoder | None) -> None:
         levels = tuple(config.encoder_levels)
         if encoder is not None and encoder.level_strides != levels:
             raise ValueError(f"shared encoder gives levels {encoder.level_strides}, the student wants {levels}")
@@ -344,7 +353,7 @@ class AceStudent(BufferStudent):
     per channel (``feat_shift``, ``feat_scale``; identity unless ``standardize_input`` sets them).
     """
 
-    def __init__(self, config: StudentConfig, encoder: DenseEncoder | None = None):
+    def __init__(self, config: EncoderStudentConfig, encoder: DenseEncoder | None = None):
         super().__init__()
         self.config = config
         self._init_encoder(config, encoder)
@@ -384,7 +393,7 @@ class HybridStudent(BufferStudent):
     before the per-cell MLP head.
     """
 
-    def __init__(self, config: StudentConfig, encoder: DenseEncoder | None = None):
+    def __init__(self, config: HybridStudentConfig, encoder: DenseEncoder | None = None):
         super().__init__()
         self.config = config
         self._init_encoder(config, encoder)
@@ -466,22 +475,26 @@ def build_student(
         pretrained_timm: load timm's own pretrained backbone weights (needs the network).
         encoder: ``ace``/``hybrid``: an already loaded frozen encoder to share (else it is loaded).
     """
-    if config.arch in ("ace", "hybrid") and pretrained_timm:
-        raise SlocalError(
-            f"student {config.name!r} uses the pretrained {config.encoder} encoder; timm weights do not apply"
-        )
-    if config.arch == "cnn":
-        if pretrained_timm:
+    net: StudentNet
+    match config:
+        case EncoderStudentConfig() if pretrained_timm:
+            raise SlocalError(
+                f"student {config.name!r} uses the pretrained {config.encoder} encoder; timm weights do not apply"
+            )
+        case CnnStudentConfig() if pretrained_timm:
             raise SlocalError(f"student {config.name!r} is a from-scratch CNN; timm pretrained weights do not apply")
-        net: StudentNet = CompactCNN(config)
-    elif config.arch == "ace":
-        net = AceStudent(config, encoder)
-    elif config.arch == "hybrid":
-        net = HybridStudent(config, encoder)
-    elif config.arch == "timm":
-        net = TimmCNN(config, pretrained_timm)
-    else:
-        net = ViTStudent(config, image_size, pretrained_timm)
+        case CnnStudentConfig():
+            net = CompactCNN(config)
+        case AceStudentConfig():
+            net = AceStudent(config, encoder)
+        case HybridStudentConfig():
+            net = HybridStudent(config, encoder)
+        case TimmStudentConfig():
+            net = TimmCNN(config, pretrained_timm)
+        case VitStudentConfig():
+            net = ViTStudent(config, image_size, pretrained_timm)
+        case _:
+            raise SlocalError(f"no network for student settings of type {type(config).__name__}")
     # Start the coordinate output near the scene centre (small last layer).
     with torch.no_grad():
         net.final.weight.mul_(0.1)
@@ -515,13 +528,15 @@ def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
     Raises:
         SlocalError: unreadable file, missing keys or shape mismatches (listed).
     """
+    # Only timm and vit students name a timm backbone; the others are described by their arch.
+    backbone = getattr(net.config, "backbone", "") or net.config.arch
     if str(path) == "imagenet":
         # The offline ImageNet source: the EfficientNet-Lite0 wheel, for a timm backbone of that architecture.
         spec = ENCODERS["efficientnet-lite0"]
-        if net.config.backbone.split(".")[0] != spec.timm_name:
+        if backbone.split(".")[0] != spec.timm_name:
             raise SlocalError(
                 f"--pretrained imagenet provides {spec.timm_name} weights; student {net.config.name!r} has backbone "
-                f"{net.config.backbone or net.config.arch!r} (use backbone: {spec.timm_name} or pass a weights file)"
+                f"{backbone!r} (use backbone: {spec.timm_name} or pass a weights file)"
             )
         path = weights_path(spec)
         state = load_classifier(spec.name, path).state_dict()
@@ -548,8 +563,7 @@ def load_pretrained(net: StudentNet, path: str | Path) -> dict[str, int]:
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatch(es) (file vs model: {'; '.join(mismatched[:4])})")
         raise SlocalError(
-            f"weights do not fit the {net.config.name} backbone ({net.config.backbone or net.config.arch}): "
-            + "; ".join(parts),
+            f"weights do not fit the {net.config.name} backbone ({backbone}): " + "; ".join(parts),
             path,
         )
     ignored = [k for k in state if k not in own]

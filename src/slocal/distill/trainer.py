@@ -28,15 +28,8 @@ import torch.distributed as dist
 
 from slocal.data.scene import Scene
 from slocal.device import resolve_device, use_bf16
-from slocal.distill.config import (
-    BUFFER_ARCHS,
-    DEFAULT_STUDENT,
-    StudentConfig,
-    TrainConfig,
-    load_configs,
-    resolve_preset,
-    to_plain,
-)
+from slocal.distill.config import DEFAULT_STUDENT, EncoderStudentConfig, StudentConfig, TrainConfig, to_plain
+from slocal.distill.config_files import load_configs, resolve_preset
 from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
 from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
 from slocal.distill.mapping import train_buffer_student
@@ -117,7 +110,7 @@ def train_student(
     out = Path(out)
     ckpt_path = checkpoint_path_for(out)
     teacher = teacher or targets.teacher
-    if student_cfg.arch in BUFFER_ARCHS:
+    if isinstance(student_cfg, EncoderStudentConfig):
         if pretrained is not None:
             raise SlocalError(
                 f"student {student_cfg.name!r} maps on its pretrained {student_cfg.encoder} encoder; --pretrained "
@@ -172,7 +165,7 @@ def _train(
     if pretrained is not None and pretrained != "timm" and ck is None:
         counts = load_pretrained(net, pretrained)
         log.info("loaded %d backbone tensors from %s", counts["loaded"], pretrained)
-    channels_last = student_cfg.arch != "vit"
+    channels_last = student_cfg.channels_last
     net = net.to(dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from slocal.distill.config import DEFAULT_STUDENT, resolve_preset
+from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import resolve_preset
 from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
