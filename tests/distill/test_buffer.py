@@ -15,20 +15,22 @@ from helpers.distill_fixtures import tiny_buffer_train
 from slocal.data.synth import SynthConfig, SynthWorld, trajectory
 from slocal.distill.buffer import (
     FeatureBuffer,
-    SplatPoints,
     allocate_features,
     build_buffer,
-    fill_holes,
     pass_camera,
     pass_targets,
+    render_pass,
+    warp_matrix,
+)
+from slocal.distill.novel_views import (
+    SplatPoints,
+    fill_holes,
     proxy_targets,
     random_view,
-    render_pass,
     render_points,
     render_view,
     sparse_pass_targets,
     view_neighbours,
-    warp_matrix,
 )
 from slocal.distill.config import AceStudentConfig
 from slocal.distill.encoder import DenseEncoder
