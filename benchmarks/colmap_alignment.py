@@ -42,10 +42,11 @@ from colmap_redkitchen import GT_FILE, SCENE, metric_pose, read_gt, sim3_metric_
 from common import MAX_5CM5DEG, SHARED_DATA, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
+from slocal.distill.config_files import default_model_path
 from slocal.geometry.pnp import DENSE_PNP, solve_pnp
 from slocal.geometry.pose import invert, pose_error, to_homogeneous
 from slocal.io import read_image
-from slocal.localize.localizer import correspondences, default_model_path, load_model
+from slocal.localize.localizer import correspondences, load_model
 
 
 def camera_rotation_offset(scene, sim, gt: dict[str, np.ndarray]) -> np.ndarray:

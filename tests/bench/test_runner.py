@@ -7,8 +7,8 @@ from helpers.student_standin import SceneOracleStudent
 from slocal.bench.runner import BenchConfig, reference_poses, run_bench, select_queries
 from slocal.data import load_scene
 from slocal.data.scene import Scene
+from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
-from slocal.localize.localizer import default_model_path
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 import slocal.bench.runner as bench_runner
 from helpers.student_standin import SceneOracleStudent
 from slocal.data import load_scene
-from slocal.localize.localizer import default_model_path
+from slocal.distill.config_files import default_model_path
 from slocal_cli.main import app
 
 runner = CliRunner()

@@ -3,8 +3,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from slocal.distill.config_files import default_model_path
 from slocal.geometry import Camera
-from slocal.localize.localizer import default_model_path
 from slocal.localize.onnx_student import read_metadata
 from slocal_cli.main import app
 

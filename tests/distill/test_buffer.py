@@ -22,6 +22,9 @@ from slocal.distill.buffer import (
     render_pass,
     warp_matrix,
 )
+from slocal.distill.config import AceStudentConfig
+from slocal.distill.encoder import DenseEncoder
+from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.novel_views import (
     SplatPoints,
     fill_holes,
@@ -32,9 +35,6 @@ from slocal.distill.novel_views import (
     sparse_pass_targets,
     view_neighbours,
 )
-from slocal.distill.config import AceStudentConfig
-from slocal.distill.encoder import DenseEncoder
-from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.trainer import train_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers

@@ -123,7 +123,7 @@ def test_stretched_query_warns_once_and_still_localizes(caplog):
 
 
 def test_one_model_path_rule_resolves_aliases(tmp_path):
-    from slocal.localize.localizer import default_model_path
+    from slocal.distill.config_files import default_model_path
 
     assert (
         default_model_path(tmp_path, "s", "cnn")

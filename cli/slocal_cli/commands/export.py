@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
 from slocal.localize.export import EXPORT_FORMATS, export_student
-from slocal.localize.localizer import default_model_path
 from slocal_cli.common import (
     DEFAULT_DATA,
     DEFAULT_RUNS,

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
-from slocal.localize.localizer import Localizer, default_model_path, load_model, trained_students
+from slocal.localize.localizer import Localizer, load_model, trained_students
 from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
 from slocal_cli.common import (
     DEFAULT_DATA,

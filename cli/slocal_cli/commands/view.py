@@ -9,8 +9,9 @@ import typer
 
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
-from slocal.localize.localizer import default_model_path, load_model
+from slocal.localize.localizer import load_model
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
 from slocal_cli.options import DepthRegistration, MetresPerUnit

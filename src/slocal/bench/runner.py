@@ -28,11 +28,12 @@ from slocal.bench.view import view_scene
 from slocal.data import find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
 from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import default_model_path
 from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
-from slocal.localize.localizer import Localizer, default_model_path, load_model
+from slocal.localize.localizer import Localizer, load_model
 from slocal.progress import progress_bar
 from slocal.teach import default_teacher, make_teacher, teacher_options
 from slocal.teach.rig import registered_scene

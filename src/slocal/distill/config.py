@@ -12,9 +12,9 @@ hloc's per-component confs)::
         HybridStudentConfig hybrid  transformer blocks over the encoder's tokens + MLP head
 
 Training settings follow the recipe the student trains with (``train_config`` of its class):
-``TrainConfig`` is the end-to-end recipe's (``recipes/end_to_end.py``) and what every recipe
+``TrainConfig`` is the end-to-end recipe's (``end_to_end.py``) and what every recipe
 shares (budget, optimizer, schedules, losses, augmentation, validation, checkpoints);
-``BufferTrainConfig`` adds the buffer recipe's (``recipes/buffer.py``): the feature buffer, its
+``BufferTrainConfig`` adds the buffer recipe's (``mapping.py``): the feature buffer, its
 novel views and the head's input.
 
 Ranges are field constraints checked by ``slocal.config`` (one ``SlocalError`` line naming the

@@ -44,6 +44,7 @@ from slocal.distill.config import (
     TrainConfig,
 )
 from slocal.errors import SlocalError
+from slocal.runs import default_student_path
 
 ALIASES_FILE = "aliases.yaml"
 # Every key a section may hold, for some architecture: a key outside these is a typo.
@@ -244,6 +245,25 @@ def load_configs(
     if "iterations" in overrides and "minutes" not in overrides:
         t_values["minutes"] = None
     return _typed(s_values, t_values, source)
+
+
+def student_folder(student: str) -> str:
+    """The folder name of a student: its preset with aliases resolved (``cnn`` -> ``cnn-small``).
+
+    A name that is no preset (a student made from a custom --config) is kept as typed.
+    """
+    try:
+        return resolve_preset(student)
+    except SlocalError:
+        return student
+
+
+def default_model_path(runs_root: str | Path, scene_id: str, student: str = DEFAULT_STUDENT) -> Path:
+    """Where ``slocal distill --student NAME`` writes a scene's student: ``<runs>/<scene>/students/<preset>/model.pt``.
+
+    The one model path rule of distill, localize, export, view and bench: aliases name the same folder.
+    """
+    return default_student_path(runs_root, scene_id, student_folder(student))
 
 
 # --------------------------------------------------------------------------- stored dicts

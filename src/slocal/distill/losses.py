@@ -1,8 +1,9 @@
-"""Distillation losses: robust 3D distance to the teacher and a soft-clamped reprojection error."""
+"""Distillation losses: robust 3D distance to the teacher and a soft-clamped reprojection error.
+
+Their schedules (learning rate, the reprojection clamp) are in ``optim.py``.
+"""
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -76,18 +77,3 @@ def reprojection_loss(
     ok = ok.to(e.dtype)
     terms = tau * torch.tanh(e / tau)
     return (terms * ok).sum() / ok.sum().clamp(min=1.0)
-
-
-def cosine_ramp(start: float, end: float, progress: float) -> float:
-    """Cosine interpolation from ``start`` (progress 0) to ``end`` (progress 1)."""
-    p = min(max(progress, 0.0), 1.0)
-    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * p))
-
-
-def one_cycle_lr(peak: float, progress: float, warmup: float, final_factor: float) -> float:
-    """One-cycle learning rate at ``progress`` in [0, 1]: cosine warm-up from peak/25, cosine decay to
-    peak*final_factor."""
-    p = min(max(progress, 0.0), 1.0)
-    if warmup > 0 and p < warmup:
-        return cosine_ramp(peak / 25.0, peak, p / warmup)
-    return cosine_ramp(peak, peak * final_factor, (p - warmup) / max(1e-12, 1.0 - warmup))

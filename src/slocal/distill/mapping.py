@@ -4,7 +4,7 @@ The encoder runs once per augmented pass of each mapping image
 (``buffer.build_buffer``); training then only runs the small head, on large
 random batches of buffer cells (``ace``) or whole buffer maps (``hybrid``).
 That is what lets a CPU afford millions of supervised cells per minute: the
-end-to-end trainer (``trainer.py``) pushes every image through the whole
+end-to-end recipe (``end_to_end.py``) pushes every image through the whole
 network at every step.
 
 Loss per cell: the Euclidean distance to the teacher's target where one
@@ -14,45 +14,29 @@ that tightens from ``reproj_tau_start`` to ``reproj_tau_end`` px over the run
 (ACE's schedule). The reprojection term also reaches cells without a target,
 which is what sparse (SfM, COLMAP) and noisy (DUSt3R) teachers need.
 
-Budget: ``minutes`` covers encoding *and* training (the learning-rate schedule
-follows the time left after encoding), or a fixed number of ``iterations``.
-Checkpoints hold the head, optimizer, iteration, elapsed time and the batch
-generator's state; the buffer is rebuilt on resume from the same seed, so a
-resumed run with ``iterations`` is bit-exact.
+``BufferRecipe`` plugs into ``loop.run_training``, which owns the budget: ``minutes``
+covers encoding *and* training (the schedules follow the time left after encoding), or
+a fixed number of ``iterations``. Checkpoints keep the batch generator's state; the
+buffer is rebuilt on resume from the same seed, so a resumed run with ``iterations``
+is bit-exact.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from slocal.data.scene import Frame, Scene
-from slocal.device import resolve_device, use_bf16
 from slocal.distill.buffer import FeatureBuffer, build_buffer
-from slocal.distill.config import BufferTrainConfig, EncoderStudentConfig, HybridStudentConfig, to_plain
+from slocal.distill.config import BufferTrainConfig, HybridStudentConfig
 from slocal.distill.data import load_val_frames, scene_centre, validation_split
+from slocal.distill.ddp import max_over_ranks
 from slocal.distill.encoder import DenseEncoder
-from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
-from slocal.distill.model_file import save_student
-from slocal.distill.runtime import (
-    DistEnv,
-    DistillResult,
-    TrainingLoop,
-    check_resume,
-    init_distributed,
-    load_checkpoint,
-    make_optimizer,
-    max_over_ranks,
-    resumed_loop_state,
-    validate,
-    write_checkpoint,
-)
-from slocal.distill.students import AceStudent, BufferStudent, build_student, input_size, num_params
+from slocal.distill.loop import Prepared, Run, StepOutput
+from slocal.distill.students import AceStudent, BufferStudent, build_student, input_size
 from slocal.errors import SlocalError
 from slocal.teach.targets import TargetSet
 
@@ -148,259 +132,117 @@ class CellSampler:
         }
 
 
-def train_buffer_student(
-    scene: Scene,
-    targets: TargetSet,
-    student_cfg: EncoderStudentConfig,
-    train_cfg: BufferTrainConfig,
-    out: str | Path,
-    *,
-    device: str | None = None,
-    resume: bool = False,
-    teacher: str | None = None,
-    stop_after: int | None = None,
-    checkpoint_path: Path,
-) -> DistillResult:
-    """Map ``scene`` with an ``ace``/``hybrid`` student and write the model file ``out`` (rank 0).
+class BufferRecipe:
+    """A head on a frozen encoder's feature buffer (``Recipe`` of ``loop.run_training``).
 
-    Args: as ``trainer.train_student`` (no ``pretrained``: the encoder is the pretrained part).
+    ``prepare`` encodes this rank's shard of the mapping frames into the buffer (its time
+    counts against a ``minutes`` budget) and builds the student on the same encoder.
     """
-    out = Path(out)
-    teacher = teacher or targets.teacher
-    dev0 = resolve_device(device)
-    env, created_group = init_distributed(dev0)
-    dev = resolve_device(device, env.local_rank) if env.active else dev0
-    try:
-        return _map(scene, targets, student_cfg, train_cfg, out, checkpoint_path, dev, env, resume, teacher, stop_after)
-    finally:
-        if created_group:
-            dist.destroy_process_group()
 
+    name = "buffer"
+    label = "map"
 
-def _map(
-    scene, targets, student_cfg, cfg, out, ckpt_path, dev, env: DistEnv, resume, teacher, stop_after
-) -> DistillResult:
-    t0 = time.monotonic()
-    ck = None
-    if resume:
-        ck = load_checkpoint(ckpt_path)
-        check_resume(ck, ckpt_path, scene, student_cfg, cfg, env.world_size, teacher)
-    train_frames, val_frames_src = split_frames(scene, targets, cfg)
-    centre = (
-        np.asarray(ck["centre"], np.float64)
-        if ck is not None
-        else scene_centre(targets, {f.name for f in train_frames})
-    )
-    ref = train_frames[0].camera
-    image_size = input_size(student_cfg, ref.width, ref.height)
-    encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
-    shard = train_frames[env.rank :: env.world_size]
-    if not shard:
-        raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
-    buffer = build_buffer(
-        shard,
-        targets.by_name(),
-        encoder,
-        image_size,
-        centre,
-        cfg,
-        seed=cfg.seed * 1000 + env.rank,
-        spill_path=out.with_name(f"{out.name}.buffer{env.rank}.npy"),
-        mean=student_cfg.mean,
-        std=student_cfg.std,
-        part="bottom" if student_cfg.tune_encoder else "levels",
-    )
-    try:
-        return _fit(
-            scene,
-            student_cfg,
-            cfg,
-            out,
-            ckpt_path,
-            dev,
-            env,
-            teacher,
-            stop_after,
-            ck,
-            buffer,
+    def __init__(self) -> None:
+        self.buffer: FeatureBuffer | None = None
+
+    def prepare(self, run: Run, checkpoint: dict | None) -> Prepared:
+        t0 = time.monotonic()
+        student_cfg, cfg, env, dev = run.student, run.train, run.env, run.device
+        train_frames, val_frames = split_frames(run.scene, run.targets, cfg)
+        centre = (
+            np.asarray(checkpoint["centre"], np.float64)
+            if checkpoint is not None
+            else scene_centre(run.targets, {f.name for f in train_frames})
+        )
+        ref = train_frames[0].camera
+        image_size = input_size(student_cfg, ref.width, ref.height)
+        encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
+        shard = train_frames[env.rank :: env.world_size]
+        if not shard:
+            raise SlocalError("no training frames in this shard (too few mapping frames for the number of processes?)")
+        self.buffer = build_buffer(
+            shard,
+            run.targets.by_name(),
             encoder,
-            centre,
             image_size,
-            train_frames,
-            val_frames_src,
-            t0,
+            centre,
+            cfg,
+            seed=cfg.seed * 1000 + env.rank,
+            spill_path=run.out.with_name(f"{run.out.name}.buffer{env.rank}.npy"),
+            mean=student_cfg.mean,
+            std=student_cfg.std,
+            part="bottom" if student_cfg.tune_encoder else "levels",
         )
-    finally:
-        buffer.release()
-
-
-def _fit(
-    scene,
-    student_cfg,
-    cfg,
-    out,
-    ckpt_path,
-    dev,
-    env,
-    teacher,
-    stop_after,
-    ck,
-    buffer,
-    encoder,
-    centre,
-    image_size,
-    train_frames,
-    val_frames_src,
-    t0,
-) -> DistillResult:
-    encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
-    torch.manual_seed(cfg.seed)
-    net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
-    assert isinstance(net, BufferStudent)
-    if cfg.standardize_input:
-        assert isinstance(net, AceStudent)  # config._check_together
-        net.standardize_input(*buffer.channel_stats(STANDARDIZE_CELLS, seed=cfg.seed))
-    step_module: torch.nn.Module = _HeadStep(net)
-    if env.active:
-        step_module = torch.nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-    enc_params = [p for p in net.encoder.parameters() if p.requires_grad]
-    enc_ids = {id(p) for p in enc_params}
-    head_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
-    params = head_params + enc_params
-    groups = [{"params": head_params, "lr_factor": 1.0}]
-    if enc_params:
-        groups.append({"params": enc_params, "lr_factor": cfg.encoder_lr_factor})
-    opt = make_optimizer(groups, cfg, dev)
-    bf16 = use_bf16(cfg.precision, dev)
-    sampler = CellSampler(buffer, seed=cfg.seed * 1000 + 17 + env.rank)
-
-    loop_state: dict = {"elapsed_s": encode_s}
-    resumed_from = None
-    if ck is not None:
-        net.load_scene_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        resumed_from = int(ck["iteration"])
-        loop_state = resumed_loop_state(ck)
-        sampler.generator.set_state(ck["rng"][env.rank]["sampler"])
-        log.info("resuming from iteration %d (%.1f min trained)", resumed_from, loop_state["elapsed_s"] / 60)
-
-    val_frames = load_val_frames(val_frames_src, image_size) if env.is_main else []
-    pixel_scale = 640.0 / image_size[0]
-    per_map = isinstance(student_cfg, HybridStudentConfig) or student_cfg.tune_encoder
-
-    def run_validation() -> dict:
-        return validate(net, val_frames, centre, bf16, dev, student_cfg.mean, student_cfg.std) if val_frames else {}
-
-    def checkpoint(loop: TrainingLoop) -> None:
-        write_checkpoint(
-            ckpt_path,
-            loop,
-            {"sampler": sampler.generator.get_state()},
-            scene=scene,
-            teacher=teacher,
-            student_cfg=student_cfg,
-            train_cfg=cfg,
-            centre=centre,
-            model_state=net.scene_state_dict(),
-            optimizer=opt,
-        )
-
-    if env.is_main:
-        log.info(
-            "mapping %s (%s on %s, %.2f M trained params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
-            "(%.1f s to encode), %s",
-            student_cfg.name,
-            student_cfg.arch,
-            student_cfg.encoder,
-            sum(p.numel() for p in params) / 1e6,
-            scene.id,
-            image_size[0],
-            image_size[1],
-            len(train_frames),
-            len(val_frames_src),
-            buffer.num_passes,
-            encode_s,
-            f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
-        )
-
-    coarsest = encoder.level_channels[-1]
-    step_module.train()
-    loop = TrainingLoop(
-        cfg, env, dev, label=f"map {student_cfg.name}", spent_before_s=encode_s, stop_after=stop_after, **loop_state
-    )
-    with loop:
-        while loop.running():
-            p = loop.progress()
-            lr = one_cycle_lr(cfg.lr, p, cfg.warmup, cfg.final_lr_factor)
-            for g in opt.param_groups:
-                g["lr"] = lr * g["lr_factor"]
-            batch = sampler.map_batch(cfg.batch_size) if per_map else sampler.cell_batch(cfg.batch_cells)
-            if cfg.level_dropout > 0:
-                batch["feat"] = drop_coarsest_level(batch["feat"], coarsest, cfg.level_dropout, sampler.generator)
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                out_B3hw = step_module(batch["feat"])
-            pred_BN3 = out_B3hw.flatten(2).transpose(1, 2)
-            loss = coordinate_loss(pred_BN3, batch["coords"], batch["valid"], cfg.loss_clamp, None, batch["weight"])
-            if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
-                tau = cosine_ramp(
-                    cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
-                )
-                loss = loss + cfg.reproj_weight * reprojection_loss(
-                    pred_BN3, batch["uv"], batch["K"], batch["pose"], tau, pixel_scale, batch["inside"]
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loop.after_step(float(loss.detach()), lr, run_validation, checkpoint)
-    validation = loop.finish(run_validation, checkpoint)
-    if env.is_main:
-        net.eval()
-        train_info = {
-            "recipe": "buffer",
-            "iterations": loop.iteration,
-            "minutes": loop.elapsed / 60.0,
+        encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
+        torch.manual_seed(cfg.seed)
+        net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
+        assert isinstance(net, BufferStudent)
+        if cfg.standardize_input:
+            assert isinstance(net, AceStudent)  # config._check_together
+            net.standardize_input(*self.buffer.channel_stats(STANDARDIZE_CELLS, seed=cfg.seed))
+        enc_params = [p for p in net.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in enc_params}
+        head_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
+        groups = [{"params": head_params, "lr_factor": 1.0}]
+        if enc_params:
+            groups.append({"params": enc_params, "lr_factor": cfg.encoder_lr_factor})
+        self.sampler = CellSampler(self.buffer, seed=cfg.seed * 1000 + 17 + env.rank)
+        self.per_map = isinstance(student_cfg, HybridStudentConfig) or student_cfg.tune_encoder
+        self.batch_size, self.batch_cells = cfg.batch_size, cfg.batch_cells
+        self.level_dropout, self.coarsest = cfg.level_dropout, encoder.level_channels[-1]
+        self.device = dev
+        self.summary_ = {
             "encode_minutes": encode_s / 60.0,
-            "buffer_passes": buffer.num_passes,
-            "final_loss": loop.loss_ema,
-            "world_size": env.world_size,
-            "precision": "bf16" if bf16 else "fp32",
-            "validation_frames": [f.name for f in val_frames_src],
-            "validation": loop.history,
-            "settings": to_plain(cfg),
+            "buffer_passes": self.buffer.num_passes,
             "pretrained": student_cfg.encoder,
         }
-        save_student(
-            out,
-            net,
-            scene_id=scene.id,
-            scene_fingerprint=scene.fingerprint,
+        trained = sum(p.numel() for p in head_params + enc_params) / 1e6
+        return Prepared(
+            net=net,
+            module=_HeadStep(net),
+            param_groups=groups,
             centre=centre,
             image_size=image_size,
             camera=train_frames[0].camera,
-            teacher=teacher,
-            train=train_info,
+            val_frames=load_val_frames(val_frames, image_size) if env.is_main else [],
+            val_names=[f.name for f in val_frames],
+            train_frames=len(train_frames),
+            spent_s=encode_s,
+            detail=(
+                f"{student_cfg.arch} on {student_cfg.encoder}, {trained:.2f} M trained params, buffer "
+                f"{self.buffer.num_passes} passes, {encode_s:.1f} s to encode"
+            ),
         )
-        log.info("wrote %s (%.2f MB)", out, out.stat().st_size / 2**20)
-    if env.active:
-        dist.barrier()
-    return DistillResult(
-        model_path=out,
-        checkpoint_path=ckpt_path,
-        student=student_cfg.name,
-        scene_id=scene.id,
-        teacher=teacher,
-        iterations=loop.iteration,
-        train_seconds=loop.elapsed - (loop_state["elapsed_s"] if resumed_from is not None else 0.0),
-        final_loss=loop.loss_ema,
-        image_size=image_size,
-        num_params=num_params(net),
-        file_mb=out.stat().st_size / 2**20 if out.is_file() else 0.0,
-        world_size=env.world_size,
-        precision="bf16" if bf16 else "fp32",
-        resumed_from=resumed_from,
-        validation=validation,
-        rank=env.rank,
-    )
+
+    def start(self, rng_state: dict | None) -> None:
+        # A fresh run's generator is seeded in ``prepare``; the head's steps draw from nothing else.
+        if rng_state is not None:
+            self.sampler.generator.set_state(rng_state["sampler"])
+
+    def rng_state(self) -> dict:
+        return {"sampler": self.sampler.generator.get_state()}
+
+    def step(self, forward) -> StepOutput:
+        sampler = self.sampler
+        batch = sampler.map_batch(self.batch_size) if self.per_map else sampler.cell_batch(self.batch_cells)
+        if self.level_dropout > 0:
+            batch["feat"] = drop_coarsest_level(batch["feat"], self.coarsest, self.level_dropout, sampler.generator)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        out_B3hw = forward(batch["feat"])
+        return StepOutput(
+            pred_BN3=out_B3hw.flatten(2).transpose(1, 2),
+            coords_BN3=batch["coords"],
+            valid_BN=batch["valid"],
+            weight_BN=batch["weight"],
+            uv_N2=batch["uv"],
+            K_B33=batch["K"],
+            cam_from_world_B34=batch["pose"],
+            mask_BN=batch["inside"],
+        )
+
+    def summary(self) -> dict:
+        return self.summary_
+
+    def close(self) -> None:
+        if self.buffer is not None:
+            self.buffer.release()

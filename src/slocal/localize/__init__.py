@@ -3,6 +3,7 @@
 PnP itself lives in ``slocal.geometry.pnp`` (distill's validation uses it too).
 """
 
-from slocal.localize.localizer import Localization, Localizer, default_model_path, fit_camera_to_image, load_model
+from slocal.distill.config_files import default_model_path
+from slocal.localize.localizer import Localization, Localizer, fit_camera_to_image, load_model
 
 __all__ = ["Localization", "Localizer", "default_model_path", "fit_camera_to_image", "load_model"]

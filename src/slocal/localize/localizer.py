@@ -17,8 +17,6 @@ from typing import Protocol
 
 import numpy as np
 
-from slocal.distill.config import DEFAULT_STUDENT
-from slocal.distill.config_files import resolve_preset
 from slocal.distill.model_file import load_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera, pixel_centers
@@ -292,22 +290,3 @@ def trained_students(runs_root: str | Path, scene_id: str) -> list[str]:
     """The students that have a model file for a scene under the runs folder (folder names, sorted)."""
     students = Path(default_student_path(runs_root, scene_id, "_")).parent.parent
     return sorted(p.parent.name for p in students.glob("*/model.pt"))
-
-
-def student_folder(student: str) -> str:
-    """The folder name of a student: its preset with aliases resolved (``cnn`` -> ``cnn-small``).
-
-    A name that is no preset (a student made from a custom --config) is kept as typed.
-    """
-    try:
-        return resolve_preset(student)
-    except SlocalError:
-        return student
-
-
-def default_model_path(runs_root: str | Path, scene_id: str, student: str = DEFAULT_STUDENT) -> Path:
-    """Where ``slocal distill --student NAME`` writes a scene's student: ``<runs>/<scene>/students/<preset>/model.pt``.
-
-    The one model path rule of distill, localize, export, view and bench: aliases name the same folder.
-    """
-    return default_student_path(runs_root, scene_id, student_folder(student))

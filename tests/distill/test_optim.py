@@ -1,7 +1,7 @@
 import torch
 
 from slocal.distill.config import TrainConfig
-from slocal.distill.runtime import make_optimizer
+from slocal.distill.optim import make_optimizer
 
 
 def test_make_optimizer_is_fused_adamw_with_the_configs_settings_and_steps_like_the_reference():
