@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from slocal.distill.losses import coordinate_loss, one_cycle_lr, reprojection_loss
+from slocal.distill.losses import coordinate_loss, reprojection_loss
 
 
 def test_coordinate_loss_masks_and_soft_clamps():
@@ -30,13 +30,6 @@ def test_reprojection_loss_is_zero_for_points_on_their_rays_and_saturates():
     far = world.clone()
     far[:, 0] += 1.0  # tens of pixels off -> each term close to tau
     assert reprojection_loss(far[None], uv, K, pose, tau=5.0, pixel_scale=1.0).item() == pytest.approx(5.0, rel=0.01)
-
-
-def test_one_cycle_lr():
-    assert one_cycle_lr(1.0, 0.0, 0.1, 1e-4) == pytest.approx(1 / 25)
-    assert one_cycle_lr(1.0, 0.1, 0.1, 1e-4) == pytest.approx(1.0)
-    assert one_cycle_lr(1.0, 1.0, 0.1, 1e-4) == pytest.approx(1e-4)
-    assert one_cycle_lr(1.0, 0.55, 0.1, 1e-4) == pytest.approx(0.5, abs=1e-3)
 
 
 def test_confidence_weights_the_coordinate_loss():

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from slocal.distill.config import TrainConfig
-from slocal.distill.optim import make_optimizer
+from slocal.distill.optim import make_optimizer, one_cycle_lr, reprojection_tau, set_learning_rate
 
 
 def test_make_optimizer_is_fused_adamw_with_the_configs_settings_and_steps_like_the_reference():
@@ -23,3 +24,26 @@ def test_make_optimizer_is_fused_adamw_with_the_configs_settings_and_steps_like_
             o.step()
     assert (net[0].weight - initial).abs().max() > 1e-2  # the steps did move the weights
     assert max((a - b).abs().max().item() for a, b in zip(net.parameters(), ref.parameters(), strict=True)) < 1e-5
+
+
+def test_one_cycle_lr():
+    assert one_cycle_lr(1.0, 0.0, 0.1, 1e-4) == pytest.approx(1 / 25)
+    assert one_cycle_lr(1.0, 0.1, 0.1, 1e-4) == pytest.approx(1.0)
+    assert one_cycle_lr(1.0, 1.0, 0.1, 1e-4) == pytest.approx(1e-4)
+    assert one_cycle_lr(1.0, 0.55, 0.1, 1e-4) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_reprojection_clamp_is_off_before_its_start_then_tightens_from_start_to_end():
+    cfg = TrainConfig(reproj_weight=0.01, reproj_start=0.5, reproj_tau_start=50.0, reproj_tau_end=2.0)
+    assert reprojection_tau(cfg, 0.49) is None
+    assert reprojection_tau(cfg, 0.5) == pytest.approx(50.0)
+    assert reprojection_tau(cfg, 0.75) == pytest.approx(26.0)
+    assert reprojection_tau(cfg, 1.0) == pytest.approx(2.0)
+    assert reprojection_tau(TrainConfig(reproj_weight=0.0), 0.9) is None
+
+
+def test_learning_rate_scales_by_each_groups_factor():
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([{"params": [a], "lr_factor": 1.0}, {"params": [b], "lr_factor": 0.1}, {"params": []}], lr=1)
+    set_learning_rate(opt, 0.5)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.05, 0.5]

@@ -34,7 +34,7 @@ import torch
 
 from slocal.data.scene import Frame
 from slocal.distill.config import BufferTrainConfig
-from slocal.distill.data import confidence_scale
+from slocal.distill.data import confidence_scale, read_frame_image
 from slocal.distill.encoder import DenseEncoder, encode, normalise
 from slocal.distill.novel_views import (
     MIN_PROXY_POINTS,
@@ -43,7 +43,6 @@ from slocal.distill.novel_views import (
     neighbour_splats,
     proxy_targets,
     random_view,
-    read_frame_image,
     render_points,
     sparse_pass_targets,
     view_neighbours,

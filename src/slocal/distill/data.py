@@ -134,6 +134,17 @@ def scene_centre(targets: TargetSet, names: Collection[str] | None = None) -> np
     return total / count
 
 
+def read_frame_image(frame: Frame) -> np.ndarray:
+    """A frame's RGB image (H, W, 3) uint8, checked against its camera's size (a SlocalError naming the file)."""
+    rgb = read_image(frame.image_path)
+    if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
+        raise SlocalError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
+            frame.image_path,
+        )
+    return rgb
+
+
 def load_train_frames(
     scene: Scene, targets: TargetSet, image_size: tuple[int, int], centre: np.ndarray
 ) -> list[TrainFrame]:
@@ -150,12 +161,7 @@ def load_train_frames(
         raise SlocalError("no mapping frame has teacher targets", targets.directory)
     for frame in progress_bar(mapping, "loading images"):
         t = by_name[frame.name]
-        rgb = read_image(frame.image_path)
-        if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
-            raise SlocalError(
-                f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
-                frame.image_path,
-            )
+        rgb = read_frame_image(frame)
         small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         coords = np.where(t.valid_HW[..., None], t.coords_HW3 - centre, 0.0).astype(np.float32)
         frames.append(

@@ -18,10 +18,9 @@ import cv2
 import numpy as np
 
 from slocal.data.scene import Frame
-from slocal.errors import SlocalError
+from slocal.distill.data import read_frame_image
 from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pose import invert, transform_points
-from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach.targets import FrameTargets
 
@@ -310,16 +309,6 @@ def sparse_pass_targets(
 def is_dense(targets: FrameTargets) -> bool:
     """Whether a frame's targets cover most of its grid (depth, DUSt3R), not a sparse teacher's points."""
     return bool(targets.valid_HW.mean() >= DENSE_FRACTION)
-
-
-def read_frame_image(frame: Frame) -> np.ndarray:
-    rgb = read_image(frame.image_path)
-    if (rgb.shape[1], rgb.shape[0]) != frame.camera.size:
-        raise SlocalError(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]}, its camera says {frame.camera.width}x{frame.camera.height}",
-            frame.image_path,
-        )
-    return rgb
 
 
 def neighbour_splats(

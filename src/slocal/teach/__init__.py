@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import fields
+import typing
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -81,7 +81,8 @@ def make_teacher(name: str, /, **options) -> Teacher:
     if name not in _BUILDERS:
         raise SlocalError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
     teacher_cls, config_cls = _BUILDERS[name]
-    types = {f.name: f.type for f in fields(config_cls)}
+    # The fields' types without their range constraints (``Annotated[int, Field(ge=8)]`` -> int).
+    types = {k: getattr(v, "__name__", str(v)) for k, v in typing.get_type_hints(config_cls).items()}
     unknown = sorted(set(options) - set(types))
     if unknown:
         raise SlocalError(
