@@ -255,7 +255,12 @@ CASES: tuple[Case, ...] = (
     Case("split_names_missing_frames", _split_beyond, ("no pose file",)),
     Case("colmap_image_missing", _colmap_missing_image, ("missing",)),
     Case("model_truncated", _model_truncated, ("not a readable",), needs_model=True),
-    Case("model_empty", lambda d, g: _model_truncated(d, g, 0.0), ("not a slocal model file", "empty (0 bytes)"), needs_model=True),
+    Case(
+        "model_empty",
+        lambda d, g: _model_truncated(d, g, 0.0),
+        ("not a slocal model file", "empty (0 bytes)"),
+        needs_model=True,
+    ),
     Case("model_of_other_scene", _of_other_scene("pt"), ("trained for scene",), needs_model=True),
     Case("onnx_of_other_scene", _of_other_scene("onnx"), ("trained for scene",), needs_model=True),
     Case("config_wrong_type", _config("train:\n  batch_size: two\n"), ("batch_size",)),

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tests/helpers/ -> the repository
 # A leftover of an interrupted write: a temporary file, a partial folder or a replaced one.
 LEFTOVER_MARKERS = (".tmp", ".partial-", ".old-")
 # Iterations of the shared tiny model (tests/cli/conftest.py); the kill-and-resume test trains as many.
