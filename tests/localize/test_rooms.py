@@ -1,0 +1,105 @@
+"""Localizing in a home of rooms: the room by inliers, one encoder pass per query, rooms ranked first."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import slocal.localize.rooms as rooms_module
+from rooms_home import HOME, ROOMS
+from slocal.data import load_scene
+from slocal.errors import SlocalError
+from slocal.io import read_image
+from slocal.localize.rooms import RoomLocalizer, head_output, home_rooms, load_rooms, rooms_in_runs
+
+
+@pytest.fixture(scope="module")
+def home(tiny_home):
+    data, runs = tiny_home
+    scenes = {room: load_scene(data, room) for room in ROOMS}
+    return data, runs, scenes, load_rooms(home_rooms(data, runs, HOME))
+
+
+pytestmark = pytest.mark.slow  # the tiny home's students: about 20 s to distill on 2 idle cores, once per session
+
+
+def _queries(scenes, split="query"):
+    """(room, rgb, camera) of each room's query frames, or of every 8th mapping frame (``split="mapping"``)."""
+    frames = {room: scene.query if split == "query" else scene.mapping[::8] for room, scene in scenes.items()}
+    return [(room, read_image(f.image_path), f.camera) for room, fs in frames.items() for f in fs]
+
+
+def test_each_query_is_placed_in_its_room_with_one_encoder_pass(home):
+    data, runs, scenes, localizer = home
+    assert localizer.rooms == list(ROOMS) and len(localizer.encoders) == 1
+    encoder = next(iter(localizer.encoders.values()))
+    queries = _queries(scenes)
+    calls = encoder.calls
+    for room, rgb, camera in queries:
+        loc = localizer.localize(rgb, camera)
+        assert loc.room == room and loc.success, (room, loc.room_inliers)
+        # Both rooms were checked; the right one has clearly more inliers (about twice, for these tiny students).
+        assert set(loc.room_inliers) == set(ROOMS) and loc.room_ratio >= 1.4, loc.room_inliers
+        assert loc.room_ratio == pytest.approx(loc.room_inliers[room] / max(min(loc.room_inliers.values()), 1))
+        assert loc.ms["network"] == pytest.approx(loc.ms["encoder"] + loc.ms["heads"])
+        assert loc.ms["total"] >= loc.ms["network"] + loc.ms["ransac"]
+    assert encoder.calls - calls == len(queries)  # one encoder pass per query, not one per room
+
+
+def test_a_room_head_on_shared_features_predicts_what_the_whole_student_does(home):
+    data, runs, scenes, localizer = home
+    encoder = next(iter(localizer.encoders.values()))
+    frame = scenes["home/living"].query[0]
+    rgb = read_image(frame.image_path)
+    feat, net_camera = encoder(rgb, frame.camera)
+    for student in localizer.models.values():
+        shared = head_output(student, feat, net_camera)
+        whole = student.predict(rgb, frame.camera)
+        assert shared.camera == whole.camera and shared.coords_hw3.shape == whole.coords_hw3.shape
+        np.testing.assert_allclose(shared.coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
+
+
+def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
+    """With more rooms than candidates, rooms are ranked by descriptor and only the top ones checked."""
+    data, runs, scenes, two_rooms = home
+    # A third room with the kitchen's student but another look: its descriptor is far from any query's.
+    models = {**two_rooms.models, "home/attic": two_rooms.models["home/kitchen"]}
+    localizer = RoomLocalizer(models, candidates=2)
+    localizer.describe_from_scenes(scenes, frames=8)
+    channels = next(iter(localizer.descriptors.values())).shape[1]
+    localizer.descriptors["home/attic"] = -np.ones((1, channels), np.float32) / np.sqrt(channels)
+    heads = []
+    real_head = rooms_module.head_output
+    monkeypatch.setattr(
+        rooms_module, "head_output", lambda student, *a: heads.append(student) or real_head(student, *a)
+    )
+    encoder = next(iter(localizer.encoders.values()))
+    assert encoder.calls == 2 * 8  # the descriptors: 8 mapping images of each described room
+    # Mapping images: the rooms' students know them well, so the first two checks are sure.
+    queries = _queries(scenes, "mapping")
+    for room, rgb, camera in queries:
+        heads.clear()
+        loc = localizer.localize(rgb, camera)
+        assert loc.room == room and set(loc.room_inliers) == set(ROOMS), loc.room_inliers
+        assert len(heads) == 2 and loc.room_ratio >= localizer.sure_ratio  # the attic's head never ran
+    assert encoder.calls == 2 * 8 + len(queries)
+    # Unsure (a ratio no check reaches): every room is checked, the right one still wins.
+    localizer.sure_ratio = 1e6
+    room, rgb, camera = queries[0]
+    loc = localizer.localize(rgb, camera)
+    assert loc.room == room and set(loc.room_inliers) == {*ROOMS, "home/attic"}
+
+
+def test_missing_student_names_the_room_and_the_distill_command(tiny_home, tmp_path):
+    data, runs = tiny_home
+    partial = tmp_path / "runs"
+    shutil.copytree(runs / "home" / "kitchen", partial / "home" / "kitchen")
+    with pytest.raises(SlocalError) as info:
+        home_rooms(data, partial, HOME)
+    text = str(info.value)
+    assert "1 of the 2 rooms of home have no ace student" in text and "\n" not in text
+    assert "room home/living: run `slocal distill --scene home/living --student ace`" in text
+    # Without the data root's folder, the rooms are those with a student under the runs folder.
+    assert rooms_in_runs(partial, HOME) == ["home/kitchen"]
+    assert [r.scene_id for r in home_rooms(tmp_path / "nodata", runs, HOME)] == list(ROOMS)
+    assert home_rooms(data, runs, "home/kitchen") == []  # a scene, not a home
