@@ -5,12 +5,12 @@ import shutil
 import numpy as np
 import pytest
 
-import slocal.localize.rooms as rooms_module
 from rooms_home import HOME, ROOMS
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.io import read_image
-from slocal.localize.rooms import RoomLocalizer, head_output, home_rooms, load_rooms, rooms_in_runs
+from slocal.localize.localizer import Localizer
+from slocal.localize.rooms import CHECK_POINTS, RoomHead, RoomLocalizer, home_rooms, load_rooms, rooms_in_runs
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,17 @@ def test_each_query_is_placed_in_its_room_with_one_encoder_pass(home):
     assert localizer.rooms == list(ROOMS) and len(localizer.encoders) == 1
     encoder = next(iter(localizer.encoders.values()))
     queries = _queries(scenes)
+    single = {room: Localizer(model) for room, model in localizer.models.items()}
     calls = encoder.calls
     for room, rgb, camera in queries:
         loc = localizer.localize(rgb, camera)
         assert loc.room == room and loc.success, (room, loc.room_inliers)
+        # The pose is the full RANSAC in the chosen room: what that room's own localizer gives (its
+        # coordinates from the fused session rather than encoder + head sessions: equal to ~1e-3).
+        one = single[room].localize(rgb, camera)
+        np.testing.assert_allclose(loc.cam_from_world, one.cam_from_world, atol=1e-2)
+        assert abs(loc.num_inliers - one.num_inliers) <= 0.02 * one.num_inliers
+        assert max(loc.room_inliers.values()) <= CHECK_POINTS
         # Both rooms were checked; the right one has clearly more inliers (about twice, for these tiny students).
         assert set(loc.room_inliers) == set(ROOMS) and loc.room_ratio >= 1.4, loc.room_inliers
         assert loc.room_ratio == pytest.approx(loc.room_inliers[room] / max(min(loc.room_inliers.values()), 1))
@@ -53,10 +60,15 @@ def test_a_room_head_on_shared_features_predicts_what_the_whole_student_does(hom
     rgb = read_image(frame.image_path)
     feat, net_camera = encoder(rgb, frame.camera)
     for student in localizer.models.values():
-        shared = head_output(student, feat, net_camera)
+        head = RoomHead(student)
+        assert head._ort is not None  # on CPU the head runs through onnxruntime, as the whole student does
+        shared = head(feat, net_camera)
         whole = student.predict(rgb, frame.camera)
         assert shared.camera == whole.camera and shared.coords_hw3.shape == whole.coords_hw3.shape
         np.testing.assert_allclose(shared.coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
+        # And through torch (the path off CPU): the same coordinates.
+        head._ort = None
+        np.testing.assert_allclose(head(feat, net_camera).coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
 
 
 def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
@@ -69,10 +81,8 @@ def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
     channels = next(iter(localizer.descriptors.values())).shape[1]
     localizer.descriptors["home/attic"] = -np.ones((1, channels), np.float32) / np.sqrt(channels)
     heads = []
-    real_head = rooms_module.head_output
-    monkeypatch.setattr(
-        rooms_module, "head_output", lambda student, *a: heads.append(student) or real_head(student, *a)
-    )
+    real_head = RoomHead.__call__
+    monkeypatch.setattr(RoomHead, "__call__", lambda self, *a: heads.append(self.student) or real_head(self, *a))
     encoder = next(iter(localizer.encoders.values()))
     assert encoder.calls == 2 * 8  # the descriptors: 8 mapping images of each described room
     # Mapping images: the rooms' students know them well, so the first two checks are sure.

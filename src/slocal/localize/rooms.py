@@ -13,7 +13,10 @@ Why the time per query does not grow with the rooms as N single-room localizers 
 - students that run a head on the same frozen pretrained encoder (``ace``/``hybrid``, without
   ``tune_encoder``, at the same input size) share one encoder pass per query (``SharedEncoder``);
   only their small heads run per room;
-- the short check costs a fraction of the full RANSAC, which runs once, in the chosen room;
+- on CPU the shared encoder and every room's head run through onnxruntime, as whole students do
+  (a head of a few linear layers run eagerly by torch on 2 threads took longer than the encoder);
+- the check is a short RANSAC on a subset of the matches, a fraction of the full RANSAC, which
+  runs once, in the chosen room;
 - with more rooms than ``candidates``, rooms are first ranked by a global descriptor of the
   shared encoder's features (mean-pooled, L2-normalised) against descriptors of each room's
   mapping images, and only the top ``candidates`` are checked, unless the check is unsure
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from slocal.data import find_rooms
 from slocal.data.scene import Scene
@@ -53,9 +57,14 @@ from slocal.localize.localizer import (
 
 log = logging.getLogger(__name__)
 
-# The room check: the students' RANSAC with fewer hypotheses. In the right room a few dozen
-# draws find a pose that most matches agree with; in a wrong one no number of draws does.
-ROOM_CHECK = replace(DENSE_PNP, max_iterations=100, min_iterations=20)
+# The room check: the students' RANSAC with fewer hypotheses, on CHECK_POINTS evenly spaced
+# matches and without poselib's second pass over all of them (the part that costs: ~1 ms in a wrong
+# room, ~2 ms in the right one, against 5-10 ms for the full RANSAC, measured on the procedural home).
+# In the right room a few dozen draws find a pose that most matches agree with; in a wrong one no
+# number of draws does. The chosen room's pose is then the full RANSAC on all matches (DENSE_PNP),
+# the one a single-room localizer computes.
+ROOM_CHECK = replace(DENSE_PNP, max_iterations=100, min_iterations=20, ransac_points=None)
+CHECK_POINTS = 320
 # Rooms checked before any is accepted, the best / runner-up inlier ratio that makes the
 # choice sure, and how many mapping images per room give its descriptors.
 CANDIDATES = 2
@@ -79,7 +88,8 @@ class RoomLocalization(Localization):
         room: the chosen room (the best checked one, also when its pose failed); None without rooms.
         room_ratio: check inliers of the chosen room / those of the runner-up (at least 1 in the
             denominator); None when only one room was checked. 1 means a tie, 10 a clear choice.
-        room_inliers: check inliers of every room checked for this query, best first.
+        room_inliers: check inliers (of ``CHECK_POINTS`` matches) of every room checked for this
+            query, best first.
     """
 
     room: str | None = None
@@ -149,11 +159,14 @@ class SharedEncoder:
         self.encoder = student.module.encoder
         self.device = student.device
         self.calls = 0
-        # On CPU the encoder runs through onnxruntime like the students' own sessions (spinning
-        # threads, a fixed-shape session per input size), made now rather than on the first query.
+        # On CPU the encoder runs through onnxruntime like the students' own sessions (a fixed-shape
+        # session per input size, made now rather than on the first query), but with sleeping
+        # threads: each onnxruntime session has its own thread pool, and threads left spinning by the
+        # encoder's session fought the heads' sessions that run right after it for the 2 cores (on
+        # the procedural home, under load, 2 rooms took 190 ms a query with spinning, 35-50 without).
         self._ort = None
         if self.device.type == "cpu":
-            self._ort = OrtModule(self.encoder, ["features"])
+            self._ort = OrtModule(self.encoder, ["features"], spinning=False)
             width, height = student.image_size
             self._ort.session((1, 3, height, width))
 
@@ -190,17 +203,49 @@ class SharedEncoder:
             return self.encoder(x.to(self.device)).float(), net_camera
 
 
-def head_output(student, feat_1Chw: torch.Tensor, net_camera: Camera) -> StudentOutput:
-    """One room's head on shared encoder features: the same prediction as ``student.predict`` on the image."""
-    start = time.perf_counter()
-    bf16 = student.precision == "bf16" and student.device.type != "cpu"  # on CPU the students run fp32 (onnxruntime)
-    with torch.inference_mode(), torch.autocast(student.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = student.module.forward_features(feat_1Chw.to(student.device))
-    centre = torch.as_tensor(student.centre, dtype=torch.float32, device=out.device).view(1, 3, 1, 1)
-    coords = (out[:, :3].float() + centre)[0].permute(1, 2, 0).cpu().numpy()
-    conf = torch.exp(-out[0, 3]).float().cpu().numpy() if student.config.uncertainty else None
-    ms = (time.perf_counter() - start) * 1e3
-    return StudentOutput(np.ascontiguousarray(coords, dtype=np.float32), conf, net_camera, student.stride, ms)
+class _Head(nn.Module):
+    """A student's head alone, for export: encoder features -> coordinates relative to the scene centre."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, feat_BChw: torch.Tensor) -> torch.Tensor:
+        return self.module.forward_features(feat_BChw)
+
+
+class RoomHead:
+    """One room's head on shared encoder features: the same prediction as ``student.predict`` on the image.
+
+    On CPU it runs through onnxruntime (``OrtModule``, its session made now for the student's input
+    size), like the student's own fused session; elsewhere through torch. Through torch on CPU a head
+    of a few linear layers took 20-45 ms on 2 threads under load (the thread pool waking), 0.2 ms on one.
+    """
+
+    def __init__(self, student):
+        self.student = student
+        self._ort = None
+        if student.device.type == "cpu":
+            channels = student.module.buffer_channels
+            # Sleeping threads, as the shared encoder's (see ``SharedEncoder``).
+            self._ort = OrtModule(_Head(student.module), ["coords"], spinning=False, in_channels=channels)
+            width, height = student.image_size
+            self._ort.session((1, channels, height // student.stride, width // student.stride))
+
+    def __call__(self, feat_1Chw: torch.Tensor, net_camera: Camera) -> StudentOutput:
+        start = time.perf_counter()
+        student = self.student
+        if self._ort is not None:
+            out = self._ort(feat_1Chw)[0]
+        else:
+            bf16 = student.precision == "bf16" and student.device.type != "cpu"  # on CPU students run fp32
+            with torch.inference_mode(), torch.autocast(student.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = student.module.forward_features(feat_1Chw.to(student.device))
+        centre = torch.as_tensor(student.centre, dtype=torch.float32, device=out.device).view(1, 3, 1, 1)
+        coords = (out[:, :3].float() + centre)[0].permute(1, 2, 0).cpu().numpy()
+        conf = torch.exp(-out[0, 3]).float().cpu().numpy() if student.config.uncertainty else None
+        ms = (time.perf_counter() - start) * 1e3
+        return StudentOutput(np.ascontiguousarray(coords, dtype=np.float32), conf, net_camera, student.stride, ms)
 
 
 def global_descriptor(feat_1Chw: torch.Tensor) -> np.ndarray:
@@ -211,9 +256,7 @@ def global_descriptor(feat_1Chw: torch.Tensor) -> np.ndarray:
 
 @dataclass(eq=False)
 class _Check:
-    output: object
-    uv: np.ndarray
-    xyz: np.ndarray
+    output: StudentOutput
     result: PnpResult
 
 
@@ -248,6 +291,7 @@ class RoomLocalizer:
         self.sure_ratio = sure_ratio
         self.encoders: dict[tuple, SharedEncoder] = {}
         self._encoder_of: dict[str, tuple] = {}
+        self._heads: dict[str, RoomHead] = {}
         groups: dict[tuple, list[str]] = {}
         for room, model in self.models.items():
             key = SharedEncoder.sharing_key(model)
@@ -258,6 +302,7 @@ class RoomLocalizer:
             if len(rooms) > 1:
                 self.encoders[key] = SharedEncoder(self.models[rooms[0]])
                 self._encoder_of.update(dict.fromkeys(rooms, key))
+                self._heads.update({room: RoomHead(self.models[room]) for room in rooms})
         self.descriptors: dict[str, np.ndarray] = {}
 
     @property
@@ -335,10 +380,10 @@ class RoomLocalizer:
             if key is None:
                 output = model.predict(rgb_HW3, camera)
             else:
-                output = head_output(model, *features[key])
-            uv, xyz = correspondences(output)
+                output = self._heads[room](*features[key])
             t1 = time.perf_counter()
-            checks[room] = _Check(output, uv, xyz, solve_pnp(uv, xyz, output.camera, self.check_config))
+            uv, xyz = correspondences(output, max_points=CHECK_POINTS)
+            checks[room] = _Check(output, solve_pnp(uv, xyz, output.camera, self.check_config))
             ms["heads"] += (t1 - t0) * 1e3
             ms["check"] += (time.perf_counter() - t1) * 1e3
 
@@ -351,10 +396,7 @@ class RoomLocalizer:
         by_inliers = sorted(checks, key=lambda r: -checks[r].result.num_inliers)  # stable: ties keep rank order
         best = checks[by_inliers[0]]
         t_final = time.perf_counter()
-        if self.check_config == self.pnp_config:
-            result = best.result
-        else:
-            result = solve_pnp(best.uv, best.xyz, best.output.camera, self.pnp_config)
+        result = solve_pnp(*correspondences(best.output), best.output.camera, self.pnp_config)
         end = time.perf_counter()
         inliers = {r: checks[r].result.num_inliers for r in by_inliers}
         ratio = None
