@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from slocal.bench.metrics import QueryResult, accuracy_summary, query_result, room_summary, timing_summary
+from slocal.bench.metrics import (
+    QueryResult,
+    accuracy_summary,
+    query_result,
+    room_summary,
+    systematic_error,
+    timing_summary,
+)
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import PnpConfig
@@ -81,6 +88,7 @@ def home_student_row(
     students = list(localizer.models.values())
     row = {
         **accuracy_summary(right, scale),
+        **systematic_error(right, scale),
         **timing_summary([r.ms for r in results]),
         **room_summary(results),
         "n_queries": len(results),
