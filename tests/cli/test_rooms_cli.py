@@ -73,6 +73,7 @@ def test_localize_and_bench_a_home_of_two_rooms(tiny_home, tmp_path):
     assert row["room_recognition"] == 100.0 * row["n_room_right"] / 4 and row["n_room_right"] == 4
     assert row["room_ratio_median"] >= 1.4 and row["shared_encoder"] is True
     assert row["ms_encoder"] > 0 and row["ms_check"] > 0 and row["median_t_cm"] is not None
+    assert "mean_cam_err" in row and row["n_cam_err"] <= row["n_room_right"]  # the systematic part, placed right
     per_query = json.loads((bench_out / "per_query.json").read_text())
     assert sorted((q["room"], q["room_est"]) for q in per_query) == sorted((r, r) for r in ROOMS for _ in range(2))
     assert "placed in the right room (4 of 4" in (bench_out / "results.md").read_text()
