@@ -66,9 +66,15 @@ def test_a_room_head_on_shared_features_predicts_what_the_whole_student_does(hom
         whole = student.predict(rgb, frame.camera)
         assert shared.camera == whole.camera and shared.coords_hw3.shape == whole.coords_hw3.shape
         np.testing.assert_allclose(shared.coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
+        # The room check runs an ace head on some cells only: the same coordinates there.
+        assert head.per_cell
+        idx = np.array([0, 5, 17, whole.coords_hw3.shape[0] * whole.coords_hw3.shape[1] - 1])
+        some = whole.coords_hw3.reshape(-1, 3)[idx]
+        np.testing.assert_allclose(head.cells(feat, idx), some, atol=2e-3, rtol=1e-4)
         # And through torch (the path off CPU): the same coordinates.
         head._ort = None
         np.testing.assert_allclose(head(feat, net_camera).coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
+        np.testing.assert_allclose(head.cells(feat, idx), some, atol=2e-3, rtol=1e-4)
 
 
 def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
@@ -80,18 +86,20 @@ def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
     localizer.describe_from_scenes(scenes, frames=8)
     channels = next(iter(localizer.descriptors.values())).shape[1]
     localizer.descriptors["home/attic"] = -np.ones((1, channels), np.float32) / np.sqrt(channels)
-    heads = []
-    real_head = RoomHead.__call__
-    monkeypatch.setattr(RoomHead, "__call__", lambda self, *a: heads.append(self.student) or real_head(self, *a))
+    heads, full = [], []
+    real_cells, real_head = RoomHead.cells, RoomHead.__call__
+    monkeypatch.setattr(RoomHead, "cells", lambda self, *a: heads.append(self.student) or real_cells(self, *a))
+    monkeypatch.setattr(RoomHead, "__call__", lambda self, *a: full.append(self.student) or real_head(self, *a))
     encoder = next(iter(localizer.encoders.values()))
     assert encoder.calls == 2 * 8  # the descriptors: 8 mapping images of each described room
     # Mapping images: the rooms' students know them well, so the first two checks are sure.
     queries = _queries(scenes, "mapping")
     for room, rgb, camera in queries:
-        heads.clear()
+        heads.clear(), full.clear()
         loc = localizer.localize(rgb, camera)
         assert loc.room == room and set(loc.room_inliers) == set(ROOMS), loc.room_inliers
         assert len(heads) == 2 and loc.room_ratio >= localizer.sure_ratio  # the attic's head never ran
+        assert full == [localizer.models[room]]  # on all cells: the chosen room's head only, once
     assert encoder.calls == 2 * 8 + len(queries)
     # Unsure (a ratio no check reaches): every room is checked, the right one still wins.
     localizer.sure_ratio = 1e6

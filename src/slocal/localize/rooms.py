@@ -16,7 +16,9 @@ Why the time per query does not grow with the rooms as N single-room localizers 
 - on CPU the shared encoder and every room's head run through onnxruntime, as whole students do
   (a head of a few linear layers run eagerly by torch on 2 threads took longer than the encoder);
 - the check is a short RANSAC on a subset of the matches, a fraction of the full RANSAC, which
-  runs once, in the chosen room;
+  runs once, in the chosen room; for heads that predict each cell from its own features alone
+  (``ace``), the heads of the checked rooms run only on the check's cells, and the chosen room's
+  head once more on all of them;
 - with more rooms than ``candidates``, rooms are first ranked by a global descriptor of the
   shared encoder's features (mean-pooled, L2-normalised) against descriptors of each room's
   mapping images, and only the top ``candidates`` are checked, unless the check is unsure
@@ -40,8 +42,9 @@ from slocal.data.scene import Scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.encoder import OrtModule
 from slocal.distill.model_file import StudentOutput
+from slocal.distill.students import AceStudent
 from slocal.errors import SlocalError
-from slocal.geometry.camera import Camera
+from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pnp import DENSE_PNP, PnpConfig, PnpResult, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import (
@@ -217,13 +220,18 @@ class _Head(nn.Module):
 class RoomHead:
     """One room's head on shared encoder features: the same prediction as ``student.predict`` on the image.
 
+    Attributes:
+        per_cell: the head predicts each cell from that cell's features alone (an ``ace`` head
+            without a confidence output), so ``cells`` can run it on some cells only.
+
     On CPU it runs through onnxruntime (``OrtModule``, its session made now for the student's input
     size), like the student's own fused session; elsewhere through torch. Through torch on CPU a head
     of a few linear layers took 20-45 ms on 2 threads under load (the thread pool waking), 0.2 ms on one.
     """
 
-    def __init__(self, student):
+    def __init__(self, student, check_cells: int | None = None):
         self.student = student
+        self.per_cell = isinstance(student.module, AceStudent) and not student.config.uncertainty
         self._ort = None
         if student.device.type == "cpu":
             channels = student.module.buffer_channels
@@ -231,16 +239,34 @@ class RoomHead:
             self._ort = OrtModule(_Head(student.module), ["coords"], spinning=False, in_channels=channels)
             width, height = student.image_size
             self._ort.session((1, channels, height // student.stride, width // student.stride))
+            if self.per_cell and check_cells:
+                self._ort.session((1, channels, 1, check_cells))
+
+    def _run(self, feat_1Chw: torch.Tensor) -> torch.Tensor:
+        student = self.student
+        if self._ort is not None:
+            return self._ort(feat_1Chw)[0]
+        bf16 = student.precision == "bf16" and student.device.type != "cpu"  # on CPU students run fp32
+        with torch.inference_mode(), torch.autocast(student.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return student.module.forward_features(feat_1Chw.to(student.device))
+
+    def cells(self, feat_1Chw: torch.Tensor, idx_K: np.ndarray) -> np.ndarray:
+        """(K, 3) float64 world coordinates of the cells ``idx_K`` (row-major indices of the h x w grid).
+
+        Only for a ``per_cell`` head: the cells' features are laid out as a 1 x K image.
+        """
+        if not self.per_cell:
+            raise ValueError("this head looks beyond each cell: run it on the whole feature map")
+        C = feat_1Chw.shape[1]
+        sub = feat_1Chw.reshape(1, C, -1)[:, :, torch.as_tensor(idx_K)].reshape(1, C, 1, len(idx_K))
+        out = self._run(sub)
+        coords = out[0, :3, 0, :].float().cpu().numpy().T.astype(np.float64)
+        return coords + np.asarray(self.student.centre, np.float64).reshape(1, 3)
 
     def __call__(self, feat_1Chw: torch.Tensor, net_camera: Camera) -> StudentOutput:
         start = time.perf_counter()
         student = self.student
-        if self._ort is not None:
-            out = self._ort(feat_1Chw)[0]
-        else:
-            bf16 = student.precision == "bf16" and student.device.type != "cpu"  # on CPU students run fp32
-            with torch.inference_mode(), torch.autocast(student.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = student.module.forward_features(feat_1Chw.to(student.device))
+        out = self._run(feat_1Chw)
         centre = torch.as_tensor(student.centre, dtype=torch.float32, device=out.device).view(1, 3, 1, 1)
         coords = (out[:, :3].float() + centre)[0].permute(1, 2, 0).cpu().numpy()
         conf = torch.exp(-out[0, 3]).float().cpu().numpy() if student.config.uncertainty else None
@@ -256,7 +282,7 @@ def global_descriptor(feat_1Chw: torch.Tensor) -> np.ndarray:
 
 @dataclass(eq=False)
 class _Check:
-    output: StudentOutput
+    output: StudentOutput | None  # None: the head ran on the check's cells only
     result: PnpResult
 
 
@@ -302,7 +328,7 @@ class RoomLocalizer:
             if len(rooms) > 1:
                 self.encoders[key] = SharedEncoder(self.models[rooms[0]])
                 self._encoder_of.update(dict.fromkeys(rooms, key))
-                self._heads.update({room: RoomHead(self.models[room]) for room in rooms})
+                self._heads.update({room: RoomHead(self.models[room], CHECK_POINTS) for room in rooms})
         self.descriptors: dict[str, np.ndarray] = {}
 
     @property
@@ -377,13 +403,21 @@ class RoomLocalizer:
             t0 = time.perf_counter()
             model = self.models[room]
             key = self._encoder_of.get(room)
-            if key is None:
-                output = model.predict(rgb_HW3, camera)
+            head = self._heads.get(room)
+            if head is not None and head.per_cell:
+                # The cells correspondences(max_points=CHECK_POINTS) would take: evenly spaced.
+                feat, net_camera = features[key]
+                uv_all = pixel_centers(net_camera.width, net_camera.height, model.stride).reshape(-1, 2)
+                idx = np.linspace(0, len(uv_all) - 1, min(CHECK_POINTS, len(uv_all))).round().astype(np.int64)
+                xyz = head.cells(feat, idx)
+                output, uv, cam = None, uv_all[idx], net_camera
+                t1 = time.perf_counter()
             else:
-                output = self._heads[room](*features[key])
-            t1 = time.perf_counter()
-            uv, xyz = correspondences(output, max_points=CHECK_POINTS)
-            checks[room] = _Check(output, solve_pnp(uv, xyz, output.camera, self.check_config))
+                output = model.predict(rgb_HW3, camera) if head is None else head(*features[key])
+                t1 = time.perf_counter()
+                uv, xyz = correspondences(output, max_points=CHECK_POINTS)
+                cam = output.camera
+            checks[room] = _Check(output, solve_pnp(uv, xyz, cam, self.check_config))
             ms["heads"] += (t1 - t0) * 1e3
             ms["check"] += (time.perf_counter() - t1) * 1e3
 
@@ -395,8 +429,13 @@ class RoomLocalizer:
                 check(room)
         by_inliers = sorted(checks, key=lambda r: -checks[r].result.num_inliers)  # stable: ties keep rank order
         best = checks[by_inliers[0]]
+        output = best.output
+        if output is None:
+            t0 = time.perf_counter()
+            output = self._heads[by_inliers[0]](*features[self._encoder_of[by_inliers[0]]])
+            ms["heads"] += (time.perf_counter() - t0) * 1e3
         t_final = time.perf_counter()
-        result = solve_pnp(*correspondences(best.output), best.output.camera, self.pnp_config)
+        result = solve_pnp(*correspondences(output), output.camera, self.pnp_config)
         end = time.perf_counter()
         inliers = {r: checks[r].result.num_inliers for r in by_inliers}
         ratio = None
