@@ -71,6 +71,10 @@ def test_a_room_head_on_shared_features_predicts_what_the_whole_student_does(hom
         idx = np.array([0, 5, 17, whole.coords_hw3.shape[0] * whole.coords_hw3.shape[1] - 1])
         some = whole.coords_hw3.reshape(-1, 3)[idx]
         np.testing.assert_allclose(head.cells(feat, idx), some, atol=2e-3, rtol=1e-4)
+        # The rest of the grid around them: the whole prediction again.
+        rest = head.rest(feat, net_camera, idx, head.cells(feat, idx))
+        assert rest.camera == whole.camera and rest.stride == whole.stride
+        np.testing.assert_allclose(rest.coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
         # And through torch (the path off CPU): the same coordinates.
         head._ort = None
         np.testing.assert_allclose(head(feat, net_camera).coords_hw3, whole.coords_hw3, atol=2e-3, rtol=1e-4)
@@ -98,8 +102,9 @@ def test_ranked_rooms_check_only_the_likeliest_unless_unsure(home, monkeypatch):
         heads.clear(), full.clear()
         loc = localizer.localize(rgb, camera)
         assert loc.room == room and set(loc.room_inliers) == set(ROOMS), loc.room_inliers
-        assert len(heads) == 2 and loc.room_ratio >= localizer.sure_ratio  # the attic's head never ran
-        assert full == [localizer.models[room]]  # on all cells: the chosen room's head only, once
+        # The two checked rooms' heads on the check's cells (here the whole 16 x 12 grid: nothing is
+        # left for the chosen room's head to run on); the attic's head never ran, no head on the grid.
+        assert len(heads) == 2 and loc.room_ratio >= localizer.sure_ratio and full == []
     assert encoder.calls == 2 * 8 + len(queries)
     # Unsure (a ratio no check reaches): every room is checked, the right one still wins.
     localizer.sure_ratio = 1e6

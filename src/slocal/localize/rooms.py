@@ -18,7 +18,7 @@ Why the time per query does not grow with the rooms as N single-room localizers 
 - the check is a short RANSAC on a subset of the matches, a fraction of the full RANSAC, which
   runs once, in the chosen room; for heads that predict each cell from its own features alone
   (``ace``), the heads of the checked rooms run only on the check's cells, and the chosen room's
-  head once more on all of them;
+  head then on the other cells;
 - with more rooms than ``candidates``, rooms are first ranked by a global descriptor of the
   shared encoder's features (mean-pooled, L2-normalised) against descriptors of each room's
   mapping images, and only the top ``candidates`` are checked, unless the check is unsure
@@ -241,7 +241,11 @@ class RoomHead:
             width, height = student.image_size
             self._ort.session((1, channels, height // student.stride, width // student.stride))
             if self.per_cell and check_cells:
-                self._ort.session((1, channels, 1, check_cells))
+                # The room check's cells, and the rest of the grid (``rest``).
+                cells = (height // student.stride) * (width // student.stride)
+                self._ort.session((1, channels, 1, min(check_cells, cells)))
+                if cells > check_cells:
+                    self._ort.session((1, channels, 1, cells - check_cells))
 
     def _run(self, feat_1Chw: torch.Tensor) -> torch.Tensor:
         student = self.student
@@ -252,7 +256,7 @@ class RoomHead:
             return student.module.forward_features(feat_1Chw.to(student.device))
 
     def cells(self, feat_1Chw: torch.Tensor, idx_K: np.ndarray) -> np.ndarray:
-        """(K, 3) float64 world coordinates of the cells ``idx_K`` (row-major indices of the h x w grid).
+        """(K, 3) float32 world coordinates of the cells ``idx_K`` (row-major indices of the h x w grid).
 
         Only for a ``per_cell`` head: the cells' features are laid out as a 1 x K image.
         """
@@ -261,8 +265,20 @@ class RoomHead:
         C = feat_1Chw.shape[1]
         sub = feat_1Chw.reshape(1, C, -1)[:, :, torch.as_tensor(idx_K)].reshape(1, C, 1, len(idx_K))
         out = self._run(sub)
-        coords = out[0, :3, 0, :].float().cpu().numpy().T.astype(np.float64)
-        return coords + np.asarray(self.student.centre, np.float64).reshape(1, 3)
+        centre = torch.as_tensor(self.student.centre, dtype=torch.float32, device=out.device).view(3, 1)
+        return (out[0, :3, 0, :].float() + centre).T.cpu().numpy()
+
+    def rest(self, feat_1Chw: torch.Tensor, net_camera: Camera, idx_K: np.ndarray, xyz_K3: np.ndarray) -> StudentOutput:
+        """The whole prediction, given ``cells`` at ``idx_K`` already: the head runs on the other cells only."""
+        start = time.perf_counter()
+        h, w = feat_1Chw.shape[2:]
+        others = np.setdiff1d(np.arange(h * w), idx_K)
+        coords = np.empty((h * w, 3), np.float32)
+        coords[idx_K] = xyz_K3
+        if len(others):
+            coords[others] = self.cells(feat_1Chw, others)
+        ms = (time.perf_counter() - start) * 1e3
+        return StudentOutput(coords.reshape(h, w, 3), None, net_camera, self.student.stride, ms)
 
     def __call__(self, feat_1Chw: torch.Tensor, net_camera: Camera) -> StudentOutput:
         start = time.perf_counter()
@@ -283,8 +299,10 @@ def global_descriptor(feat_1Chw: torch.Tensor) -> np.ndarray:
 
 @dataclass(eq=False)
 class _Check:
-    output: StudentOutput | None  # None: the head ran on the check's cells only
+    output: StudentOutput | None  # None: the head ran on the check's cells only, ``idx`` and ``xyz``
     result: PnpResult
+    idx: np.ndarray | None = None
+    xyz: np.ndarray | None = None
 
 
 class RoomLocalizer:
@@ -411,14 +429,15 @@ class RoomLocalizer:
                 uv_all = pixel_centers(net_camera.width, net_camera.height, model.stride).reshape(-1, 2)
                 idx = np.linspace(0, len(uv_all) - 1, min(CHECK_POINTS, len(uv_all))).round().astype(np.int64)
                 xyz = head.cells(feat, idx)
-                output, uv, cam = None, uv_all[idx], net_camera
                 t1 = time.perf_counter()
+                keep = np.isfinite(xyz).all(1)
+                result = solve_pnp(uv_all[idx][keep], xyz[keep].astype(np.float64), net_camera, self.check_config)
+                checks[room] = _Check(None, result, idx, xyz)
             else:
                 output = model.predict(rgb_HW3, camera) if head is None else head(*features[key])
                 t1 = time.perf_counter()
                 uv, xyz = correspondences(output, max_points=CHECK_POINTS)
-                cam = output.camera
-            checks[room] = _Check(output, solve_pnp(uv, xyz, cam, self.check_config))
+                checks[room] = _Check(output, solve_pnp(uv, xyz, output.camera, self.check_config))
             ms["heads"] += (t1 - t0) * 1e3
             ms["check"] += (time.perf_counter() - t1) * 1e3
 
@@ -432,8 +451,10 @@ class RoomLocalizer:
         best = checks[by_inliers[0]]
         output = best.output
         if output is None:
+            # The chosen room's head on the cells the check did not need: its whole prediction.
             t0 = time.perf_counter()
-            output = self._heads[by_inliers[0]](*features[self._encoder_of[by_inliers[0]]])
+            feat, net_camera = features[self._encoder_of[by_inliers[0]]]
+            output = self._heads[by_inliers[0]].rest(feat, net_camera, best.idx, best.xyz)
             ms["heads"] += (time.perf_counter() - t0) * 1e3
         t_final = time.perf_counter()
         result = solve_pnp(*correspondences(output), output.camera, self.pnp_config)
