@@ -101,3 +101,11 @@ def tiny_twelve_scenes(tmp_path: Path) -> Path:
     """Data root holding ``apt0/tiny``, a minimal 12Scenes scene (2 queries, 4 mapping frames)."""
     write_tiny_twelve_scenes(tmp_path / "data" / "apt0" / "tiny")
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_home(tmp_path_factory) -> tuple[Path, Path]:
+    """(data root, runs folder) of ``home``: two tiny synth rooms with tiny ace students (``rooms_home``)."""
+    from rooms_home import make_tiny_home
+
+    return make_tiny_home(tmp_path_factory.mktemp("home"))

@@ -9,6 +9,7 @@ from slocal.bench.metrics import (
     accuracy_summary,
     camera_frame_error,
     query_result,
+    room_summary,
     summarize,
     systematic_error,
     timing_summary,
@@ -126,3 +127,20 @@ def test_systematic_error_leaves_out_gross_failures():
     s_units = systematic_error(results, None)
     assert s_units["n_cam_err"] == 2
     assert systematic_error(results[2:], 1.0) == {"mean_cam_err": None, "std_cam_err": None, "n_cam_err": 0}
+
+
+def test_room_summary_counts_queries_placed_in_their_room():
+    gt = np.eye(4)
+
+    def placed(room, est, ratio):
+        return QueryResult(f"{room}/f", True, 0.0, 0.0, 50, {}, gt, gt, room=room, room_est=est, room_ratio=ratio)
+
+    results = [
+        placed("a/k", "a/k", 8.0),
+        placed("a/k", "a/l", 1.1),
+        placed("a/l", "a/l", 4.0),
+        placed("a/l", "a/l", None),
+    ]
+    summary = room_summary(results)
+    assert summary == {"room_recognition": 75.0, "n_room_right": 3, "room_ratio_median": 4.0}
+    assert room_summary([]) == {"room_recognition": None, "n_room_right": 0, "room_ratio_median": None}

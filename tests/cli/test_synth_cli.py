@@ -20,3 +20,17 @@ def test_cli_synth_then_scenes(tmp_path):
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "not empty" in again.output
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_cli_synth_second_room_under_one_folder(tmp_path):
+    runner = CliRunner()
+    data = tmp_path / "data"
+    common = ["--frames", "3", "--queries", "1", "--data-root", str(data), "--json"]
+    one = runner.invoke(app, ["synth", "home/kitchen", *common])
+    two = runner.invoke(app, ["synth", "home/living", "--room", "2", *common])
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    assert json.loads(one.stdout)["room"] == 1 and json.loads(two.stdout)["room"] == 2
+    listed = json.loads(runner.invoke(app, ["scenes", "--json", "--data-root", str(data)]).stdout)
+    assert [r["scene"] for r in listed] == ["home/kitchen", "home/living"]
+    bad = runner.invoke(app, ["synth", "home/attic", "--room", "9", *common])
+    assert bad.exit_code == 1 and "unknown room layout 9" in bad.output

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
 from slocal.localize.localizer import Localizer, load_model, trained_students
-from slocal.localize.queries import Query, localize_queries, read_intrinsics_list, write_hloc_poses
+from slocal.localize.queries import Query, QueryPose, localize_queries, read_intrinsics_list, write_hloc_poses
+from slocal.localize.rooms import CANDIDATES, home_rooms, load_rooms
 from slocal_cli.common import (
     DEFAULT_DATA,
     DEFAULT_RUNS,
@@ -81,8 +83,9 @@ def localize(
         typer.Option(
             "--scene",
             "-s",
-            help="Scene id: finds the default student under --runs, and refuses a --model of another scene (default: "
-            "the model's own scene).",
+            help="Scene id: finds the default student under --runs, and refuses a --model of another scene "
+            "(default: the model's own scene). A folder of scenes (a home: apt1 holding apt1/kitchen, "
+            "apt1/living, ...) tries every room's student and prints the room beside the pose.",
         ),
     ] = None,
     student: StudentName = DEFAULT_STUDENT,
@@ -113,8 +116,8 @@ def localize(
         typer.Option(
             "--out",
             "-o",
-            help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus OUT_STEM.json "
-            "with inliers, timings and failures.",
+            help="Write the poses in hloc's format ('name qw qx qy qz tx ty tz', cam_from_world) plus "
+            "OUT_STEM.json with inliers, timings and failures (and, in a home, OUT_STEM_rooms.txt: each image's room).",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="torch device for .pt students (cpu, cuda).")] = "cpu",
@@ -126,38 +129,57 @@ def localize(
     ] = None,
     ransac_points: RansacPoints = None,
     json_out: JsonOut = False,
-    data_root: DataRoot = DEFAULT_DATA,  # accepted like every command; the model file holds what localize needs
+    data_root: DataRoot = DEFAULT_DATA,  # the rooms of a home; one scene's model file holds all localize needs
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
     """Estimate cam_from_world for each image; prints `name qw qx qy qz tx ty tz inliers` per image.
 
+    With --scene naming a home (a folder of rooms, each with its student), each line is
+    `name room qw qx qy qz tx ty tz inliers room_ratio`: the room the image was placed in, its pose in
+    that room's frame, and how sure the room is (the chosen room's check inliers over the runner-up's:
+    1 is a tie, 10 a clear choice). --out then also writes OUT_STEM_rooms.txt (`name room room_ratio`).
+
     An image that cannot be read is reported on stderr (one line naming it); one that RANSAC cannot
-    localize prints `name FAILED inliers`; the others go on, and the exit code is 1 when any image has no pose.
+    localize prints `name FAILED inliers` (`name room FAILED inliers` in a home); the others go on,
+    and the exit code is 1 when any image has no pose.
     """
     if intrinsics and intrinsics_list:
         raise SlocalError("give --intrinsics or --intrinsics-list, not both")
     named = expand_images(images)
     fixed = parse_intrinsics(intrinsics) if intrinsics else None
     cameras = read_intrinsics_list(intrinsics_list) if intrinsics_list else None
+    rooms = []
     if model is None:
         if scene is None:
             raise SlocalError("give --model, or --scene to use the scene's default student under --runs")
         model = default_model_path(runs, scene, student)
         if not model.is_file():
-            trained = trained_students(runs, scene)
-            hint = (
-                f"trained for it: {', '.join(trained)} (pass --student {trained[0]})"
-                if trained
-                else f"run `slocal distill --scene {scene} --student {student}` first or pass --model"
-            )
-            raise SlocalError(f"no {student} student for scene {scene}; {hint}", model)
+            rooms = home_rooms(data_root, runs, scene, student)
+            if not rooms:
+                trained = trained_students(runs, scene)
+                hint = (
+                    f"trained for it: {', '.join(trained)} (pass --student {trained[0]})"
+                    if trained
+                    else f"run `slocal distill --scene {scene} --student {student}` first or pass --model"
+                )
+                raise SlocalError(f"no {student} student for scene {scene}; {hint}", model)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    # The model file holds its scene id and training camera: no scene is loaded here.
-    predictor = load_model(model, device=device, expect_scene=scene, threads=threads)
+    if rooms:
+        localizer = load_rooms(rooms, device=device, threads=threads, pnp_config=student_pnp(ransac_points))
+        if len(rooms) > CANDIDATES and (data_root / scene).is_dir():
+            # Rank the rooms by their mapping images, so that only the likeliest are checked.
+            localizer.describe_from_scenes({r.scene_id: load_scene(data_root, r.scene_id) for r in rooms})
+        predictor = localizer  # for its reference_camera: the one all rooms were mapped with
+        extra = {"scene": scene, "rooms": {r.scene_id: str(r.model) for r in rooms}}
+    else:
+        # The model file holds its scene id and training camera: no scene is loaded here.
+        predictor = load_model(model, device=device, expect_scene=scene, threads=threads)
+        localizer = Localizer(predictor, student_pnp(ransac_points))
+        extra = {"model": str(model), "scene": predictor.scene_id}
     queries = []
     for name, path in named:
         if cameras is not None:
@@ -165,10 +187,10 @@ def localize(
         else:
             camera = fixed if fixed is not None else predictor.reference_camera
         queries.append(Query(name, path, camera))
-    results = localize_queries(Localizer(predictor, student_pnp(ransac_points)), queries)
+    results = localize_queries(localizer, queries)
 
     if out is not None:
-        write_hloc_poses(out, results, {"model": str(model), "scene": predictor.scene_id})
+        write_hloc_poses(out, results, extra)
     if json_out:
         print_json([r.to_dict() for r in results])
     for r in results:
@@ -176,13 +198,20 @@ def localize(
             # An image that could not be used: its one line on stderr, nothing on stdout.
             typer.echo(f"error: {r.error}", err=True)
             continue
-        if json_out:
-            continue
-        if r.success:
-            q = r.to_dict()
-            values = " ".join(f"{v:.6f}" for v in (*q["qvec"], *q["tvec"]))
-            typer.echo(f"{r.path} {values} {r.num_inliers}")
-        else:
-            typer.echo(f"{r.path} FAILED {r.num_inliers}")
+        if not json_out:
+            typer.echo(result_line(r))
     if not all(r.success for r in results):
         raise typer.Exit(1)
+
+
+def result_line(r: QueryPose) -> str:
+    """``name [room] qw qx qy qz tx ty tz inliers [room_ratio]``, or ``name [room] FAILED inliers``."""
+    head = f"{r.path} {r.room}" if r.room is not None else str(r.path)
+    if not r.success:
+        return f"{head} FAILED {r.num_inliers}"
+    q = r.to_dict()
+    values = " ".join(f"{v:.6f}" for v in (*q["qvec"], *q["tvec"]))
+    if r.room is None:
+        return f"{head} {values} {r.num_inliers}"
+    ratio = "none" if r.room_ratio is None else f"{r.room_ratio:.2f}"
+    return f"{head} {values} {r.num_inliers} {ratio}"

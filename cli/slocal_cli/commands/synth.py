@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slocal.data.synth import SynthConfig, render_scene
+from slocal.data.synth import ROOMS, SynthConfig, render_scene
 from slocal.errors import SlocalError
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -29,6 +29,15 @@ def synth(
     frames: Annotated[int, typer.Option("--frames", help="Number of mapping frames.")] = _DEFAULTS.mapping_frames,
     queries: Annotated[int, typer.Option("--queries", help="Number of query frames.")] = _DEFAULTS.query_frames,
     seed: Annotated[int, typer.Option("--seed", help="Seed of textures, furniture, paths and noise.")] = _DEFAULTS.seed,
+    room: Annotated[
+        int,
+        typer.Option(
+            "--room",
+            help="Room layout: "
+            + "; ".join(f"{k} = {v.name}" for k, v in sorted(ROOMS.items()))
+            + ". Two rooms under one folder (home/kitchen, home/living --room 2) make a home to localize in.",
+        ),
+    ] = _DEFAULTS.room,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the frames of an existing scene.")] = False,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
@@ -39,10 +48,11 @@ def synth(
     parts = PurePosixPath(name).parts
     if not parts or name.startswith("/") or any(p in ("..", ".") for p in parts):
         raise SlocalError(f"scene name must be a relative path inside the data root, got {name!r}")
-    config = SynthConfig(mapping_frames=frames, query_frames=queries, seed=seed)
+    config = SynthConfig(mapping_frames=frames, query_frames=queries, seed=seed, room=room)
     result = render_scene(data_root / name, config, overwrite=overwrite, scene_id=name)
     summary = {
         "scene": name,
+        "room": room,
         "path": str(result.path),
         "mapping": result.mapping,
         "query": result.query,

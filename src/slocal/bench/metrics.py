@@ -44,6 +44,10 @@ class QueryResult:
         ms: wall time per stage in milliseconds (keys among ``TIMING_STAGES``).
         cam_from_world_gt: (4, 4) ground-truth pose.
         cam_from_world_est: (4, 4) estimate, or None when failed.
+        room: in a home of rooms, the room the query was taken in (None elsewhere).
+        room_est: the room it was placed in; a query placed in another room has no pose
+            (``success`` False: its pose is in that room's frame).
+        room_ratio: how sure the placement was (``slocal.localize.rooms.RoomLocalization``).
     """
 
     image: str
@@ -54,6 +58,9 @@ class QueryResult:
     ms: dict[str, float] = field(default_factory=dict)
     cam_from_world_gt: np.ndarray | None = None
     cam_from_world_est: np.ndarray | None = None
+    room: str | None = None
+    room_est: str | None = None
+    room_ratio: float | None = None
 
 
 def query_result(
@@ -106,6 +113,22 @@ def systematic_error(results: Sequence[QueryResult], metres_per_unit: float | No
         return {"mean_cam_err": None, "std_cam_err": None, "n_cam_err": 0}
     a = np.array(rows)
     return {"mean_cam_err": a.mean(0).tolist(), "std_cam_err": a.std(0).tolist(), "n_cam_err": len(rows)}
+
+
+def room_summary(results: Sequence[QueryResult]) -> dict[str, float | int | None]:
+    """Room recognition over a home's queries.
+
+    Returns:
+        ``room_recognition`` (% of queries placed in the room they were taken in), ``n_room_right``,
+        and ``room_ratio_median`` (median sureness, over the queries with one).
+    """
+    right = sum(r.room_est == r.room for r in results)
+    ratios = [r.room_ratio for r in results if r.room_ratio is not None]
+    return {
+        "room_recognition": 100.0 * right / len(results) if results else None,
+        "n_room_right": right,
+        "room_ratio_median": float(np.median(ratios)) if ratios else None,
+    }
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:

@@ -7,7 +7,10 @@ the machine holds the date and, as ``code``, the commit of the code and its dirt
 flag (``slocal.bench.machine``); ``results.md`` ends with them and the command, and
 ``results.csv`` carries ``commit``, ``dirty`` and ``date`` on every row;
 every row has at least ``ROW_FIELDS`` (None where a value does
-not apply, e.g. accuracies of a timing-only row). Non-finite numbers (a median
+not apply, e.g. accuracies of a timing-only row). A home of rooms' row adds
+``room_recognition`` (%), ``n_room_right``, ``n_rooms``, ``rooms`` and
+``room_ratio_median``; its accuracies and median errors are over the queries
+placed in the right room (``n_room_right`` of ``n_queries``). Non-finite numbers (a median
 error that is infinite because most queries failed) are written as null in
 JSON and as ``inf`` in CSV.
 """
@@ -260,6 +263,14 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             "- mean error in camera frame: the estimated minus the true camera centre in the true camera's frame "
             "(x right, y down, z forward), averaged over the queries within 10 cm / 5° (n): the systematic part"
         )
+    for r in rows:
+        if r.get("room_recognition") is not None and not r.get("failed"):
+            notes.append(
+                f"- {r['scene']} / {r['method']}: a home of {r.get('n_rooms')} rooms ({r.get('rooms')}): "
+                f"{_fmt(r['room_recognition'])} % of the queries placed in the right room "
+                f"({r.get('n_room_right')} of {r.get('n_queries')}; median best / runner-up inlier ratio "
+                f"{_fmt(r.get('room_ratio_median'))}); errors and accuracies over those {r.get('n_room_right')}"
+            )
     for scene in dict.fromkeys(r["scene"] for r in rows if r.get("units") == "model units"):
         notes.append(
             f"- {scene}: errors in model units (the scene has no metric scale); give --metres-per-unit "
@@ -343,12 +354,14 @@ def per_query_rows(
     for (scene, method), results in per_query.items():
         scale = (scales or {}).get(scene, 1.0)
         for q in results:
+            rooms = {} if q.room is None else {"room": q.room, "room_est": q.room_est, "room_ratio": q.room_ratio}
             out.append(
                 json_safe(
                     {
                         "scene": scene,
                         "method": method,
                         "image": q.image,
+                        **rooms,
                         "success": q.success,
                         "t_err_cm": None if scale is None else q.t_err_m * scale * 100.0,
                         "t_err_units": q.t_err_m,
@@ -522,10 +535,7 @@ def write_report(
     plots: list[Path] = []
     if per_query:
         paths["per_query"] = write_json(out_dir / "per_query.json", per_query_rows(per_query, scales))
-        for scene in dict.fromkeys(s for s, _ in per_query):
-            by_method = {m: qs for (s, m), qs in per_query.items() if s == scene and qs}
-            if not by_method:
-                continue
+        for scene, by_method in _plot_groups(per_query):
             slug = scene_slug(scene)
             scale = scales.get(scene, 1.0)
             plots.append(
@@ -538,6 +548,17 @@ def write_report(
             )
     paths["plots"] = plots
     return paths
+
+
+def _plot_groups(
+    per_query: Mapping[tuple[str, str], Sequence[QueryResult]],
+) -> list[tuple[str, dict[str, list[QueryResult]]]]:
+    """(scene, results by method) to plot: one group per scene, and per room of a home (each room has its own frame)."""
+    groups: dict[str, dict[str, list[QueryResult]]] = {}
+    for (scene, method), results in per_query.items():
+        for q in results:
+            groups.setdefault(q.room or scene, {}).setdefault(method, []).append(q)
+    return [(scene, by_method) for scene, by_method in groups.items() if by_method]
 
 
 def _subset(row: dict) -> str:

@@ -7,6 +7,10 @@ baselines ``sift`` (``slocal.bench.sift``: SIFT + SfM map) and ``dust3r``
 mapping image). A scene or method that fails with a ``SlocalError`` (bad input,
 missing model, ...) is reported in its row (``failed``: why) while the others
 still run; any other exception is a bug and propagates.
+
+A scene id naming a folder of scenes (a home of rooms, ``slocal.data.find_rooms``) is
+benched as one: each student localizes every room's queries among all the rooms
+(``slocal.bench.rooms``), and the row adds room recognition to the pose accuracy.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import numpy as np
 from slocal.bench.dust3r_baseline import Dust3rBaseline, Dust3rBaselineConfig
 from slocal.bench.machine import machine_info
 from slocal.bench.metrics import QueryResult, query_result, summarize
-from slocal.bench.report import average_rows, finalize_rows, markdown_table, scene_slug, write_report
+from slocal.bench.report import average_rows, finalize_rows, is_student, markdown_table, scene_slug, write_report
+from slocal.bench.rooms import home_student_row
 from slocal.bench.sift import SiftConfig, SiftLocalizer
 from slocal.bench.view import view_scene
-from slocal.data import find_scenes, load_scene
+from slocal.data import find_rooms, find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
@@ -251,6 +256,47 @@ def run_dust3r(
     return row, results
 
 
+def run_home(
+    home: str, scenes: Sequence[Scene], method: str, runs_root: Path, config: BenchConfig
+) -> tuple[dict, list[QueryResult]]:
+    """One (home, student) row: room recognition and the accuracy of the queries placed in the right room."""
+    if not is_student(method):
+        raise SlocalError(
+            f"{home} is a folder of rooms: room recognition is measured for students; "
+            f"bench {method} on the rooms themselves (--scenes {','.join(s.id for s in scenes)})"
+        )
+    models, minutes = {}, []
+    for scene in scenes:
+        models[scene.id], extra = ensure_student(scene, method, runs_root, config)
+        if "distill_minutes" in extra:
+            minutes.append(extra["distill_minutes"])
+    queries = {scene.id: select_queries(scene.query, config.max_queries) for scene in scenes}
+    row, results = home_student_row(home, {s.id: s for s in scenes}, models, queries, config.device, config.student_pnp)
+    teachers = {default_teacher(s) for s in scenes} if config.teacher is None else {config.teacher}
+    row = {
+        "scene": home,
+        "method": method,
+        "teacher": teachers.pop() if len(teachers) == 1 else "mixed",
+        **row,
+        **ransac_settings(config.student_pnp),
+    }
+    if minutes:
+        row["distill_minutes"] = sum(minutes) / len(minutes)
+    return row, results
+
+
+def _load_home(data_root: Path, home: str, rooms: Sequence[str], runs_root: Path, config: BenchConfig) -> list[Scene]:
+    scenes = [
+        load_scene(data_root, room, runs_root=runs_root, metres_per_unit=config.metres_per_unit) for room in rooms
+    ]
+    empty = [s.id for s in scenes if not s.query]
+    if empty:
+        raise SlocalError(f"rooms of {home} without query frames: {', '.join(empty)}", data_root / home)
+    if config.pose_files:
+        raise SlocalError(f"--poses replaces one scene's poses, not those of the rooms of {home}")
+    return scenes
+
+
 def run_method(
     scene: Scene, method: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
 ) -> tuple[dict, list[QueryResult]]:
@@ -316,6 +362,29 @@ def run_bench(
     scales: dict[str, float | None] = {}
     viewed: list[Scene] = []
     for scene_id in scene_ids:
+        rooms = find_rooms(data_root, scene_id) if (data_root / scene_id).is_dir() else []
+        if rooms:
+            try:
+                home_scenes = _load_home(data_root, scene_id, rooms, runs_root, config)
+            except SlocalError as exc:
+                log.error("home %s failed: %s", scene_id, exc)
+                failures.append(f"{scene_id}: {exc}")
+                rows += [{"scene": scene_id, "method": m, "failed": str(exc)} for m in config.methods]
+                continue
+            # The home's rows and each room's plots (rooms share their units: ``home_scale``).
+            scales[scene_id] = home_scenes[0].metres_per_unit
+            scales.update({s.id: s.metres_per_unit for s in home_scenes})
+            for method in config.methods:
+                try:
+                    row, results = run_home(scene_id, home_scenes, method, runs_root, config)
+                except SlocalError as exc:
+                    log.error("%s / %s failed: %s", scene_id, method, exc)
+                    failures.append(f"{scene_id} / {method}: {exc}")
+                    rows.append({"scene": scene_id, "method": method, "failed": str(exc)})
+                    continue
+                rows.append(row)
+                per_query[(scene_id, method)] = results
+            continue
         try:
             scene = load_scene(
                 data_root,

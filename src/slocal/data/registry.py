@@ -69,6 +69,13 @@ def load_scene(
         raise SlocalError(f"scene {scene_id!r} not found under data root {data_root}", root)
     if fmt is None:
         fmt = detect_format(root)
+        rooms = find_rooms(data_root, scene_id) if fmt is None else []
+        if rooms:
+            raise SlocalError(
+                f"{scene_id!r} is a folder of {len(rooms)} scenes ({', '.join(rooms)}), not one scene: name a room, "
+                "or give the folder to `slocal localize` / `slocal bench`, which recognise the room",
+                root,
+            )
         if fmt is None:
             raise SlocalError(
                 "not a scene folder: expected 12Scenes (info.txt + data/), 7-Scenes (TrainSplit.txt + seq-XX/) "
@@ -108,6 +115,26 @@ def find_scenes(data_root: str | Path, max_depth: int = 3) -> list[tuple[str, st
     for child in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         walk(child, 1)
     return found
+
+
+def find_rooms(data_root: str | Path, scene_id: str, max_depth: int = 2) -> list[str]:
+    """The scene ids of the rooms in a folder of scenes, sorted: ``apt1`` -> ``["apt1/kitchen", "apt1/living"]``.
+
+    A home is a folder whose sub-folders are scenes (12Scenes: ``apt1/kitchen``, ``apt1/living``...);
+    each room keeps its own frame, its own targets and its own student.
+
+    Returns:
+        The rooms, or ``[]`` when ``data_root / scene_id`` is itself a scene or holds none.
+
+    Raises:
+        SlocalError: the folder does not exist.
+    """
+    folder = Path(data_root) / scene_id
+    if not folder.is_dir():
+        raise SlocalError(f"scene {scene_id!r} not found under data root {data_root}", folder)
+    if detect_format(folder) is not None:
+        return []
+    return [f"{scene_id.rstrip('/')}/{room}" for room, _ in find_scenes(folder, max_depth)]
 
 
 def list_scenes(data_root: str | Path) -> list[dict]:

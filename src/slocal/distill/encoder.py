@@ -255,18 +255,28 @@ class OrtModule:
     convolutions: the ace-lite0 student at 320x240 runs 59 nodes instead of 483, its network 9-34 %
     faster per query in seven alternating runs (benchmarks/results/query_time_fixed_shapes/), and
     the demo room's buffer encodes in 45 s instead of 56 s.
+
+    ``in_channels``: channels of the input, 3 for an image (a head on encoder features takes the
+    encoder's).
     """
 
     MAX_SESSIONS = 4
 
-    def __init__(self, module: nn.Module, output_names: list[str], threads: int | None = None, spinning: bool = True):
+    def __init__(
+        self,
+        module: nn.Module,
+        output_names: list[str],
+        threads: int | None = None,
+        spinning: bool = True,
+        in_channels: int = 3,
+    ):
         buf = io.BytesIO()
         with warnings.catch_warnings():
             # The TorchScript exporter handles these plain networks; the dynamo one would need onnxscript.
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 module.eval(),
-                (torch.zeros(1, 3, 64, 64),),
+                (torch.zeros(1, in_channels, 64, 64),),
                 buf,
                 opset_version=17,
                 dynamo=False,

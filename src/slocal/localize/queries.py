@@ -31,6 +31,7 @@ from slocal.geometry.camera import Camera
 from slocal.geometry.pose import rotmat_to_qvec
 from slocal.io import read_image, write_json, write_text
 from slocal.localize.localizer import Localizer
+from slocal.localize.rooms import RoomLocalization, RoomLocalizer
 from slocal.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ class Query:
 
 @dataclass(frozen=True, eq=False)
 class QueryPose:
-    """What happened to one query: a pose, no pose (too few inliers), or an error (``error`` says why)."""
+    """What happened to one query: a pose, no pose (too few inliers), or an error (``error`` says why).
+
+    In a home of rooms (``RoomLocalizer``) also the room it was placed in, how sure that is
+    (``room_ratio``: best / runner-up check inliers) and every checked room's check inliers;
+    ``cam_from_world`` is then in that room's frame.
+    """
 
     name: str
     path: Path
@@ -64,13 +70,20 @@ class QueryPose:
     num_correspondences: int = 0
     ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    room: str | None = None
+    room_ratio: float | None = None
+    room_inliers: dict[str, int] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
         return self.cam_from_world is not None
 
     def to_dict(self) -> dict:
+        """JSON-ready fields; ``room``, ``room_ratio`` and ``room_inliers`` only for a query of a home."""
         T = self.cam_from_world
+        rooms = {}
+        if self.room is not None:
+            rooms = {"room": self.room, "room_ratio": self.room_ratio, "room_inliers": dict(self.room_inliers)}
         return {
             "name": self.name,
             "image": str(self.path),
@@ -82,6 +95,7 @@ class QueryPose:
             "cam_from_world": None if T is None else T.tolist(),
             "qvec": None if T is None else rotmat_to_qvec(T[:3, :3]).tolist(),
             "tvec": None if T is None else T[:3, 3].tolist(),
+            **rooms,
         }
 
 
@@ -142,8 +156,10 @@ def _image_and_camera(query: Query) -> tuple[np.ndarray, Camera, float]:
     return rgb, camera, (time.perf_counter() - start) * 1e3
 
 
-def localize_queries(localizer: Localizer, queries: Sequence[Query]) -> list[QueryPose]:
+def localize_queries(localizer: Localizer | RoomLocalizer, queries: Sequence[Query]) -> list[QueryPose]:
     """Localize every query; one that fails with a ``SlocalError`` is reported and the rest go on.
+
+    With a ``RoomLocalizer`` each query's pose comes with its room.
 
     Only slocal's own errors (bad input: unreadable image, camera that does not
     fit it) are recoverable; anything else is a bug and propagates.
@@ -159,8 +175,22 @@ def localize_queries(localizer: Localizer, queries: Sequence[Query]) -> list[Que
             continue
         ms = {"load": load_ms, **loc.ms, "total": loc.ms["total"] + load_ms}
         pose = loc.cam_from_world if loc.success else None
-        out.append(QueryPose(q.name, q.path, pose, loc.num_inliers, loc.num_correspondences, ms))
+        room = {}
+        if isinstance(loc, RoomLocalization):
+            room = {"room": loc.room, "room_ratio": loc.room_ratio, "room_inliers": loc.room_inliers}
+        out.append(QueryPose(q.name, q.path, pose, loc.num_inliers, loc.num_correspondences, ms, **room))
     return out
+
+
+def room_lines(results: Iterable[QueryPose]) -> str:
+    """``name room room_ratio`` for each query placed in a room (localized or not), in order."""
+    lines = []
+    for r in results:
+        if r.room is None:
+            continue
+        ratio = "none" if r.room_ratio is None else f"{r.room_ratio:.3g}"
+        lines.append(f"{r.name} {r.room} {ratio}")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def hloc_lines(results: Iterable[QueryPose]) -> str:
@@ -181,7 +211,9 @@ def write_hloc_poses(path: str | Path, results: Sequence[QueryPose], extra: dict
     """Write ``path`` (hloc format, localized queries only) and ``<path stem>.json`` (every query).
 
     Both are written atomically; the sidecar holds inliers, timings and the
-    reason of each failure.
+    reason of each failure. Queries of a home also get ``<path stem>_rooms.txt``
+    (``room_lines``: each query's room, since every room has its own frame), named
+    in the sidecar as ``rooms_file``.
 
     Returns:
         The pose file and the sidecar.
@@ -191,13 +223,18 @@ def write_hloc_poses(path: str | Path, results: Sequence[QueryPose], extra: dict
     if sidecar == path:
         raise SlocalError("the pose file must not be a .json file (its sidecar is <name>.json)", path)
     text = hloc_lines(results)
+    rooms_text = room_lines(results)
+    rooms_file = path.with_name(path.stem + "_rooms.txt") if rooms_text else None
     payload = {
         **(extra or {}),
         "poses": str(path),
+        **({"rooms_file": str(rooms_file)} if rooms_file else {}),
         "localized": sum(r.success for r in results),
         "failed": sum(not r.success for r in results),
         "queries": [r.to_dict() for r in results],
     }
     write_json(sidecar, payload)
+    if rooms_file is not None:
+        write_text(rooms_file, rooms_text)
     write_text(path, text)
     return path, sidecar

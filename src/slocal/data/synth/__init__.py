@@ -6,7 +6,9 @@ uint16 millimetre depth PNGs at a lower resolution, camera-to-world poses,
 later step runs on it without a download.
 
 The world is a closed, axis-aligned room (z up, floor at z = 0) holding boxes
-that may be rotated about the vertical (yaw). Every face carries its own
+that may be rotated about the vertical (yaw). ``SynthConfig.room`` picks the room's
+layout (``ROOMS``: size, pillars, furniture count, lights, texture style): room 1 is
+the demo room, room 2 a different one, so two rooms under one folder make a home. Every face carries its own
 texture, generated once per seed and anchored to the face's 2D coordinates in
 metres: multi-octave colour value noise, blobs, small marks and glyphs, stripe
 patches, posters and rugs. Lighting (ambient + two Lambertian point lights with
@@ -20,13 +22,15 @@ rendering), ``textures`` (procedural textures and their sampling),
 ``trajectories`` (camera paths), ``writer`` (``render_scene``: the files).
 """
 
-from slocal.data.synth.config import SynthConfig
+from slocal.data.synth.config import ROOMS, RoomLayout, SynthConfig
 from slocal.data.synth.trajectories import look_pose, trajectory
 from slocal.data.synth.world import SynthWorld
 from slocal.data.synth.writer import DEPTH_SHIFT, SENSOR_NAME, SynthResult, render_scene
 
 __all__ = [
     "DEPTH_SHIFT",
+    "ROOMS",
+    "RoomLayout",
     "SENSOR_NAME",
     "SynthConfig",
     "SynthResult",

@@ -48,8 +48,37 @@ def _value_noise(width: int, height: int, w_m: float, h_m: float, cell_m: float,
     return out.reshape(height, width, channels)
 
 
-def albedo_texture(w_m: float, h_m: float, texels_per_metre: float, rng: np.random.Generator, kind: str) -> np.ndarray:
-    """A unique, detailed texture for a ``w_m`` x ``h_m`` metre face; uint8 RGB (rows along v)."""
+def _tiles(img: np.ndarray, base: np.ndarray, px: float, rng: np.random.Generator) -> None:
+    """Square floor tiles: each tile's own shade, dark grout lines between them (in place)."""
+    height, width = img.shape[:2]
+    tile = max(4, int(rng.uniform(0.3, 0.6) * px))
+    grout = max(1, int(0.012 * px))
+    grout_colour = np.clip(base * 0.45 * 255.0, 0, 255)
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            patch = img[y0 : y0 + tile, x0 : x0 + tile]
+            patch[:] = np.clip(patch.astype(np.float32) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+            patch[:grout] = grout_colour
+            patch[:, :grout] = grout_colour
+
+
+def _wallpaper(img: np.ndarray, base: np.ndarray, px: float, rng: np.random.Generator) -> None:
+    """Vertical wallpaper stripes of two alternating tints (in place)."""
+    width = img.shape[1]
+    period = max(4, int(rng.uniform(0.08, 0.25) * px))
+    tint = np.clip(base * rng.uniform(0.6, 0.85) * 255.0, 0, 255).astype(np.float32)
+    stripe = (np.arange(width) // (period // 2)) % 2 == 1
+    img[:, stripe] = (0.5 * img[:, stripe] + 0.5 * tint).astype(np.uint8)
+
+
+def albedo_texture(
+    w_m: float, h_m: float, texels_per_metre: float, rng: np.random.Generator, kind: str, style: str = "plain"
+) -> np.ndarray:
+    """A unique, detailed texture for a ``w_m`` x ``h_m`` metre face; uint8 RGB (rows along v).
+
+    ``style`` ``tiled`` lays tiles on floors and stripes on walls under the marks and posters;
+    ``plain`` (the demo room) draws no random number more than it always has.
+    """
     width = max(4, math.ceil(w_m * texels_per_metre))
     height = max(4, math.ceil(h_m * texels_per_metre))
     base = _base_colour(kind, rng).astype(np.float32)
@@ -62,6 +91,12 @@ def albedo_texture(w_m: float, h_m: float, texels_per_metre: float, rng: np.rand
     img = np.ascontiguousarray((img * 255.0 + 0.5).astype(np.uint8))
     px = texels_per_metre
     area = w_m * h_m
+    if style == "tiled" and kind == "floor":
+        _tiles(img, base, px, rng)
+    elif style == "tiled" and kind == "wall":
+        _wallpaper(img, base, px, rng)
+    elif style not in ("plain", "tiled"):
+        raise ValueError(f"unknown texture style {style!r}")
 
     def colour() -> tuple[int, int, int]:
         return tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -118,7 +153,7 @@ def albedo_texture(w_m: float, h_m: float, texels_per_metre: float, rng: np.rand
         ph_m = min(rng.uniform(0.3, 0.9), 0.8 * h_m)
         if pw_m < 0.15 or ph_m < 0.15:
             continue
-        poster = albedo_texture(pw_m, ph_m, texels_per_metre, rng, "poster")
+        poster = albedo_texture(pw_m, ph_m, texels_per_metre, rng, "poster", style)
         x0 = int(rng.uniform(0.05, max(0.06, w_m - pw_m - 0.05)) * px)
         if kind == "wall":  # v runs down from the ceiling: keep posters between 0.7 m and 2.3 m up
             y0 = int(rng.uniform(max(0.05, h_m - 2.3), max(0.06, h_m - 0.7 - ph_m)) * px)

@@ -39,7 +39,7 @@ def trajectory(config: SynthConfig, split: str) -> list[np.ndarray]:
     if split not in ("mapping", "query"):
         raise ValueError(f"split must be 'mapping' or 'query', got {split!r}")
     W, D, H = config.room_size
-    rng = np.random.default_rng([config.seed, 3])
+    rng = config.rng(3)
     phase = rng.uniform(0.0, 2 * math.pi, 12)
     margin = FURNITURE_BAND + CAMERA_CLEARANCE
     ax, ay = W / 2 - margin, D / 2 - margin

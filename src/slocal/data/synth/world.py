@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -29,6 +30,7 @@ class _Solid:
     half_3: np.ndarray
     R_33: np.ndarray
     inside: bool = False  # the room: rays start inside and exit through it
+    kind: str = "box"  # texture kind of its faces: "box" (furniture) or "wall" (a pillar)
 
 
 @dataclass(eq=False)
@@ -52,16 +54,20 @@ class SynthWorld:
     """The room, its furniture and baked textures for one configuration.
 
     Args:
-        config: scene settings; ``config.seed`` fixes everything.
+        config: scene settings; ``config.seed`` and ``config.room`` fix everything.
     """
 
     def __init__(self, config: SynthConfig):
         self.config = config
         w, d, h = config.room_size
         room = _Solid(np.array([w / 2, d / 2, h / 2]), np.array([w / 2, d / 2, h / 2]), np.eye(3), inside=True)
-        rng = np.random.default_rng([config.seed, 1])
-        self.solids: list[_Solid] = [room, *_place_boxes(config, rng)]
-        self.lights_L3 = np.array([[w / 3, d / 2, h - 0.25], [2 * w / 3, d / 2, h - 0.25]])
+        pillars = _pillars(config)
+        self.solids: list[_Solid] = [room, *pillars, *_place_boxes(config, config.rng(1), pillars)]
+        lights = config.layout.lights
+        if lights is None:
+            self.lights_L3 = np.array([[w / 3, d / 2, h - 0.25], [2 * w / 3, d / 2, h - 0.25]])
+        else:
+            self.lights_L3 = np.array([[fx * w, fy * d, h - below] for fx, fy, below in lights])
         self.faces: list[_Face] = []
         for s, solid in enumerate(self.solids):
             for axis in range(3):
@@ -71,7 +77,7 @@ class SynthWorld:
                     size = (2 * float(solid.half_3[a]), 2 * float(solid.half_3[b]))
                     self.faces.append(_Face(s, axis, sign, size, normal))
         self._ray_cache: dict = {}
-        self._texture(np.random.default_rng([config.seed, 2]))
+        self._texture(config.rng(2))
 
     # -- geometry -------------------------------------------------------------
 
@@ -154,8 +160,8 @@ class SynthWorld:
             elif face.solid == 0:
                 kind = "wall"
             else:
-                kind = "box"
-            albedo = albedo_texture(w_m, h_m, c.texels_per_metre, rng, kind)
+                kind = self.solids[face.solid].kind
+            albedo = albedo_texture(w_m, h_m, c.texels_per_metre, rng, kind, c.layout.style)
             shading = self._shading(f, albedo.shape[1], albedo.shape[0])
             radiance = albedo.astype(np.float32) * np.float32(1.0 / 255.0) * shading[..., None]
             face.levels = pyramid(radiance)
@@ -168,6 +174,8 @@ class SynthWorld:
         gu, gv = np.meshgrid(np.linspace(0.0, w_m, gw), np.linspace(0.0, h_m, gh))
         points = self.face_points(f, np.stack([gu.ravel(), gv.ravel()], axis=1)) + 1e-3 * face.normal_3
         light = np.full(len(points), 0.42)
+        # 1.5 in all whatever the number of lamps (0.75 each for the demo room's two).
+        gain = 1.5 / len(self.lights_L3)
         for lamp_3 in self.lights_L3:
             to_light = lamp_3 - points
             dist = np.sqrt(to_light[:, 0] ** 2 + to_light[:, 1] ** 2 + to_light[:, 2] ** 2)
@@ -176,7 +184,7 @@ class SynthWorld:
             lambert = np.clip(cos, 0.0, None)
             t, _ = self.cast(points, to_light, solids_only=True)
             visible = (t >= 1.0).astype(np.float64)
-            light += 0.75 * lambert * visible / (1.0 + (dist / 2.6) ** 2)
+            light += gain * lambert * visible / (1.0 + (dist / 2.6) ** 2)
         grid = light.reshape(gh, gw).astype(np.float32)
         return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
 
@@ -245,12 +253,55 @@ def _select(values: list[np.ndarray], better) -> tuple[np.ndarray, np.ndarray]:
     return best, pick
 
 
-def _place_boxes(config: SynthConfig, rng: np.random.Generator) -> list[_Solid]:
-    """Furniture along the walls, inside the band the cameras never enter; no two boxes intersect."""
+def _footprint(solid: _Solid) -> np.ndarray:
+    """The 4 floor-plan corners (x, y) of an upright box."""
+    half = solid.half_3
+    corners = np.array([[sx * half[0], sy * half[1]] for sx in (-1, 1) for sy in (-1, 1)])
+    return corners @ solid.R_33[:2, :2].T + solid.center_3[:2]
+
+
+def _wall_frame(config: SynthConfig, wall: int, along: float, gap: float) -> tuple[float, float, float]:
+    """Centre (x, y) and yaw of a box ``gap`` from the centre of wall ``wall``'s face, ``along`` metres along it.
+
+    Box local x runs along the wall, local y points into the room.
+    """
+    W, D, _ = config.room_size
+    if wall == 0:
+        return gap, along, -math.pi / 2
+    if wall == 1:
+        return W - gap, along, math.pi / 2
+    if wall == 2:
+        return along, gap, 0.0
+    return along, D - gap, math.pi
+
+
+def _pillars(config: SynthConfig) -> list[_Solid]:
+    """The layout's floor-to-ceiling pillars, flush against their walls (no randomness)."""
     W, D, H = config.room_size
-    placed: list[tuple[np.ndarray, float, float, _Solid]] = []  # (2D corners, z0, z1, solid)
+    out = []
+    for wall, position, width, depth in config.layout.pillars:
+        if depth > FURNITURE_BAND:
+            raise SlocalError(f"pillar depth {depth} m reaches past the furniture band ({FURNITURE_BAND} m)")
+        wall_len = D if wall < 2 else W
+        along = min(max(position * wall_len, width / 2), wall_len - width / 2)
+        cx, cy, yaw = _wall_frame(config, wall, along, depth / 2)
+        out.append(
+            _Solid(np.array([cx, cy, H / 2]), np.array([width / 2, depth / 2, H / 2]), _yaw_matrix(yaw), kind="wall")
+        )
+    return out
+
+
+def _place_boxes(config: SynthConfig, rng: np.random.Generator, fixed: Sequence[_Solid] = ()) -> list[_Solid]:
+    """Furniture along the walls, inside the band the cameras never enter; no two boxes (nor a box and
+    one of the ``fixed`` solids) intersect."""
+    W, D, H = config.room_size
+    # (2D corners, z0, z1, solid); the fixed solids first, so boxes keep clear of them.
+    placed: list[tuple[np.ndarray, float, float, _Solid]] = [
+        (_footprint(s), float(s.center_3[2] - s.half_3[2]), float(s.center_3[2] + s.half_3[2]), s) for s in fixed
+    ]
+    n_fixed = len(placed)
     attempts = 0
-    while len(placed) < config.num_boxes and attempts < 400 * max(1, config.num_boxes):
+    while len(placed) - n_fixed < config.num_boxes and attempts < 400 * max(1, config.num_boxes):
         attempts += 1
         side = int(rng.choice(4, p=np.array([D, D, W, W]) / (2 * (W + D))))
         wall_len = D if side < 2 else W
@@ -267,15 +318,7 @@ def _place_boxes(config: SynthConfig, rng: np.random.Generator) -> list[_Solid]:
         yaw_offset = rng.uniform(-0.3, 0.3) if z0 == 0.0 else 0.0
         along = rng.uniform(0.1 + width / 2, wall_len - 0.1 - width / 2)
         gap = rng.uniform(0.02, 0.15) + depth / 2 + 0.5 * width * abs(math.sin(yaw_offset))
-        # Box local x runs along the wall, local y points into the room.
-        if side == 0:
-            cx, cy, base_yaw = gap, along, -math.pi / 2
-        elif side == 1:
-            cx, cy, base_yaw = W - gap, along, math.pi / 2
-        elif side == 2:
-            cx, cy, base_yaw = along, gap, 0.0
-        else:
-            cx, cy, base_yaw = along, D - gap, math.pi
+        cx, cy, base_yaw = _wall_frame(config, side, along, gap)
         yaw = base_yaw + yaw_offset
         R = _yaw_matrix(yaw)
         half = np.array([width / 2, depth / 2, height / 2])
@@ -289,9 +332,9 @@ def _place_boxes(config: SynthConfig, rng: np.random.Generator) -> list[_Solid]:
             continue
         solid = _Solid(np.array([cx, cy, z0 + height / 2]), half, R)
         placed.append((corners, z0, z1, solid))
-    if len(placed) < config.num_boxes:
-        log.warning("placed %d of %d boxes (no room for more)", len(placed), config.num_boxes)
-    return [p[3] for p in placed]
+    if len(placed) - n_fixed < config.num_boxes:
+        log.warning("placed %d of %d boxes (no room for more)", len(placed) - n_fixed, config.num_boxes)
+    return [p[3] for p in placed[n_fixed:]]
 
 
 def _rects_overlap(a_42: np.ndarray, b_42: np.ndarray, margin: float = 0.03) -> bool:

@@ -108,7 +108,8 @@ def render_scene(
     with atomic_dir(final_dir, carry_over=_not_synth_output) as out_dir:
         world = SynthWorld(config)
         log.info(
-            "synth: built a %s m room with %d boxes and %d textured faces in %.1f s",
+            "synth: built room %d, a %s m room with %d solids (boxes, pillars) and %d textured faces in %.1f s",
+            config.room,
             "x".join(f"{v:g}" for v in config.room_size),
             len(world.solids) - 1,
             len(world.faces),
@@ -122,7 +123,7 @@ def render_scene(
             world_from_cam = poses[idx]
             rgb, _ = world.render_color(color_cam, world_from_cam)
             depth = world.render_depth(depth_cam, world_from_cam)
-            rng = np.random.default_rng([config.seed, 4, idx])
+            rng = config.rng(4, idx)
             gain = 1.0 + rng.uniform(-config.exposure_jitter, config.exposure_jitter)
             noise = rng.normal(0.0, config.noise_sigma, rgb.shape).astype(np.float32)
             image = np.clip(rgb * np.float32(255.0 * gain) + noise + 0.5, 0, 255).astype(np.uint8)
