@@ -30,7 +30,7 @@ through a gap into the far side of an object) is left out too.
 A frame whose depth alone is wrong somewhere pulls the fused surface there by up to
 ``sdf_trunc`` / (frames seeing it); so the volume is built twice, the second time without the
 depth pixels that lie more than ``reject_abs`` from the first surface (a +5 cm patch in one of 20
-frames of the procedural room: the surface 14 mm off after one pass, 0.8 mm after two).
+frames of the procedural room: the surface 15 mm off after one pass, 0.9 mm after two).
 
 Defaults, measured on 7-Scenes redkitchen-gap (100 mapping frames, rig registered) by the
 distance between the targets two frames give at the two ends of a SIFT track
