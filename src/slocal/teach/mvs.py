@@ -194,20 +194,6 @@ def anchor_depths(frame: Frame, obs: Observations) -> np.ndarray:
     return transform_points(frame.cam_from_world, obs.xyz_N3)[:, 2]
 
 
-@dataclass(frozen=True)
-class _Ranking:
-    """The neighbour-ranking settings ``matching_pair_scores`` reads (``MatchingSettings``)."""
-
-    num_neighbors: int
-    max_view_angle_deg: float
-    max_distance_m: float
-    min_overlap: float
-    nominal_depth_m: float
-    target_tri_angle_deg: float
-    min_partners: int
-    coverage_view_angle_deg: float
-
-
 def choose_neighbors(
     frames: Sequence[Frame], config: MvsTeacherConfig, metres_per_unit: float | None, median_depth: float | None
 ) -> list[list[int]]:
@@ -216,27 +202,17 @@ def choose_neighbors(
     ``median_depth`` (scene units, from the sparse points) replaces the nominal depth: the ranking
     then runs as if the scene had a scale that puts ``nominal_depth_m`` at the points' median depth.
     """
-    settings = _Ranking(
-        config.num_neighbors,
-        config.max_view_angle_deg,
-        config.max_distance_m,
-        config.min_overlap,
-        config.nominal_depth_m,
-        config.target_tri_angle_deg,
-        config.min_partners,
-        config.coverage_view_angle_deg,
-    )
     scale = metres_per_unit
     if median_depth is not None and median_depth > 0:
         scale = config.nominal_depth_m / median_depth
-    scores = matching_pair_scores(frames, settings, scale)
+    scores = matching_pair_scores(frames, config, scale)  # the config has the ranking's settings
     relaxed = None
     out = []
     for i in range(len(frames)):
         order = [int(j) for j in np.argsort(-scores[i], kind="stable") if scores[i, j] > 0][: config.num_neighbors]
         if len(order) < min(config.min_partners, len(frames) - 1):
             if relaxed is None:
-                relaxed = matching_pair_scores(frames, settings, scale, limits=False)
+                relaxed = matching_pair_scores(frames, config, scale, limits=False)
             extra = [int(j) for j in np.argsort(-relaxed[i], kind="stable") if relaxed[i, j] > 0 and j not in order]
             order = (order + extra)[: max(config.min_partners, len(order))]
         out.append(order)
