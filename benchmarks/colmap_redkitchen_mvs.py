@@ -17,7 +17,8 @@ Usage::
 
     python benchmarks/colmap_redkitchen_mvs.py --runs RUNS --iterations 20000
 
-Writes ``benchmarks/results/2026-12-05-precision/colmap_redkitchen_mvs.{json,md}`` and keeps each
+Writes ``benchmarks/results/2026-12-05-precision/colmap_redkitchen_mvs.{json,md}`` (a run with ``--teachers T``
+adds T to a file of the same budget and seed, so the teachers can run in parallel) and keeps each
 bench report (``results.*``, ``per_query.json``) under ``.../colmap_redkitchen_mvs/<teacher>/``.
 """
 
@@ -186,6 +187,13 @@ def main() -> int:
             },
         }
         print(teacher, json.dumps(payload["runs"][teacher]["methods"]), flush=True)
+    # Teachers may run as separate invocations (one CPU slot each): keep the other teachers' runs of the same
+    # budget and seed from the file, this invocation's replacing its own.
+    earlier = RESULTS / f"{RESULT}.json"
+    if earlier.is_file():
+        old = json.loads(earlier.read_text())
+        if (old.get("budget"), old.get("seed")) == (payload["budget"], payload["seed"]):
+            payload["runs"] = {**{t: r for t, r in old["runs"].items() if t not in payload["runs"]}, **payload["runs"]}
     json_path, md_path = write_results(RESULT, payload, markdown(payload))
     print(md_path.read_text())
     return 0
