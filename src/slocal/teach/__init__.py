@@ -16,10 +16,12 @@ from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
 from slocal.teach.dust3r.teacher import Dust3rTeacher, Dust3rTeacherConfig
+from slocal.teach.fused import FusedTeacher, FusedTeacherConfig
+from slocal.teach.mvs import MvsTeacher, MvsTeacherConfig
 from slocal.teach.sfm import SfmTeacher, SfmTeacherConfig
 from slocal.teach.targets import FrameTargets, TargetSet, Teacher, ensure_targets, load_targets, target_stats
 
-TEACHERS = ("depth", "sfm", "dust3r", "colmap")
+TEACHERS = ("depth", "sfm", "dust3r", "colmap", "fused", "mvs")
 
 __all__ = [
     "TEACHERS",
@@ -58,6 +60,8 @@ _BUILDERS = {
     "sfm": (SfmTeacher, SfmTeacherConfig),
     "colmap": (ColmapTeacher, ColmapTeacherConfig),
     "dust3r": (Dust3rTeacher, Dust3rTeacherConfig),
+    "fused": (FusedTeacher, FusedTeacherConfig),
+    "mvs": (MvsTeacher, MvsTeacherConfig),
 }
 
 
