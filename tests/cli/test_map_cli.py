@@ -50,7 +50,8 @@ def mapped(tmp_path_factory) -> dict:
     truth = read_video_poses(walk.poses_path)
     a, b = 3, 6
     metres = float(np.linalg.norm(truth[a][1][:3, 3] - truth[b][1][:3, 3]))
-    pair = [f"walk/frame-{a:06d}.jpg", f"walk/frame-{b:06d}.jpg", metres]
+    # One image by name, one by its time in the video (frame 6 is shown at 2.4 s).
+    pair = [f"walk/frame-{a:06d}.jpg", f"walk@{b / WALK_FPS:g}", metres]
     args = ["map", walk.path, "--scene", "room", "--queries", queries.path, "--fps", WALK_FPS, "--distance", *pair]
     # Neighbours in time + retrieval (the default above 60 images), so the loop must be closed by retrieval.
     args += ["--pairs", "sequential+retrieval", "--data-root", data, "--runs", runs]

@@ -81,7 +81,11 @@ def map_command(
     max_side: Annotated[int, typer.Option("--max-side", help="Video: longer side of the kept frames.")] = _D.max_side,
     blur_ratio: Annotated[
         float,
-        typer.Option("--blur-ratio", help="Video: skip a slot sharper than less than this x its neighbours (0: off)."),
+        typer.Option(
+            "--blur-ratio",
+            help="Video: skip a time slot whose sharpest frame scores below this fraction of its neighbours' median "
+            "sharpness, as blurred (0: keep all).",
+        ),
     ] = _D.blur_ratio,
     pairs: Annotated[str, typer.Option("--pairs", help=f"Pairs to match: {', '.join(STRATEGIES)}.")] = _D.pairs,
     mapper: Annotated[str, typer.Option("--mapper", help=f"COLMAP mapper: {', '.join(MAPPERS)}.")] = _D.mapper,
@@ -93,7 +97,8 @@ def map_command(
         tuple[str, str, float] | None,
         typer.Option(
             "--distance",
-            help="IMG_A IMG_B METRES: measured distance between two images' camera centres (names as in images/).",
+            help="IMG_A IMG_B METRES: measured distance between two images' camera centres (names as in images/; "
+            "a video's frame by time as STEM@SECONDS, e.g. walk@3.5 walk@12 2.4).",
             show_default=False,
         ),
     ] = None,

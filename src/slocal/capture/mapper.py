@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import shutil
 import time
@@ -32,7 +33,7 @@ import numpy as np
 
 from slocal.capture.config import MIN_IMAGES, MapConfig, ScaleRequest
 from slocal.capture.pairs import resolve_strategy, select_pairs
-from slocal.capture.photos import PHOTO_SUFFIXES, Photo, copy_photo, list_photos, read_photo
+from slocal.capture.photos import DEFAULT_FOCAL_FACTOR, PHOTO_SUFFIXES, Photo, copy_photo, list_photos, read_photo
 from slocal.capture.retrieval import bow_index
 from slocal.capture.scale import fit_similarity, scale_from_depth, scale_from_distance
 from slocal.capture.sfm import CameraGroup, extract_features, match_pairs, model_stats, read_descriptors, reconstruct
@@ -76,6 +77,7 @@ class _Images:
     groups: list[CameraGroup] = field(default_factory=list)
     videos: dict[str, dict] = field(default_factory=dict)
     rgbd_frames: dict[str, Frame] = field(default_factory=dict)  # image name -> source frame (scene sources)
+    frame_times: dict[str, dict[str, float]] = field(default_factory=dict)  # video prefix -> {kept frame: time s}
 
 
 def _source_kind(source: Path) -> str:
@@ -116,9 +118,34 @@ def _import_video(video: Path, images_dir: Path, prefix: str, config: MapConfig,
     names = [f.name for f in sample.kept]
     if names:
         w, h = sample.size
-        out.groups.append(CameraGroup(tuple(names), w, h, 1.2 * max(w, h), "default", f"video {video.name}"))
+        # Videos carry no focal length: COLMAP's default prior, refined by the mapper.
+        f = DEFAULT_FOCAL_FACTOR * max(w, h)
+        out.groups.append(CameraGroup(tuple(names), w, h, f, "default", f"video {video.name}"))
     out.videos[prefix] = sample.summary()
+    out.frame_times[prefix] = {f.name: f.time_s for f in sample.kept}
     return names
+
+
+def _resolve_image(spec: str, images: _Images) -> str:
+    """An image named in ``--distance``: its name in ``images/``, or ``<video stem>@<seconds>`` for a
+    video's kept frame nearest that time (the user knows when in the video they stood where)."""
+    names = images.mapping + images.query
+    if spec in names:
+        return spec
+    prefix, _, when = spec.rpartition("@")
+    if prefix in images.frame_times and images.frame_times[prefix]:
+        try:
+            t = float(when.rstrip("s"))
+        except ValueError:
+            t = math.nan
+        if math.isfinite(t):
+            times = images.frame_times[prefix]
+            return min(times, key=lambda name: abs(times[name] - t))
+    raise SlocalError(
+        f"--distance: no image {spec!r} in the scene (images are named like {names[0]!r}"
+        + (f"; a video frame by time: {next(iter(images.frame_times))}@12.5" if images.frame_times else "")
+        + ")"
+    )
 
 
 def _query_selection(spec: str, names: list[str], source: Path) -> set[str]:
@@ -242,10 +269,10 @@ def _scale(rec, request: ScaleRequest, images: _Images) -> dict:
     if images.rgbd_frames:
         names = [n for n in images.rgbd_frames if n in centres]
         frames = [images.rgbd_frames[n] for n in names]
-        fit = fit_similarity(np.array([centres[n] for n in names]), np.array([f.world_from_cam[:3, 3] for f in frames]))
-        residual = np.linalg.norm(
-            fit.apply(np.array([centres[n] for n in names])) - [f.world_from_cam[:3, 3] for f in frames], axis=1
-        )
+        model_N3 = np.array([centres[n] for n in names])
+        metric_N3 = np.array([f.world_from_cam[:3, 3] for f in frames])
+        fit = fit_similarity(model_N3, metric_N3)
+        residual = np.linalg.norm(fit.apply(model_N3) - metric_N3, axis=1)
         poses = {"metres_per_unit": fit.scale, "median_residual_m": float(np.median(residual)), "images": len(names)}
         if all(f.has_depth for f in frames):
             s, n, spread = scale_from_depth(rec, frames, names)
@@ -326,11 +353,9 @@ def map_scene(
             images = _import(source, kind, queries, images_dir, config)
             done("import")
             names = images.mapping + images.query
-            for name in scale.distance[:2] if scale.distance else ():
-                if name not in names:
-                    raise SlocalError(
-                        f"--distance: no image {name!r} in the scene (images are named like {names[0]!r})"
-                    )
+            if scale.distance is not None:
+                a, b, metres = scale.distance
+                scale = ScaleRequest(distance=(_resolve_image(a, images), _resolve_image(b, images), metres))
 
             stage("features")
             keypoints = extract_features(
