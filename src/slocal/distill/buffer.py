@@ -233,8 +233,8 @@ def pass_camera(
 
 
 def random_view(rng: np.random.Generator, translation: float, rotation_deg: float) -> np.ndarray:
-    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` metres, ``rotation_deg``
-    degrees."""
+    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` (scene units),
+    ``rotation_deg`` degrees."""
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     angle = math.radians(rotation_deg) * rng.uniform(-1.0, 1.0)
@@ -411,11 +411,11 @@ def render_view(
 
 
 def view_neighbours(
-    world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, metres_per_radian: float = 0.5
+    world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, units_per_radian: float = 0.5
 ) -> np.ndarray:
     """Indices of the ``count`` candidate cameras nearest to a camera, nearest first.
 
-    The distance is between camera centres plus ``metres_per_radian`` times the
+    The distance is between camera centres plus ``units_per_radian`` (0.5 m in scene units) times the
     angle between the optical axes, so a camera looking the other way from the
     same spot is not a neighbour.
 
@@ -425,7 +425,7 @@ def view_neighbours(
     """
     centre_dist = np.linalg.norm(candidates_C44[:, :3, 3] - world_from_cam[:3, 3], axis=1)
     cos = np.clip(candidates_C44[:, :3, 2] @ world_from_cam[:3, 2], -1.0, 1.0)
-    score = centre_dist + metres_per_radian * np.arccos(cos)
+    score = centre_dist + units_per_radian * np.arccos(cos)
     return np.argsort(score, kind="stable")[:count]
 
 
@@ -520,6 +520,7 @@ def build_buffer(
     mean,
     std,
     part: str = "levels",
+    metres_per_unit: float = 1.0,
 ) -> FeatureBuffer:
     """Encode ``config.buffer_passes`` passes of every frame (see the module docstring).
 
@@ -534,6 +535,8 @@ def build_buffer(
         spill_path: file used when the buffer must be memory-mapped.
         mean, std: input normalisation of the encoder.
         part: what to store: ``levels`` (fused features) or ``bottom`` (the stride-8 map; see ``encode``).
+        metres_per_unit: of the scene (``data.recipe_metres_per_unit``): ``view_translation`` and the
+            neighbour distance are metres, the poses and targets scene units.
     """
     W, H = image_size
     uv_N2 = pixel_centers(W, H, 8).reshape(-1, 2)
@@ -551,6 +554,7 @@ def build_buffer(
     pose = np.zeros((P, 3, 4), np.float32)
     frame_of = np.repeat(np.arange(len(frames)), config.buffer_passes)
     rng = np.random.default_rng(seed)
+    view_translation = config.view_translation / metres_per_unit
     log.info(
         "feature buffer: %d frames x %d passes x %d cells x %d channels (%.2f GB)",
         len(frames),
@@ -582,13 +586,15 @@ def build_buffer(
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
             view = surface is not None and k >= config.buffer_passes - config.view_passes
             if view:
-                new_from_old = random_view(rng, config.view_translation, config.view_rotation)
+                new_from_old = random_view(rng, view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
                 splat = own_splat
                 if dense and splats:
                     near = [
                         i
-                        for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1)
+                        for i in view_neighbours(
+                            invert(cam_from_world), splat_poses, config.view_neighbours + 1, 0.5 / metres_per_unit
+                        )
                         if i != fi
                     ]
                     splat = SplatPoints.concat(

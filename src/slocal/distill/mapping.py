@@ -35,9 +35,9 @@ from slocal.data.scene import Frame, Scene
 from slocal.device import resolve_device, use_bf16
 from slocal.distill.buffer import FeatureBuffer, build_buffer
 from slocal.distill.config import StudentConfig, TrainConfig, to_plain
-from slocal.distill.data import load_val_frames, scene_centre, validation_split
+from slocal.distill.data import load_val_frames, recipe_metres_per_unit, scene_centre, validation_split
 from slocal.distill.encoder import DenseEncoder
-from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
+from slocal.distill.losses import MIN_DEPTH_M, coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
 from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
     DistEnv,
@@ -191,6 +191,7 @@ def _map(
         if ck is not None
         else scene_centre(targets, {f.name for f in train_frames})
     )
+    metres_per_unit, scale_source = recipe_metres_per_unit(scene, targets, {f.name for f in train_frames})
     ref = train_frames[0].camera
     image_size = input_size(student_cfg, ref.width, ref.height)
     encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
@@ -209,6 +210,7 @@ def _map(
         mean=student_cfg.mean,
         std=student_cfg.std,
         part="bottom" if student_cfg.tune_encoder else "levels",
+        metres_per_unit=metres_per_unit,
     )
     try:
         return _fit(
@@ -229,6 +231,7 @@ def _map(
             train_frames,
             val_frames_src,
             t0,
+            (metres_per_unit, scale_source),
         )
     finally:
         buffer.release()
@@ -252,7 +255,9 @@ def _fit(
     train_frames,
     val_frames_src,
     t0,
+    scale: tuple[float, str],
 ) -> DistillResult:
+    metres_per_unit, scale_source = scale
     encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
     torch.manual_seed(cfg.seed)
     net = build_student(student_cfg, image_size, encoder=encoder).to(dev)
@@ -310,7 +315,7 @@ def _fit(
     if env.is_main:
         log.info(
             "mapping %s (%s on %s, %.2f M trained params) on %s at %dx%d: %d train / %d val frames, buffer %d passes "
-            "(%.1f s to encode), %s",
+            "(%.1f s to encode), %s; %.4g m per unit (%s)",
             student_cfg.name,
             student_cfg.arch,
             student_cfg.encoder,
@@ -323,6 +328,8 @@ def _fit(
             buffer.num_passes,
             encode_s,
             f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
+            metres_per_unit,
+            scale_source,
         )
 
     coarsest = encoder.level_channels[-1]
@@ -343,13 +350,22 @@ def _fit(
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out_B3hw = step_module(batch["feat"])
             pred_BN3 = out_B3hw.flatten(2).transpose(1, 2)
-            loss = coordinate_loss(pred_BN3, batch["coords"], batch["valid"], cfg.loss_clamp, None, batch["weight"])
+            loss = coordinate_loss(
+                pred_BN3, batch["coords"], batch["valid"], cfg.loss_clamp, None, batch["weight"], metres_per_unit
+            )
             if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
                 tau = cosine_ramp(
                     cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
                 )
                 loss = loss + cfg.reproj_weight * reprojection_loss(
-                    pred_BN3, batch["uv"], batch["K"], batch["pose"], tau, pixel_scale, batch["inside"]
+                    pred_BN3,
+                    batch["uv"],
+                    batch["K"],
+                    batch["pose"],
+                    tau,
+                    pixel_scale,
+                    batch["inside"],
+                    min_depth=MIN_DEPTH_M / metres_per_unit,
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -361,6 +377,8 @@ def _fit(
         train_info = {
             "recipe": "buffer",
             "iterations": loop.iteration,
+            "metres_per_unit": metres_per_unit,
+            "metres_per_unit_source": scale_source,
             "minutes": loop.elapsed / 60.0,
             "encode_minutes": encode_s / 60.0,
             "buffer_passes": buffer.num_passes,

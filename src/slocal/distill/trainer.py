@@ -37,8 +37,14 @@ from slocal.distill.config import (
     resolve_preset,
     to_plain,
 )
-from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
-from slocal.distill.losses import coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
+from slocal.distill.data import (
+    BatchSampler,
+    load_train_frames,
+    recipe_metres_per_unit,
+    scene_centre,
+    validation_split,
+)
+from slocal.distill.losses import MIN_DEPTH_M, coordinate_loss, cosine_ramp, one_cycle_lr, reprojection_loss
 from slocal.distill.mapping import train_buffer_student
 from slocal.distill.model_file import save_student
 from slocal.distill.runtime import (
@@ -162,6 +168,7 @@ def _train(
         centre = scene_centre(targets)
 
     frames = load_train_frames(scene, targets, image_size, centre)
+    metres_per_unit, scale_source = recipe_metres_per_unit(scene, targets)
     train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
     shard = train_idx[env.rank :: env.world_size]
     sampler = BatchSampler(frames, shard, cfg, student_cfg.stride, seed=cfg.seed * 1000 + env.rank, centre=centre)
@@ -220,7 +227,8 @@ def _train(
 
     if env.is_main:
         log.info(
-            "distilling %s (%s, %.2f M params) on %s at %dx%d, %d train / %d val frames, %s, %s%s",
+            "distilling %s (%s, %.2f M params) on %s at %dx%d, %d train / %d val frames, %s, %s%s; "
+            "%.4g m per unit (%s)",
             student_cfg.name,
             student_cfg.arch,
             num_params(net) / 1e6,
@@ -232,6 +240,8 @@ def _train(
             "bf16" if bf16 else "fp32",
             f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min",
             f" x {env.world_size} processes" if env.active else "",
+            metres_per_unit,
+            scale_source,
         )
 
     model.train()
@@ -253,14 +263,16 @@ def _train(
                 out_B = model(x)
             pred = out_B[:, :3].flatten(2).transpose(1, 2)
             log_unc = out_B[:, 3].flatten(1) if student_cfg.uncertainty else None
-            loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc, weight)
+            loss = coordinate_loss(pred, target, valid, cfg.loss_clamp, log_unc, weight, metres_per_unit)
             if cfg.reproj_weight > 0 and p >= cfg.reproj_start:
                 tau = cosine_ramp(
                     cfg.reproj_tau_start, cfg.reproj_tau_end, (p - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
                 )
                 K = torch.from_numpy(batch.K_B33).to(dev)
                 pose = torch.from_numpy(batch.cam_from_world_B34).to(dev)
-                loss = loss + cfg.reproj_weight * reprojection_loss(pred, uv_N2, K, pose, tau, pixel_scale)
+                loss = loss + cfg.reproj_weight * reprojection_loss(
+                    pred, uv_N2, K, pose, tau, pixel_scale, min_depth=MIN_DEPTH_M / metres_per_unit
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -272,6 +284,8 @@ def _train(
         train_info = {
             "iterations": loop.iteration,
             "minutes": loop.elapsed / 60.0,
+            "metres_per_unit": metres_per_unit,
+            "metres_per_unit_source": scale_source,
             "final_loss": loop.loss_ema,
             "world_size": env.world_size,
             "precision": "bf16" if bf16 else "fp32",
