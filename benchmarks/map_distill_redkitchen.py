@@ -124,7 +124,7 @@ def main() -> int:
     metres_per_unit = fits["similarity + colour offset"]["metres_per_unit"]
 
     methods = {}
-    for method in (student, "sift"):
+    for method in dict.fromkeys(q["method"] for q in per_query):
         rows = [q for q in per_query if q["method"] == method]
         t = np.array([q["t_err_units"] if q["success"] else np.inf for q in rows])
         r = np.array([q["r_err_deg"] if q["success"] else np.inf for q in rows])
@@ -137,6 +137,7 @@ def main() -> int:
             "median_t_cm_via_7scenes_fit": float(100 * np.median(t) * metres_per_unit),
             "pct_within_goal": float(100 * np.mean((100 * t / distance <= GOAL_PCT) & (r <= GOAL_DEG))),
         }
+    student = next(k for k in methods if k != "sift")
     m = methods[student]
     goal_met = m["median_t_pct_of_camera_distance"] <= GOAL_PCT and m["r_deg"]["median"] <= GOAL_DEG
     payload = {
