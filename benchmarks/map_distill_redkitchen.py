@@ -198,6 +198,8 @@ def main() -> int:
     json_path, md_path = write_results(
         args.results_name, json_safe(scrub(payload, local)), scrub("\n".join(lines) + "\n", local)
     )
+    for path in (json_path, md_path):  # the command line names --work
+        path.write_text(scrub(path.read_text(), {str(work): "$WORK"}))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
