@@ -1,19 +1,23 @@
-"""Settings of ``slocal map`` (``MapConfig``) and the scale the user gives (``ScaleRequest``)."""
+"""Settings of ``slocal map`` (``MapConfig``) and the scale the user gives (``ScaleRequest``).
+
+Both are ``slocal.config`` dataclasses (types checked and coerced on construction); the ranges and
+the choices are checked together in ``__post_init__`` so that one line names every bad setting.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from slocal.capture.pairs import STRATEGIES
 from slocal.capture.sfm import CAMERA_MODELS, MAPPERS
+from slocal.config import config_dataclass
 from slocal.errors import SlocalError
 
 # Fewest mapping images a model is built from (two to start a model, one more to register against it).
 MIN_IMAGES = 3
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class MapConfig:
     """How a video or photo folder becomes a COLMAP scene.
 
@@ -75,7 +79,7 @@ class MapConfig:
             raise SlocalError("invalid map settings: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
+@config_dataclass
 class ScaleRequest:
     """The scale the user gives: metres per unit, or a measured distance between two images' camera centres.
 
