@@ -1,7 +1,7 @@
 """The package's imports point down the pipeline, and none hides inside a function.
 
 Layers, lowest first: the shared base (config, errors, io, progress, runs, device, geometry)
--> data -> teach -> distill -> localize -> bench -> demo. A module may import
+-> data (and capture, beside it) -> teach -> distill -> localize -> bench -> demo. A module may import
 its own layer or a lower one, always at module level (a function-level import
 of a slocal module is how a cycle gets hidden).
 """
@@ -31,6 +31,7 @@ LAYERS = {
     "onnx_runtime": 0,
     "geometry": 0,
     "data": 1,
+    "capture": 1,  # slocal map: video/photos -> COLMAP scene; imports the base and data only
     "teach": 2,
     "distill": 3,
     "localize": 4,

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from slocal_cli.commands import bench, demo, distill, export, localize, scenes, synth, teach, view
+from slocal_cli.commands.map import map_command
 from slocal_cli.common import one_line_usage_error
 
 app = typer.Typer(
@@ -22,13 +23,14 @@ app = typer.Typer(
 def _root() -> None:
     """Visual localization with small scene-specific students distilled from 3D teachers.
 
-    Pipeline: synth (demo scene) -> teach -> distill -> localize / bench; `demo` runs it all.
+    Pipeline: synth (demo scene) or map (your video/photos) -> teach -> distill -> localize / bench; `demo` runs it all.
     """
 
 
 app.command("demo")(demo.demo)
 app.command("scenes")(scenes.scenes)
 app.command("synth")(synth.synth)
+app.command("map")(map_command)
 app.command("teach")(teach.teach)
 app.command("distill")(distill.distill)
 app.command("localize")(localize.localize)

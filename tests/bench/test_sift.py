@@ -3,13 +3,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from slocal.bench.sift import SiftConfig, SiftLocalizer, bow_vector, match_descriptors, sift_dir, train_vocabulary
+from slocal.bench.sift import SiftConfig, SiftLocalizer, match_descriptors, sift_dir
+from slocal.capture.retrieval import descriptors_to_float
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
 from slocal.errors import SlocalError
 from slocal.geometry import pose_error
 from slocal.io import read_image
-from slocal.teach.features import descriptors_to_float
 from slocal.teach.sfm import SfmTeacherConfig
 
 SYNTH = SynthConfig(mapping_frames=30, query_frames=4, seed=3)
@@ -82,20 +82,6 @@ def test_match_descriptors_mutual_and_ratio():
     # Two queries wanting the same map descriptor: only the mutual one is kept.
     rows, cols = match_descriptors(descriptors_to_float(np.stack([q[0], 0.9 * q[0] + 0.1 * d[1]])), d, 0.95)
     assert rows.tolist() == [0] and cols.tolist() == [0]
-
-
-def test_vocabulary_and_bow():
-    rng = np.random.default_rng(1)
-    centres = descriptors_to_float(rng.standard_normal((4, 128)).astype(np.float32))
-    x = descriptors_to_float(np.repeat(centres, 50, 0) + 0.01 * rng.standard_normal((200, 128)).astype(np.float32))
-    words = train_vocabulary(x, 8, 10, seed=0)
-    assert words.shape == (8, 128)
-    np.testing.assert_allclose(np.linalg.norm(words, axis=1), 1.0, rtol=1e-5)
-    # Every true cluster is covered by a word at its centre.
-    assert np.all(np.max(centres @ words.T, axis=1) > 0.99)
-    assert train_vocabulary(x[:5], 8, 3, seed=0).shape == (5, 128)
-    v = bow_vector(np.array([0, 0, 1, 3]), np.ones(4, np.float32))
-    np.testing.assert_allclose(v, np.array([np.sqrt(2), 1, 0, 1]) / 2.0, rtol=1e-6)
 
 
 @pytest.mark.realdata

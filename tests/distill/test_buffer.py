@@ -433,3 +433,52 @@ def test_ace_mapping_learns_on_the_gpu_and_its_model_loads_on_either_device(tiny
         load_student(tmp_path / "a.pt", device="cpu", precision="fp32"), tiny_scene, tiny_targets
     )
     assert abs(on_cpu_trained - trained) < 0.02 * trained, (on_cpu_trained, trained)
+
+
+def test_buffer_is_the_same_in_any_scene_unit(tiny_scene, tiny_targets, tmp_path):
+    """The tiny scene in units of 0.25 m (poses and targets x4) with metres_per_unit 0.25 gives the metric
+    scene's buffer: the same novel views (view_translation and the neighbour distance are metres), features,
+    cells, and targets x4. Read as units, the same settings render other views."""
+    k = 4.0
+    cfg = tiny_buffer_train(buffer_passes=4, view_passes=3, view_translation=0.3, view_rotation=10.0, view_neighbours=1)
+    frames, by_name = list(tiny_scene.mapping[:3]), tiny_targets.by_name()
+    scaled_frames = []
+    for f in frames:
+        world_from_cam = f.world_from_cam.copy()
+        world_from_cam[:3, 3] *= k
+        scaled_frames.append(replace(f, world_from_cam=world_from_cam))
+    scaled_targets = {
+        name: FrameTargets(t.name, t.camera, t.coords_HW3 * np.float32(k), t.conf_HW, t.valid_HW)
+        for name, t in by_name.items()
+    }
+    encoder = DenseEncoder(TINY_ACE.encoder, levels=tuple(TINY_ACE.encoder_levels))
+    centre = np.array([0.1, -0.2, 1.5])
+
+    def buffer(frames, targets, centre, metres_per_unit, name):
+        return build_buffer(
+            frames,
+            targets,
+            encoder,
+            (128, 96),
+            centre,
+            cfg,
+            0,
+            tmp_path / name,
+            TINY_ACE.mean,
+            TINY_ACE.std,
+            metres_per_unit=metres_per_unit,
+        )
+
+    metric = buffer(frames, by_name, centre, 1.0, "m.npy")
+    units = buffer(scaled_frames, scaled_targets, k * centre, 1 / k, "u.npy")
+    assert metric.valid_PN.sum() > 0.3 * metric.valid_PN.size
+    assert np.mean(metric.valid_PN != units.valid_PN) < 0.002
+    both = metric.valid_PN & units.valid_PN
+    assert np.allclose(units.coords_PN3[both], k * metric.coords_PN3[both], atol=1e-3)
+    assert np.allclose(units.cam_from_world_P34[..., 3], k * metric.cam_from_world_P34[..., 3], atol=1e-4)
+    assert np.allclose(units.feat_PNC.astype(np.float32), metric.feat_PNC.astype(np.float32), atol=0.05)
+    # Without the scale the unit scene's novel views move 4x less (the augmented passes themselves are equal).
+    wrong = buffer(scaled_frames, scaled_targets, k * centre, 1.0, "w.npy")
+    views = np.arange(metric.num_passes) % cfg.buffer_passes >= cfg.buffer_passes - cfg.view_passes
+    moved = np.abs(wrong.cam_from_world_P34[views] - units.cam_from_world_P34[views]).max(axis=(1, 2))
+    assert np.all(moved > 1e-3) and np.allclose(wrong.cam_from_world_P34[~views], units.cam_from_world_P34[~views])

@@ -1,8 +1,18 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from helpers.distill_fixtures import tiny_train
-from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
+from slocal.distill.data import (
+    NOMINAL_DEPTH_M,
+    BatchSampler,
+    load_train_frames,
+    median_target_depth,
+    recipe_metres_per_unit,
+    scene_centre,
+    validation_split,
+)
 from slocal.errors import SlocalError
 
 
@@ -96,3 +106,16 @@ def test_confidence_weights_normalise_by_the_median(tmp_path):
     bad = (FrameTargets("a", cam, coords, np.zeros((1, 2), np.float32), np.array([[True, True]])),)
     with pytest.raises(SlocalError, match="not positive"):
         confidence_weights(TargetSet("x", {}, tmp_path, bad, {}))
+
+
+def test_recipe_scale_is_the_scenes_or_its_depth_taken_as_nominal(tiny_scene, tiny_targets):
+    """A metric scene keeps its scale; a scene of unknown scale is taken as NOMINAL_DEPTH_M deep at the median
+    depth of its targets, which on the rendered room is the median of its depth maps."""
+    assert recipe_metres_per_unit(tiny_scene, tiny_targets) == (1.0, "the scene's scale")
+    assert recipe_metres_per_unit(tiny_scene.with_scale(0.25), tiny_targets)[0] == 0.25
+    depth = np.concatenate([f.read_depth().ravel() for f in tiny_scene.mapping])
+    expected = float(np.median(depth[depth > 0]))
+    assert median_target_depth(tiny_scene, tiny_targets) == pytest.approx(expected, rel=0.03)
+    unknown = replace(tiny_scene, metres_per_unit=None)
+    mpu, source = recipe_metres_per_unit(unknown, tiny_targets)
+    assert mpu == pytest.approx(NOMINAL_DEPTH_M / expected, rel=0.03) and source.startswith("unknown scale")

@@ -21,8 +21,11 @@ class ToyRecipe:
     name = "toy"
     label = "toy"
 
-    def __init__(self, scene, blow_up_at: int | None = None):
+    def __init__(self, scene, blow_up_at: int | None = None, units: float = 1.0, metres_per_unit: float = 1.0):
+        # ``units``: the data (predictions, targets, poses) in units of 1 / units metres; ``metres_per_unit``:
+        # what the recipe tells the loop about them.
         self.scene, self.blow_up_at = scene, blow_up_at
+        self.units, self.metres_per_unit = units, metres_per_unit
         self.calls: list[str] = []
         self.steps = 0
 
@@ -41,6 +44,8 @@ class ToyRecipe:
             val_frames=[],
             val_names=[],
             train_frames=1,
+            metres_per_unit=self.metres_per_unit,
+            scale_source="toy",
             detail="toy",
         )
 
@@ -61,11 +66,11 @@ class ToyRecipe:
         if self.blow_up_at is not None and self.steps == self.blow_up_at:
             coords = coords * float("inf")
         K = torch.tensor([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]).expand(2, 3, 3)
-        pose = torch.cat([torch.eye(3), torch.tensor([[0.0], [0.0], [2.0]])], 1).expand(2, 3, 4)
+        pose = torch.cat([torch.eye(3), torch.tensor([[0.0], [0.0], [2.0 * self.units]])], 1).expand(2, 3, 4)
         n = pred.shape[1]
         return StepOutput(
-            pred_BN3=pred,
-            coords_BN3=coords,
+            pred_BN3=pred * self.units,
+            coords_BN3=coords * self.units,
             valid_BN=torch.ones(2, n, dtype=torch.bool),
             weight_BN=torch.ones(2, n),
             uv_N2=torch.from_numpy(pixel_centers(*SIZE, 8).reshape(-1, 2)).float(),
@@ -124,3 +129,18 @@ def test_a_diverging_loss_stops_naming_the_iteration_and_the_recipe_is_closed(ti
         run_for(tiny_scene, tiny_targets, tmp_path / "c.pt", recipe, tiny_train(iterations=10, val_frames=0))
     assert recipe.calls[-1] == "close"
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_the_losses_metric_settings_follow_the_recipes_scene_unit(tiny_scene, tiny_targets, tmp_path):
+    """Data in units of 0.25 m with ``metres_per_unit`` 0.25 train exactly as in metres (scaling by a power of
+    two is exact: the loss clamp and the reprojection loss's nearest depth act alike); without the scale not."""
+    cfg = tiny_train(iterations=6, val_frames=0, loss_clamp=0.5, reproj_weight=0.05, reproj_start=0.0)
+    run_for(tiny_scene, tiny_targets, tmp_path / "m.pt", ToyRecipe(tiny_scene), cfg)
+    run_for(tiny_scene, tiny_targets, tmp_path / "u.pt", ToyRecipe(tiny_scene, units=4.0, metres_per_unit=0.25), cfg)
+    run_for(tiny_scene, tiny_targets, tmp_path / "w.pt", ToyRecipe(tiny_scene, units=4.0), cfg)
+    m, u, w = (read_model_payload(tmp_path / f"{n}.pt") for n in "muw")
+    assert all(torch.equal(m["state_dict"][k], u["state_dict"][k]) for k in m["state_dict"])
+    assert m["train"]["final_loss"] == u["train"]["final_loss"] != w["train"]["final_loss"]
+    assert not all(torch.equal(m["state_dict"][k], w["state_dict"][k]) for k in m["state_dict"])
+    assert (u["train"]["metres_per_unit"], u["train"]["metres_per_unit_source"]) == (0.25, "toy")
+    assert m["train"]["metres_per_unit"] == 1.0

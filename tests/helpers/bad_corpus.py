@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slocal.capture.video import write_video
+
 SCENE = "tiny"  # scene id of every case's copy of the good scene (that of the good model)
 OTHER = "other"  # a second copy under another id, for "a model of another scene"
 
@@ -237,6 +239,53 @@ def _info_zero_focal(rows: list[str]) -> list[str]:
     return out
 
 
+def _map(source: Path, *extra: str, scene: str = "mapped") -> list[str]:
+    return ["map", str(source), "--scene", scene, *extra, "--data-root", "{data}", "--runs", "{runs}"]
+
+
+def _photos(d: Path, good: Good, n: int) -> Path:
+    """A folder of ``n`` colour images of the good scene, as a user's photo folder."""
+    folder = d / "photos"
+    folder.mkdir()
+    for src in sorted((good.scene / "data").glob("*.color.jpg"))[:n]:
+        shutil.copyfile(src, folder / src.name)
+    return folder
+
+
+def _map_photos(n: int, *extra: str) -> Callable[[Path, Good], tuple[list[str], Path]]:
+    def build(d: Path, good: Good) -> tuple[list[str], Path]:
+        folder = _photos(d, good, n)
+        return _map(folder, *extra), folder
+
+    return build
+
+
+def _map_photo_truncated(d: Path, good: Good) -> tuple[list[str], Path]:
+    folder = _photos(d, good, 4)
+    return _map(folder), _truncate(sorted(folder.iterdir())[2])
+
+
+def _video(d: Path, frames: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    write_video((rng.integers(0, 255, (48, 64, 3), np.uint8) for _ in range(frames)), d / "walk.mp4", 5)
+    return d / "walk.mp4"
+
+
+def _map_video_garbage(d: Path, good: Good) -> tuple[list[str], Path]:
+    path = d / "walk.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return _map(path), path
+
+
+def _map_video_truncated(d: Path, good: Good) -> tuple[list[str], Path]:
+    return _map(_truncate(_video(d))), d / "walk.mp4"
+
+
+def _map_scene_exists(d: Path, good: Good) -> tuple[list[str], Path]:
+    existing = _copy_scene(d, good)
+    return _map(_photos(d, good, 4), scene=SCENE), existing
+
+
 CASES: tuple[Case, ...] = (
     Case("colour_jpeg_truncated", lambda d, g: _colour(d, g, _truncate), ("truncated",)),
     Case("colour_jpeg_empty", lambda d, g: _colour(d, g, lambda p: _truncate(p, 0.0)), ("empty",)),
@@ -266,6 +315,14 @@ CASES: tuple[Case, ...] = (
     Case("config_wrong_type", _config("train:\n  batch_size: two\n"), ("batch_size",)),
     Case("config_unknown_key", _config("train:\n  lr0: 0.1\n"), ("lr0",)),
     Case("intrinsics_zero_focal_option", _zero_focal_option, ("fx=0",), needs_model=True),
+    Case("map_empty_folder", _map_photos(0), ("no photos",)),
+    Case("map_two_photos", _map_photos(2), ("found 2 mapping photo", "at least 3")),
+    Case("map_queries_leave_two", _map_photos(4, "--queries", "*-00000[0-1].color.jpg"), ("at least 3",)),
+    Case("map_queries_match_nothing", _map_photos(4, "--queries", "nothing*"), ("matches no image",)),
+    Case("map_photo_truncated", _map_photo_truncated, ("truncated",)),
+    Case("map_video_undecodable", _map_video_garbage, ("cannot decode video",)),
+    Case("map_video_truncated", _map_video_truncated, ("cannot decode video",)),
+    Case("map_scene_exists", _map_scene_exists, ("exists", "--overwrite")),
 )
 
 

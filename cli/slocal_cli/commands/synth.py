@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
 
 from slocal.data.synth import ROOMS, SynthConfig, render_scene
+from slocal.data.synth.video import render_video
 from slocal.errors import SlocalError
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -39,6 +40,20 @@ def synth(
         ),
     ] = _DEFAULTS.room,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the frames of an existing scene.")] = False,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            "--video",
+            help="Instead of the scene folder, write a walk-through video of the same room (e.g. room.mp4, H.264) "
+            "with its true camera path beside it (room.poses.txt): input for `slocal map`.",
+        ),
+    ] = None,
+    query_video: Annotated[
+        Path | None,
+        typer.Option("--query-video", help="With --video: also a second walk on another path, for `map --queries`."),
+    ] = None,
+    video_seconds: Annotated[float, typer.Option("--video-seconds", help="Length of the walk-through video.")] = 40.0,
+    video_fps: Annotated[float, typer.Option("--video-fps", help="Frame rate of the videos.")] = 10.0,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -49,6 +64,11 @@ def synth(
     if not parts or name.startswith("/") or any(p in ("..", ".") for p in parts):
         raise SlocalError(f"scene name must be a relative path inside the data root, got {name!r}")
     config = SynthConfig(mapping_frames=frames, query_frames=queries, seed=seed, room=room)
+    if video is not None:
+        _videos(name, config, video, query_video, video_seconds, video_fps, json_out)
+        return
+    if query_video is not None:
+        raise SlocalError("--query-video needs --video")
     result = render_scene(data_root / name, config, overwrite=overwrite, scene_id=name)
     summary = {
         "scene": name,
@@ -65,3 +85,24 @@ def synth(
             f"scene={name} path={result.path} mapping={result.mapping} query={result.query} "
             f"seconds={result.seconds:.1f} ({result.frames_per_second:.1f} frames/s)"
         )
+
+
+def _videos(
+    name: str, config: SynthConfig, video: Path, query_video: Path | None, seconds: float, fps: float, json_out: bool
+) -> None:
+    """``--video``: the walk-through (and query) videos of the room, not the scene folder."""
+    results = [render_video(video, config, seconds, fps, "walk")]
+    if query_video is not None:
+        results.append(render_video(query_video, config, max(seconds / 4, 2.0), fps, "queries"))
+    summary = {
+        "room": name,
+        "videos": [
+            {"path": str(r.path), "poses": str(r.poses_path), "frames": r.frames, "seconds": round(r.seconds, 3)}
+            for r in results
+        ],
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        for r in results:
+            typer.echo(f"video={r.path} frames={r.frames} poses={r.poses_path} seconds={r.seconds:.1f}")

@@ -12,15 +12,16 @@ poses fixed. Per query:
    against each retrieved image's keypoints that have a 3D point.
 3. ransac: ``slocal.geometry.pnp.solve_pnp`` on the 2D-3D matches.
 
-Kept hand-written, on purpose: the retrieval, because pycolmap's vocabulary-tree
-retrieval (``VisualIndex``, ``match_vocabtree``) needs a trained vocabulary file
-that cannot be downloaded here, while ours is trained on the mapping descriptors
-in seconds; and the matcher (``match_descriptors``), because pycolmap's
-``FeatureMatcher`` matches one image pair of ``FeatureDescriptors`` objects per
-call, where ours is one BLAS product of the query against the map's unit
-descriptors already in memory, and swapping it would need the redkitchen bench
-rerun to show it is at least as good (kornia's ``match_smnn`` does the same as
-ours but would add a dependency for ~15 lines).
+Kept hand-written, on purpose: the retrieval (``slocal.capture.retrieval``, shared
+with ``slocal map``), because pycolmap's vocabulary-tree retrieval (``VisualIndex``,
+``match_vocabtree``) needs a trained vocabulary file that cannot be downloaded
+here, while ours is trained on the mapping descriptors in seconds; and the
+matcher (``match_descriptors``), because pycolmap's ``FeatureMatcher`` matches
+one image pair of ``FeatureDescriptors`` objects per call, where ours is one
+BLAS product of the query against the map's unit descriptors already in memory,
+and swapping it would need the redkitchen bench rerun to show it is at least as
+good (kornia's ``match_smnn`` does the same as ours but would add a dependency
+for ~15 lines).
 
 The cache ``<runs>/<scene>/sift/<key>/`` holds ``map.npz`` (everything a query
 needs: per-image descriptors of triangulated keypoints, their 3D points, the
@@ -38,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
 
+from slocal.capture.retrieval import bow_index, bow_vector, descriptors_to_float, nearest_word
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
@@ -47,7 +48,7 @@ from slocal.geometry.pnp import PnpConfig, PnpResult, solve_pnp
 from slocal.io import atomic_path, read_json, write_json
 from slocal.progress import progress_bar
 from slocal.runs import sift_map_dir
-from slocal.teach.features import SiftExtractor, descriptors_to_float
+from slocal.teach.features import SiftExtractor
 from slocal.teach.sfm import SfmTeacherConfig, build_sfm_map, kept_observations
 
 # pycolmap is imported where the map is built: loading a cached map needs only numpy.
@@ -93,63 +94,7 @@ class SiftConfig:
 
 
 # ---------------------------------------------------------------------------
-# Bag of visual words
-
-
-def _nearest_word(x_NC: np.ndarray, words_KC: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """Index of the most similar word (largest dot product) for each row, int64 (N,)."""
-    out = np.empty(len(x_NC), np.int64)
-    for s in range(0, len(x_NC), chunk):
-        out[s : s + chunk] = np.argmax(x_NC[s : s + chunk] @ words_KC.T, axis=1)
-    return out
-
-
-def _kmeans_pp(x_NC: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding for unit vectors (squared distance 2 - 2 cos)."""
-    words = np.empty((k, x_NC.shape[1]), np.float32)
-    words[0] = x_NC[rng.integers(len(x_NC))]
-    d2 = np.maximum(2.0 - 2.0 * (x_NC @ words[0]), 0.0)
-    for i in range(1, k):
-        total = float(d2.sum())
-        pick = rng.choice(len(x_NC), p=d2 / total) if total > 0 else rng.integers(len(x_NC))
-        words[i] = x_NC[pick]
-        d2 = np.minimum(d2, np.maximum(2.0 - 2.0 * (x_NC @ words[i]), 0.0))
-    return words
-
-
-def train_vocabulary(x_NC: np.ndarray, size: int, iterations: int, seed: int) -> np.ndarray:
-    """Spherical k-means (k-means++ seeding) of unit descriptors.
-
-    Args:
-        x_NC: float32 unit vectors.
-        size: number of words (reduced to N when fewer samples).
-        iterations: Lloyd iterations after seeding.
-        seed: seeds the sampling.
-
-    Returns:
-        float32 (K, C) unit word vectors.
-    """
-    rng = np.random.default_rng(seed)
-    k = min(size, len(x_NC))
-    words = _kmeans_pp(x_NC, k, rng)
-    for _ in range(iterations):
-        assign = _nearest_word(x_NC, words)
-        ones = np.ones(len(x_NC), np.float32)
-        onehot = scipy.sparse.csr_matrix((ones, (assign, np.arange(len(x_NC)))), shape=(k, len(x_NC)))
-        sums = np.asarray(onehot @ x_NC)
-        empty = np.bincount(assign, minlength=k) == 0
-        # Re-seed empty words from random samples so the vocabulary keeps its size.
-        sums[empty] = x_NC[rng.choice(len(x_NC), int(empty.sum()), replace=False)]
-        words = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    return words
-
-
-def bow_vector(words_of_features: np.ndarray, idf_K: np.ndarray) -> np.ndarray:
-    """Unit sqrt(tf) x idf vector (float32, (K,)) of one image's word assignments."""
-    tf = np.bincount(words_of_features, minlength=len(idf_K)).astype(np.float32)
-    v = np.sqrt(tf) * idf_K
-    n = np.linalg.norm(v)
-    return v / n if n > 0 else v
+# Matching
 
 
 def match_descriptors(q_NC: np.ndarray, d_MC: np.ndarray, max_ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -220,17 +165,14 @@ def _export_map(scene: Scene, config: SiftConfig, folder: Path) -> dict:
     if not points:
         raise SlocalError(f"scene {scene.id}: the SIFT map has no 3D point after filtering", scene.root)
 
-    rng = np.random.default_rng(config.seed)
-    every = np.concatenate(all_desc)
-    sample = every[rng.choice(len(every), min(config.vocab_samples, len(every)), replace=False)]
-    log.info("sift map %s: training a %d-word vocabulary on %d descriptors", scene.id, config.vocab_size, len(sample))
-    words = train_vocabulary(descriptors_to_float(sample), config.vocab_size, config.vocab_iterations, config.seed)
-    assignments = [_nearest_word(descriptors_to_float(d), words) for d in all_desc]
-    df = np.zeros(len(words), np.int64)
-    for a in assignments:
-        df[np.unique(a)] += 1
-    idf = np.log(len(image_ids) / np.maximum(df, 1)).astype(np.float32)
-    bow = np.stack([bow_vector(a, idf) for a in assignments]).astype(np.float32)
+    n_desc = sum(len(d) for d in all_desc)
+    log.info(
+        "sift map %s: training a %d-word vocabulary on %d descriptors",
+        scene.id,
+        config.vocab_size,
+        min(config.vocab_samples, n_desc),
+    )
+    words, idf, bow = bow_index(all_desc, config.vocab_size, config.vocab_iterations, config.vocab_samples, config.seed)
 
     with atomic_path(folder / "map.npz") as tmp:
         np.savez(
@@ -312,7 +254,7 @@ class SiftLocalizer:
 
     def retrieve(self, desc_NC: np.ndarray) -> np.ndarray:
         """Indices of the ``num_retrieved`` mapping images most similar to unit query descriptors."""
-        v = bow_vector(_nearest_word(desc_NC, self._words), self._idf)
+        v = bow_vector(nearest_word(desc_NC, self._words), self._idf)
         sims = self._bow @ v
         k = min(self.config.num_retrieved, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]

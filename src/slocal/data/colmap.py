@@ -25,6 +25,8 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +304,17 @@ def load_colmap_scene(root: Path, scene_id: str, cache_dir: Path | None = None) 
     digest = hashlib.sha256(points_file.read_bytes()).hexdigest()[:16]
     extra = {"model_dir": str(model_dir), "image_ids": image_ids, "model_digest": digest}
     return Scene(scene_id, root, "colmap", tuple(mapping), tuple(query), 0, extra, metres_per_unit)
+
+
+@contextmanager
+def colmap_quiet() -> Iterator[None]:
+    """Silence COLMAP's INFO logging (glog on stderr) unless slocal logs at DEBUG."""
+    import pycolmap
+
+    old = pycolmap.logging.minloglevel
+    if not log.isEnabledFor(logging.DEBUG):
+        pycolmap.logging.minloglevel = max(old, int(pycolmap.logging.Level.WARNING.value))
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old

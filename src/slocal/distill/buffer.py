@@ -243,6 +243,7 @@ def build_buffer(
     mean,
     std,
     part: str = "levels",
+    metres_per_unit: float = 1.0,
 ) -> FeatureBuffer:
     """Encode ``config.buffer_passes`` passes of every frame (see the module docstring).
 
@@ -257,6 +258,8 @@ def build_buffer(
         spill_path: file used when the buffer must be memory-mapped.
         mean, std: input normalisation of the encoder.
         part: what to store: ``levels`` (fused features) or ``bottom`` (the stride-8 map; see ``encode``).
+        metres_per_unit: of the scene (``data.recipe_metres_per_unit``): ``view_translation`` and the
+            neighbour distance are metres, the poses and targets scene units.
     """
     W, H = image_size
     uv_N2 = pixel_centers(W, H, 8).reshape(-1, 2)
@@ -274,6 +277,7 @@ def build_buffer(
     pose = np.zeros((P, 3, 4), np.float32)
     frame_of = np.repeat(np.arange(len(frames)), config.buffer_passes)
     rng = np.random.default_rng(seed)
+    view_translation = config.view_translation / metres_per_unit
     log.info(
         "feature buffer: %d frames x %d passes x %d cells x %d channels (%.2f GB)",
         len(frames),
@@ -303,13 +307,15 @@ def build_buffer(
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
             view = surface is not None and k >= config.buffer_passes - config.view_passes
             if view:
-                new_from_old = random_view(rng, config.view_translation, config.view_rotation)
+                new_from_old = random_view(rng, view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
                 splat = own_splat
                 if dense and splats:
                     near = [
                         i
-                        for i in view_neighbours(invert(cam_from_world), splat_poses, config.view_neighbours + 1)
+                        for i in view_neighbours(
+                            invert(cam_from_world), splat_poses, config.view_neighbours + 1, 0.5 / metres_per_unit
+                        )
                         if i != fi
                     ]
                     splat = SplatPoints.concat(

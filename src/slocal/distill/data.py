@@ -119,8 +119,49 @@ def confidence_weights(targets: TargetSet) -> dict[str, np.ndarray]:
     return {t.name: np.where(t.valid_HW, t.conf_HW / median, 0.0).astype(np.float32) for t in targets.frames}
 
 
+#: Median distance from a mapping camera to its targets that the recipes' metric settings (the coordinate loss in
+#: metres, ``loss_clamp``, ``view_translation``, the reprojection loss's nearest depth) were tuned at: redkitchen's
+#: median sensor depth is 1.84 m. A scene of unknown scale is taken to be this deep (``recipe_metres_per_unit``).
+NOMINAL_DEPTH_M = 2.0
+
+
+def median_target_depth(scene: Scene, targets: TargetSet, names: Collection[str] | None = None) -> float:
+    """Median depth (scene units) of the valid targets in their own mapping camera, over all frames or ``names``."""
+    frames = {f.name: f for f in scene.mapping}
+    depths = []
+    for t in targets.frames:
+        if (names is not None and t.name not in names) or t.name not in frames:
+            continue
+        cam_from_world = frames[t.name].cam_from_world
+        pts = t.coords_HW3[t.valid_HW].astype(np.float64)
+        depths.append(pts @ cam_from_world[2, :3] + cam_from_world[2, 3])
+    z = np.concatenate(depths) if depths else np.zeros(0)
+    z = z[z > 0]
+    if z.size == 0:
+        raise SlocalError("no valid target lies in front of its mapping camera", targets.directory)
+    return float(np.median(z))
+
+
+def recipe_metres_per_unit(scene: Scene, targets: TargetSet, names: Collection[str] | None = None) -> tuple[float, str]:
+    """Metres per scene unit for the recipe's metric settings, and where the number comes from.
+
+    The scene's own scale where it has one (metric datasets: 1; a COLMAP scene with ``scale.txt``).
+    A model of unknown scale (``slocal map`` without ``--distance``) is taken to be ``NOMINAL_DEPTH_M``
+    deep at the median target depth: its unit is arbitrary (0.27 m for the procedural room's video,
+    0.18 m for redkitchen's photos), and settings in metres read as units would shrink the novel views
+    and outweigh the reprojection loss by as much. Poses and predictions stay in scene units.
+    """
+    if scene.metres_per_unit is not None:
+        return float(scene.metres_per_unit), "the scene's scale"
+    depth = median_target_depth(scene, targets, names)
+    return (
+        NOMINAL_DEPTH_M / depth,
+        f"unknown scale: median target depth {depth:.3g} units taken as {NOMINAL_DEPTH_M:g} m",
+    )
+
+
 def scene_centre(targets: TargetSet, names: Collection[str] | None = None) -> np.ndarray:
-    """Mean of the valid target coordinates (float64, metres) of all frames, or of the frames ``names``."""
+    """Mean of the valid target coordinates (float64, scene units) of all frames, or of the frames ``names``."""
     total = np.zeros(3)
     count = 0
     for t in targets.frames:

@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slocal.distill.data import BatchSampler, load_train_frames, scene_centre, validation_split
+from slocal.distill.data import (
+    BatchSampler,
+    load_train_frames,
+    recipe_metres_per_unit,
+    scene_centre,
+    validation_split,
+)
 from slocal.distill.loop import Prepared, Run, StepOutput
 from slocal.distill.students import build_student, input_size, load_pretrained, num_params
 
@@ -45,6 +51,7 @@ class EndToEndRecipe:
         image_size = input_size(student_cfg, camera.width, camera.height)
         centre = np.asarray(checkpoint["centre"], np.float64) if checkpoint is not None else scene_centre(run.targets)
         frames = load_train_frames(run.scene, run.targets, image_size, centre)
+        metres_per_unit, scale_source = recipe_metres_per_unit(run.scene, run.targets)
         train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
         shard = train_idx[env.rank :: env.world_size]
         self.sampler = BatchSampler(
@@ -77,6 +84,8 @@ class EndToEndRecipe:
             val_frames=[frames[i] for i in val_idx],
             val_names=[frames[i].name for i in val_idx],
             train_frames=len(train_idx),
+            metres_per_unit=metres_per_unit,
+            scale_source=scale_source,
             detail=f"{student_cfg.arch}, {num_params(net) / 1e6:.2f} M params",
         )
 

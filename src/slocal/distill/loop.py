@@ -12,7 +12,9 @@ around that, the same for every recipe:
   group itself is joined once per run by the caller, ``ddp.distributed``);
 - the optimizer (AdamW) and its schedules: the one-cycle learning rate and the reprojection
   clamp (``optim.py``), both following the fraction of the budget used;
-- the loss: coordinate loss plus the reprojection loss while it is on (``losses.py``);
+- the loss: coordinate loss plus the reprojection loss while it is on (``losses.py``), their
+  metric settings (``loss_clamp``, the nearest depth) in metres whatever the scene's unit
+  (``Prepared.metres_per_unit``, from ``data.recipe_metres_per_unit``);
 - the budget (``iterations``, or ``minutes`` of wall time that the recipe's preparation, such
   as encoding the feature buffer, counts against), progress bar, periodic validation (rank 0)
   and checkpoints (``TrainingLoop``);
@@ -38,7 +40,7 @@ from slocal.distill.checkpoints import check_resume, load_checkpoint, resumed_pr
 from slocal.distill.config import StudentConfig, TrainConfig, to_plain
 from slocal.distill.data import TrainFrame, ValFrame
 from slocal.distill.ddp import DistEnv, barrier, data_parallel, max_over_ranks
-from slocal.distill.losses import coordinate_loss, reprojection_loss
+from slocal.distill.losses import MIN_DEPTH_M, coordinate_loss, reprojection_loss
 from slocal.distill.model_file import save_student
 from slocal.distill.optim import learning_rate, make_optimizer, reprojection_tau, set_learning_rate
 from slocal.distill.students import StudentNet, num_params
@@ -83,6 +85,8 @@ class Prepared:
         val_names: their names.
         train_frames: mapping frames trained on (all ranks).
         spent_s: preparation time counted against a ``minutes`` budget (the buffer's encoding).
+        metres_per_unit: the scene's scale for the recipe's metric settings (``data.recipe_metres_per_unit``;
+            1 in a metric scene), and ``scale_source`` where it comes from.
         detail: how the recipe describes the student for the log (parameters, buffer...).
     """
 
@@ -96,6 +100,8 @@ class Prepared:
     val_names: list[str]
     train_frames: int
     spent_s: float = 0.0
+    metres_per_unit: float = 1.0
+    scale_source: str = "metric"
     detail: str = ""
 
 
@@ -247,7 +253,7 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
 
         if env.is_main:
             log.info(
-                "%s %s (%s) on %s at %dx%d: %d train / %d val frames, %s, %s%s",
+                "%s %s (%s) on %s at %dx%d: %d train / %d val frames, %s, %s%s; %.4g m per unit (%s)",
                 recipe.label,
                 run.student.name,
                 prep.detail,
@@ -258,8 +264,11 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 precision,
                 f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.minutes:g} min in all",
                 f" x {env.world_size} processes" if env.active else "",
+                prep.metres_per_unit,
+                prep.scale_source,
             )
         pixel_scale = 640.0 / prep.image_size[0]
+        min_depth = MIN_DEPTH_M / prep.metres_per_unit
         model.train()
         label = f"{recipe.label} {run.student.name}"
         loop = TrainingLoop(
@@ -272,12 +281,20 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 set_learning_rate(opt, lr)
                 out = recipe.step(forward)
                 loss = coordinate_loss(
-                    out.pred_BN3, out.coords_BN3, out.valid_BN, cfg.loss_clamp, out.log_unc_BN, out.weight_BN
+                    out.pred_BN3,
+                    out.coords_BN3,
+                    out.valid_BN,
+                    cfg.loss_clamp,
+                    out.log_unc_BN,
+                    out.weight_BN,
+                    prep.metres_per_unit,
                 )
                 tau = reprojection_tau(cfg, p)
                 if tau is not None:
                     K, pose = out.K_B33.to(dev), out.cam_from_world_B34.to(dev)
-                    reprojection = reprojection_loss(out.pred_BN3, out.uv_N2, K, pose, tau, pixel_scale, out.mask_BN)
+                    reprojection = reprojection_loss(
+                        out.pred_BN3, out.uv_N2, K, pose, tau, pixel_scale, out.mask_BN, min_depth=min_depth
+                    )
                     loss = loss + cfg.reproj_weight * reprojection
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -290,6 +307,8 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 "recipe": recipe.name,
                 "iterations": loop.iteration,
                 "minutes": loop.elapsed / 60.0,
+                "metres_per_unit": prep.metres_per_unit,
+                "metres_per_unit_source": prep.scale_source,
                 "final_loss": loop.loss_ema,
                 "world_size": env.world_size,
                 "precision": precision,

@@ -32,7 +32,7 @@ import torch
 from slocal.data.scene import Frame, Scene
 from slocal.distill.buffer import FeatureBuffer, build_buffer
 from slocal.distill.config import BufferTrainConfig, HybridStudentConfig
-from slocal.distill.data import load_val_frames, scene_centre, validation_split
+from slocal.distill.data import load_val_frames, recipe_metres_per_unit, scene_centre, validation_split
 from slocal.distill.ddp import max_over_ranks
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.loop import Prepared, Run, StepOutput
@@ -154,6 +154,7 @@ class BufferRecipe:
             if checkpoint is not None
             else scene_centre(run.targets, {f.name for f in train_frames})
         )
+        metres_per_unit, scale_source = recipe_metres_per_unit(run.scene, run.targets, {f.name for f in train_frames})
         ref = train_frames[0].camera
         image_size = input_size(student_cfg, ref.width, ref.height)
         encoder = DenseEncoder(student_cfg.encoder, levels=tuple(student_cfg.encoder_levels)).to(dev)
@@ -172,6 +173,7 @@ class BufferRecipe:
             mean=student_cfg.mean,
             std=student_cfg.std,
             part="bottom" if student_cfg.tune_encoder else "levels",
+            metres_per_unit=metres_per_unit,
         )
         encode_s = max_over_ranks(time.monotonic() - t0, env, dev)
         torch.manual_seed(cfg.seed)
@@ -208,6 +210,8 @@ class BufferRecipe:
             val_names=[f.name for f in val_frames],
             train_frames=len(train_frames),
             spent_s=encode_s,
+            metres_per_unit=metres_per_unit,
+            scale_source=scale_source,
             detail=(
                 f"{student_cfg.arch} on {student_cfg.encoder}, {trained:.2f} M trained params, buffer "
                 f"{self.buffer.num_passes} passes, {encode_s:.1f} s to encode"

@@ -31,8 +31,8 @@ DENSE_FRACTION = 0.5
 
 
 def random_view(rng: np.random.Generator, translation: float, rotation_deg: float) -> np.ndarray:
-    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` metres, ``rotation_deg``
-    degrees."""
+    """A random rigid motion of a camera (4, 4), ``new_from_old``: up to ``translation`` (scene units),
+    ``rotation_deg`` degrees."""
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
     angle = math.radians(rotation_deg) * rng.uniform(-1.0, 1.0)
@@ -209,11 +209,11 @@ def render_view(
 
 
 def view_neighbours(
-    world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, metres_per_radian: float = 0.5
+    world_from_cam: np.ndarray, candidates_C44: np.ndarray, count: int, units_per_radian: float = 0.5
 ) -> np.ndarray:
     """Indices of the ``count`` candidate cameras nearest to a camera, nearest first.
 
-    The distance is between camera centres plus ``metres_per_radian`` times the
+    The distance is between camera centres plus ``units_per_radian`` (0.5 m in scene units) times the
     angle between the optical axes, so a camera looking the other way from the
     same spot is not a neighbour.
 
@@ -223,7 +223,7 @@ def view_neighbours(
     """
     centre_dist = np.linalg.norm(candidates_C44[:, :3, 3] - world_from_cam[:3, 3], axis=1)
     cos = np.clip(candidates_C44[:, :3, 2] @ world_from_cam[:3, 2], -1.0, 1.0)
-    score = centre_dist + metres_per_radian * np.arccos(cos)
+    score = centre_dist + units_per_radian * np.arccos(cos)
     return np.argsort(score, kind="stable")[:count]
 
 

@@ -1,4 +1,4 @@
-"""SIFT features through pycolmap: extraction at a bounded resolution, descriptor helpers, quiet logging.
+"""SIFT features through pycolmap: extraction at a bounded resolution, quiet logging.
 
 Shared by the SfM teacher (``slocal.teach.sfm``) and the SIFT baseline (``slocal.bench.sift``).
 """
@@ -6,12 +6,11 @@ Shared by the SfM teacher (``slocal.teach.sfm``) and the SIFT baseline (``slocal
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
+from slocal.data.colmap import colmap_quiet
 from slocal.errors import SlocalError
 
 # pycolmap is imported inside the functions that use it: it loads large native libraries
@@ -79,24 +78,3 @@ class SiftExtractor:
             keep = np.sort(np.argsort(-kp[:, 2], kind="stable")[: self.max_features])
             kp, desc = kp[keep], desc[keep]
         return np.ascontiguousarray(kp), np.ascontiguousarray(desc)
-
-
-def descriptors_to_float(desc_NC: np.ndarray) -> np.ndarray:
-    """Quantised SIFT descriptors -> float32 unit vectors (for dot-product matching)."""
-    d = desc_NC.astype(np.float32)
-    norm = np.linalg.norm(d, axis=1, keepdims=True)
-    return d / np.maximum(norm, 1e-6)
-
-
-@contextmanager
-def colmap_quiet() -> Iterator[None]:
-    """Silence COLMAP's INFO logging (glog on stderr) unless slocal logs at DEBUG."""
-    import pycolmap
-
-    old = pycolmap.logging.minloglevel
-    if not log.isEnabledFor(logging.DEBUG):
-        pycolmap.logging.minloglevel = max(old, int(pycolmap.logging.Level.WARNING.value))
-    try:
-        yield
-    finally:
-        pycolmap.logging.minloglevel = old
