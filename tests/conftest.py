@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.rooms_home import make_tiny_home
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared"))
 SEVEN_SCENES_MINI = SHARED / "data" / "7scenes-mini"
@@ -106,6 +108,4 @@ def tiny_twelve_scenes(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_home(tmp_path_factory) -> tuple[Path, Path]:
     """(data root, runs folder) of ``home``: two tiny synth rooms with tiny ace students (``rooms_home``)."""
-    from rooms_home import make_tiny_home
-
     return make_tiny_home(tmp_path_factory.mktemp("home"))

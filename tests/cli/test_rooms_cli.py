@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from helpers.cli_run import lines, run_many
-from rooms_home import HOME, ROOMS
+from helpers.rooms_home import HOME, ROOMS
 from slocal.data import load_scene
 
 

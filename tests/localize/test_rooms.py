@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rooms_home import HOME, ROOMS
+from helpers.rooms_home import HOME, ROOMS
 from slocal.data import load_scene
 from slocal.errors import SlocalError
 from slocal.io import read_image

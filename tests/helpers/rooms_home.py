@@ -9,26 +9,21 @@ threads spin against each other and training the heads took six times longer her
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
 
+from helpers.distill_fixtures import TINY_SCENE
 from slocal.data import load_scene
-from slocal.data.synth import SynthConfig, render_scene
+from slocal.data.synth import render_scene
 from slocal.distill.trainer import distill_student
 
 HOME = "home"
 ROOMS = {"home/kitchen": 1, "home/living": 2}
-ROOM_SCENE = dict(
-    mapping_frames=32,
-    query_frames=2,
-    color_size=(128, 96),
-    depth_size=(64, 48),
-    focal=104.0,
-    texels_per_metre=100.0,
-    seed=1,
-)
+# The distillation tests' tiny scene, with more mapping frames: each room must be recognised.
+ROOM_SCENE = replace(TINY_SCENE, mapping_frames=32)
 ITERATIONS = 800
 TINY_ACE_OVERRIDES = {
     "student": {"max_side": 128, "head_width": 128, "head_layers": 3},
@@ -55,7 +50,7 @@ def make_tiny_home(root: Path) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     try:
         for room, layout in ROOMS.items():
-            render_scene(data / room, SynthConfig(**ROOM_SCENE, room=layout))
+            render_scene(data / room, replace(ROOM_SCENE, room=layout, room_size=None, num_boxes=None))
             scene = load_scene(data, room)
             distill_student(scene, runs, "ace", config_file=config, iterations=ITERATIONS, device="cpu")
     finally:
