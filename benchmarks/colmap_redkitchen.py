@@ -25,18 +25,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 
-from common import SHARED_DATA, write_results
+from common import SHARED_DATA, run_cli, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
@@ -46,17 +42,6 @@ from slocal.localize.localizer import Localizer, load_model
 
 SCENE = "colmap-redkitchen"
 GT_FILE = "gt_world_from_cam.txt"
-
-
-def run_cli(args: list[str]) -> tuple[dict, str, float]:
-    cmd = [sys.executable, "-m", "slocal_cli.main", *args, "--json"]
-    shown = shlex.join(["slocal", *cmd[3:]])
-    print(f"$ {shown}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout), shown, time.perf_counter() - start
 
 
 def read_gt(path: Path) -> dict[str, np.ndarray]:
@@ -118,9 +103,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="colmap-redkitchen-") as tmp:
         runs = args.runs or Path(tmp) / "runs"
         common = ["--scene", SCENE, "--data-root", str(args.data_root), "--runs", str(runs)]
-        teach, teach_cmd, teach_s = run_cli(["teach", "--teacher", "colmap", *common])
+        teach, teach_cmd, teach_s, _, _ = run_cli(["teach", "--teacher", "colmap", *common])
         budget = ["--iterations", str(args.iterations)] if args.iterations else ["--minutes", f"{args.minutes:g}"]
-        distill, distill_cmd, distill_s = run_cli(
+        distill, distill_cmd, distill_s, _, _ = run_cli(
             [
                 "distill",
                 "--teacher",

@@ -26,36 +26,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 
-from common import REPORT_FILES, RESULTS, SHARED_DATA, write_results
+from common import REPORT_FILES, RESULTS, SHARED_DATA, run_cli, write_results
 from slocal.data import load_scene
 
 SCENE = "colmap-redkitchen"
 RESULT = "2026-12-05-precision/colmap_redkitchen_mvs"
 GOAL_DEG, GOAL_PCT = 0.5, 1.0
-
-
-def run_cli(args: list[str]) -> tuple[dict, str, float, list[float]]:
-    """Run ``slocal ARGS --json``; its JSON, the command as typed, wall seconds and the load average before."""
-    cmd = [sys.executable, "-m", "slocal_cli.main", *args, "--json"]
-    shown = shlex.join(["slocal", *args, "--json"])
-    print(f"$ {shown}", file=sys.stderr, flush=True)
-    load = list(os.getloadavg())
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout), shown, time.perf_counter() - start, load
 
 
 def scene_distance(data_root: Path, runs: Path) -> dict:
@@ -153,12 +136,12 @@ def main() -> int:
     for teacher in args.teachers.split(","):
         runs = args.runs / teacher
         common = ["--data-root", str(args.data_root), "--runs", str(runs)]
-        teach, teach_cmd, teach_s, teach_load = run_cli(["teach", "--scene", SCENE, "--teacher", teacher, *common])
-        distill, distill_cmd, distill_s, distill_load = run_cli(
+        teach, teach_cmd, teach_s, teach_load, _ = run_cli(["teach", "--scene", SCENE, "--teacher", teacher, *common])
+        distill, distill_cmd, distill_s, distill_load, _ = run_cli(
             ["distill", "--scene", SCENE, "--teacher", teacher, *budget_args, "--seed", str(args.seed), *common]
         )
         out = runs / "bench"
-        bench, bench_cmd, bench_s, bench_load = run_cli(
+        bench, bench_cmd, bench_s, bench_load, _ = run_cli(
             ["bench", "--scenes", SCENE, "--methods", "ace,sift", "--teacher", teacher, "--no-distill"]
             + ["--out", str(out), *common]
         )

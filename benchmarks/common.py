@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +30,31 @@ SHARED_DATA = Path(os.environ.get("SLOCAL_SHARED", REPO.parent / "shared")) / "d
 SEVEN_SCENES = SHARED_DATA / "7scenes-mini"
 # The files of a `slocal bench --out` report that the benchmarks keep in benchmarks/results/.
 REPORT_FILES = ("results.json", "results.md", "results.csv", "per_query.json")
+
+
+class CliRun(NamedTuple):
+    """One ``slocal`` command as a benchmark ran it."""
+
+    output: dict | None  # its --json output (None when run without --json)
+    command: str  # as a user would type it
+    seconds: float  # wall time
+    load_before: list[float]  # load averages (1, 5, 15 min) at the start
+    load_after: list[float]  # and at the end
+
+
+def run_cli(args: list[str], json_out: bool = True) -> CliRun:
+    """Run ``slocal ARGS`` (with ``--json`` unless ``json_out`` is False) in a subprocess; exit on failure."""
+    cmd = [sys.executable, "-m", "slocal_cli.main", *args, *(["--json"] if json_out else [])]
+    shown = shlex.join(["slocal", *cmd[3:]])
+    print(f"$ {shown}", file=sys.stderr, flush=True)
+    load_before = list(os.getloadavg())
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
+    output = json.loads(proc.stdout) if json_out else None
+    return CliRun(output, shown, seconds, load_before, list(os.getloadavg()))
 
 
 def command_line() -> str:

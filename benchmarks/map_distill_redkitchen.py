@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 
-from common import SEVEN_SCENES, SHARED_DATA, write_results
+from common import SEVEN_SCENES, SHARED_DATA, run_cli, write_results
 from map_redkitchen import alignment, scrub
 from slocal.bench.report import json_safe
 from slocal.data import load_scene
@@ -44,19 +41,6 @@ SCENE = "redkitchen-split"
 MAPPED = "rk-mapped"
 RESULTS = "2026-12-05-map/redkitchen_distill"
 GOAL_PCT, GOAL_DEG = 5.0, 1.0
-
-
-def run_cli(args: list[str], json_out: bool = True) -> tuple[dict | None, str, float, list[float]]:
-    cmd = [sys.executable, "-m", "slocal_cli.main", *args, *(["--json"] if json_out else [])]
-    shown = shlex.join(["slocal", *cmd[3:]])
-    print(f"$ {shown}", file=sys.stderr, flush=True)
-    load0 = list(os.getloadavg())
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
-    return (json.loads(proc.stdout) if json_out else None), shown, seconds, [load0[0], os.getloadavg()[0]]
 
 
 def camera_distance(rec: pycolmap.Reconstruction, names: set[str]) -> float:
@@ -103,21 +87,28 @@ def main() -> int:
             summary = json.loads((data / MAPPED / "map.json").read_text())
             steps["map"] = {"reused": True, "summary": summary}
         else:
-            summary, cmd, s, load = run_cli(["map", str(photos), "--scene", MAPPED, "--queries", "seq-02/*", *where])
-            steps["map"] = {"command": cmd, "wall_s": round(s, 1), "loadavg": load, "summary": summary}
-        distill, cmd, s, load = run_cli(
+            summary, cmd, s, load0, load1 = run_cli(
+                ["map", str(photos), "--scene", MAPPED, "--queries", "seq-02/*", *where]
+            )
+            steps["map"] = {"command": cmd, "wall_s": round(s, 1), "loadavg": [load0[0], load1[0]], "summary": summary}
+        distill, cmd, s, load0, load1 = run_cli(
             ["distill", "--scene", MAPPED, "--iterations", str(args.iterations), "--device", "cpu", *where]
         )
-        steps["distill"] = {"command": cmd, "wall_s": round(s, 1), "loadavg": load, "result": distill}
+        steps["distill"] = {"command": cmd, "wall_s": round(s, 1), "loadavg": [load0[0], load1[0]], "result": distill}
         student = distill["student"]
         out = work / "bench"
-        _, cmd, s, load = run_cli(
+        _, cmd, s, load0, load1 = run_cli(
             ["bench", "--scenes", MAPPED, "--methods", f"{student},sift", "--no-distill", "--out", str(out), *where],
             json_out=False,
         )
         report = json.loads((out / "results.json").read_text())
         per_query = json.loads((out / "per_query.json").read_text())
-        steps["bench"] = {"command": cmd, "wall_s": round(s, 1), "loadavg": load, "rows": report["rows"]}
+        steps["bench"] = {
+            "command": cmd,
+            "wall_s": round(s, 1),
+            "loadavg": [load0[0], load1[0]],
+            "rows": report["rows"],
+        }
         rec = pycolmap.Reconstruction(str(data / MAPPED / "sparse" / "0"))
         distance = camera_distance(rec, mapping_names)
         fits = alignment(rec, gt, mapping_names)

@@ -28,18 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 from scipy.spatial.transform import Rotation
 
-from common import SEVEN_SCENES, SHARED_DATA, write_results
+from common import SEVEN_SCENES, SHARED_DATA, run_cli, write_results
 from slocal.capture.scale import fit_similarity, fit_similarity_with_offset
 from slocal.capture.video import write_video
 from slocal.data import load_scene
@@ -64,19 +61,6 @@ DEFAULT_VARIANTS = (
     "video",
     "rgbd-scene",
 )
-
-
-def run_map(args: list[str]) -> tuple[dict, str, float, list[float], list[float]]:
-    cmd = [sys.executable, "-m", "slocal_cli.main", "map", *args, "--json"]
-    shown = shlex.join(["slocal", *cmd[3:]])
-    print(f"$ {shown}", file=sys.stderr, flush=True)
-    load0 = list(os.getloadavg())
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout), shown, seconds, load0, list(os.getloadavg())
 
 
 def scrub(obj, paths: dict[str, str]):
@@ -192,15 +176,15 @@ def main() -> int:
             rename = {}
             if variant == "video":
                 video, query_video, rename = make_videos(scene, tmp)
-                summary, cmd, seconds, load0, load1 = run_map(
-                    [str(video), "--queries", str(query_video), *VARIANTS[variant], *common]
+                summary, cmd, seconds, load0, load1 = run_cli(
+                    ["map", str(video), "--queries", str(query_video), *VARIANTS[variant], *common]
                 )
             elif variant == "rgbd-scene":
                 # The 7-Scenes folder itself: its split gives the queries, its depth the scale.
-                summary, cmd, seconds, load0, load1 = run_map([str(scene.root), *VARIANTS[variant], *common])
+                summary, cmd, seconds, load0, load1 = run_cli(["map", str(scene.root), *VARIANTS[variant], *common])
             else:
-                summary, cmd, seconds, load0, load1 = run_map(
-                    [str(photos), "--queries", "seq-02/*", *VARIANTS[variant], *common]
+                summary, cmd, seconds, load0, load1 = run_cli(
+                    ["map", str(photos), "--queries", "seq-02/*", *VARIANTS[variant], *common]
                 )
             rec = pycolmap.Reconstruction(str(data / scene_id / "sparse" / "0"))
             gt_here = {

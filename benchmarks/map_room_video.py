@@ -25,16 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import write_results
+from common import run_cli, write_results
 from map_redkitchen import scrub
 from slocal.bench.metrics import ACCURACY_THRESHOLDS
 from slocal.bench.report import json_safe
@@ -44,18 +41,6 @@ from slocal.data.synth.video import read_video_poses
 
 SCENE = "room-video"
 RESULTS = "2026-12-05-map/room_video"
-
-
-def run_cli(args: list[str], json_out: bool = True) -> tuple[dict | None, str, float]:
-    cmd = [sys.executable, "-m", "slocal_cli.main", *args, *(["--json"] if json_out else [])]
-    shown = shlex.join(["slocal", *cmd[3:]])
-    print(f"$ {shown}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"`{shown}` failed with exit code {proc.returncode}")
-    return (json.loads(proc.stdout) if json_out else None), shown, seconds
 
 
 def main() -> int:
@@ -72,16 +57,16 @@ def main() -> int:
         data, runs = tmp / "data", tmp / "runs"
         walk, queries = tmp / "room.mp4", tmp / "room-queries.mp4"
         where = ["--data-root", str(data), "--runs", str(runs)]
-        synth, cmd, s = run_cli(["synth", "room", "--video", str(walk), "--query-video", str(queries), *where])
+        synth, cmd, s, _, _ = run_cli(["synth", "room", "--video", str(walk), "--query-video", str(queries), *where])
         steps["synth"] = {"command": cmd, "wall_s": round(s, 1), "videos": synth["videos"]}
-        summary, cmd, s = run_cli(["map", str(walk), "--scene", SCENE, "--queries", str(queries), *where])
+        summary, cmd, s, _, _ = run_cli(["map", str(walk), "--scene", SCENE, "--queries", str(queries), *where])
         steps["map"] = {"command": cmd, "wall_s": round(s, 1), "summary": summary}
         budget = ["--minutes", f"{args.minutes:g}"] if args.minutes else ["--iterations", str(args.iterations)]
-        distill, cmd, s = run_cli(["distill", "--scene", SCENE, *budget, "--device", "cpu", *where])
+        distill, cmd, s, _, _ = run_cli(["distill", "--scene", SCENE, *budget, "--device", "cpu", *where])
         steps["distill"] = {"command": cmd, "wall_s": round(s, 1), "result": distill}
         student = distill["student"]
         out = tmp / "bench"
-        _, cmd, s = run_cli(
+        _, cmd, s, _, _ = run_cli(
             ["bench", "--scenes", SCENE, "--methods", student, "--no-distill", "--out", str(out), *where],
             json_out=False,
         )

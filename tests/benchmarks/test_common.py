@@ -3,6 +3,8 @@
 import importlib.util
 import json
 
+import pytest
+
 from helpers.cli_run import REPO
 from slocal.bench.report import code_text
 
@@ -28,3 +30,14 @@ def test_write_results_records_code_date_machine_and_command(tmp_path, monkeypat
     md = md_path.read_text()
     assert md.startswith(f"- code: {code_text(code)}\n- date (UTC): {data['date']}\n- command: `{data['command']}`\n")
     assert "- machine: test cpu, 2 cores;" in md and md.endswith("| a |\n")
+
+
+def test_run_cli_returns_the_json_command_time_and_loads_and_exits_on_failure(tmp_path, monkeypatch):
+    common = _common()
+    monkeypatch.setenv("PYTHONPATH", f"{REPO / 'src'}:{REPO / 'cli'}")
+    run = common.run_cli(["scenes", "--data-root", str(tmp_path)])
+    assert run.output == []  # an empty data root holds no scenes
+    assert run.command == f"slocal scenes --data-root {tmp_path} --json"
+    assert run.seconds > 0 and len(run.load_before) == 3 and len(run.load_after) == 3
+    with pytest.raises(SystemExit, match=r"`slocal scenes --data-root .*missing --json` failed with exit code [1-9]"):
+        common.run_cli(["scenes", "--data-root", str(tmp_path / "missing")])
