@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from common import SEVEN_SCENES, SHARED_DATA, run_cli, write_results
-from map_redkitchen import alignment, scrub
+from common import SHARED_DATA, run_cli, write_results
+from map_redkitchen import alignment, load_reference, scrub
 from slocal.bench.report import json_safe
-from slocal.data import load_scene
 
 SCENE = "redkitchen-split"
 MAPPED = "rk-mapped"
@@ -66,12 +65,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=None, help="folder for photos, data and runs (default: temp)")
     parser.add_argument("--results-name", default=RESULTS)
     args = parser.parse_args()
-    if not (SEVEN_SCENES / SCENE).is_dir():
-        print(f"{SCENE} not found under {SEVEN_SCENES}", file=sys.stderr)
-        return 1
-    scene = load_scene(SEVEN_SCENES, SCENE)
-    gt = {f.image_path.relative_to(scene.root).as_posix(): f.world_from_cam for f in scene.mapping + scene.query}
-    mapping_names = {f.image_path.relative_to(scene.root).as_posix() for f in scene.mapping}
+    scene, gt, mapping_names = load_reference()
     load_start = list(os.getloadavg())
     steps: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="map-distill-rk-") as tmp:

@@ -142,6 +142,19 @@ def make_videos(scene, folder: Path) -> tuple[Path, Path, dict[str, str]]:
     return paths[0], paths[1], names
 
 
+def load_reference():
+    """redkitchen-split, its 7-Scenes ``world_from_cam`` per image path (relative to the scene) and its mapping images.
+
+    Exits with a one-line message (status 1) when the shared data is absent.
+    """
+    if not (SEVEN_SCENES / SCENE).is_dir():
+        raise SystemExit(f"{SCENE} not found under {SEVEN_SCENES}")
+    scene = load_scene(SEVEN_SCENES, SCENE)
+    gt = {f.image_path.relative_to(scene.root).as_posix(): f.world_from_cam for f in scene.mapping + scene.query}
+    mapping_names = {f.image_path.relative_to(scene.root).as_posix() for f in scene.mapping}
+    return scene, gt, mapping_names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -153,12 +166,7 @@ def main() -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}")
-    if not (SEVEN_SCENES / SCENE).is_dir():
-        print(f"{SCENE} not found under {SEVEN_SCENES}", file=sys.stderr)
-        return 1
-    scene = load_scene(SEVEN_SCENES, SCENE)
-    gt = {f.image_path.relative_to(scene.root).as_posix(): f.world_from_cam for f in scene.mapping + scene.query}
-    mapping_names = {f.image_path.relative_to(scene.root).as_posix() for f in scene.mapping}
+    scene, gt, mapping_names = load_reference()
 
     rows = {}
     load_start = list(os.getloadavg())
