@@ -22,6 +22,7 @@ convolutions are ~3x slower there (measured 36 ms vs 12 ms per 320x240 image on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -98,7 +99,7 @@ def weights_path(spec: EncoderSpec) -> Path:
         ) from exc
     path = Path(package.__file__).parent / spec.weights
     if path.is_file():
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != spec.sha256:
             raise SlocalError(
                 f"pretrained {spec.name} weights have sha256 {digest[:16]}..., not the published {spec.sha256[:16]}... "
@@ -148,9 +149,24 @@ def load_classifier(name: str = "efficientnet-lite0", path: str | Path | None = 
     return model.eval()
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, hashed once per process while its size and mtime stay the same.
+
+    The encoder's weights are checked on load (``weights_path``) and recorded in and compared with
+    every model file (``weights_digest``): one read of the 19 MB file serves both.
+    """
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def weights_digest(path: Path) -> str:
     """Short sha256 of a weights file: the model file records which encoder weights it was trained on."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 # Index of the first EfficientNet stage at stride 16; stages 0-2 end at stride 8 (channels 40).
