@@ -319,6 +319,8 @@ OLD_TRAIN = {
     "reproj_start": 0.0,
     "reproj_tau_start": 50.0,
     "reproj_tau_end": 2.0,
+    "coord_fade_start": 1.0,
+    "coord_weight_end": 1.0,
     "precision": "fp32",
     "val_frames": 0,
     "val_stretch": 0.0,

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from slocal.distill.config import TrainConfig
-from slocal.distill.optim import make_optimizer, one_cycle_lr, reprojection_tau, set_learning_rate
+from slocal.distill.optim import coordinate_weight, make_optimizer, one_cycle_lr, reprojection_tau, set_learning_rate
+from slocal.errors import SlocalError
 
 
 def test_make_optimizer_is_fused_adamw_with_the_configs_settings_and_steps_like_the_reference():
@@ -47,3 +48,20 @@ def test_learning_rate_scales_by_each_groups_factor():
     opt = torch.optim.SGD([{"params": [a], "lr_factor": 1.0}, {"params": [b], "lr_factor": 0.1}, {"params": []}], lr=1)
     set_learning_rate(opt, 0.5)
     assert [g["lr"] for g in opt.param_groups] == [0.5, 0.05, 0.5]
+
+
+def test_coordinate_weight_fades_to_its_end_value_after_its_start():
+    cfg = TrainConfig(reproj_weight=0.002, coord_fade_start=0.5, coord_weight_end=0.0)
+    assert coordinate_weight(cfg, 0.0) == 1.0
+    assert coordinate_weight(cfg, 0.5) == 1.0
+    assert coordinate_weight(cfg, 0.75) == pytest.approx(0.5)
+    assert coordinate_weight(cfg, 1.0) == pytest.approx(0.0)
+    half = TrainConfig(reproj_weight=0.002, coord_fade_start=0.0, coord_weight_end=0.2)
+    assert coordinate_weight(half, 0.5) == pytest.approx(0.6)
+    # The default never fades: a run without the finish is the run it was before the setting existed.
+    assert all(coordinate_weight(TrainConfig(), p) == 1.0 for p in (0.0, 0.5, 0.99, 1.0))
+
+
+def test_a_fading_coordinate_loss_needs_a_reprojection_loss_to_finish_on():
+    with pytest.raises(SlocalError, match="reproj_weight is 0"):
+        TrainConfig(reproj_weight=0.0, coord_fade_start=0.5, coord_weight_end=0.0)

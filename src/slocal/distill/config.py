@@ -84,6 +84,12 @@ class TrainConfig:
             (below 1: at 1 or more it would never switch on).
         reproj_tau_start, reproj_tau_end: soft clamp of the reprojection loss (px at 640 width),
             tightened with a cosine schedule over the run.
+        coord_fade_start: fraction of the run after which the coordinate loss's weight falls (cosine) from 1
+            to ``coord_weight_end``; 1 = never. With ``coord_weight_end`` 0 the run finishes on the
+            reprojection loss alone (DSAC*'s schedule): the mapping cameras' rays, not the teacher's depth,
+            place the points in the last part of the run.
+        coord_weight_end: the coordinate loss's weight at the end of the run (needs ``reproj_weight`` > 0
+            below 1: some loss must remain).
         precision: ``auto`` (bf16 autocast on CUDA with bf16 and CPUs with native bf16),
             ``fp32`` or ``bf16``. The last layer always runs in fp32.
         val_frames: mapping frames held out for validation (evenly spaced), 0 = none.
@@ -110,6 +116,8 @@ class TrainConfig:
     reproj_start: Annotated[float, Fraction] = 0.0
     reproj_tau_start: Annotated[float, Positive] = 50.0
     reproj_tau_end: Annotated[float, Positive] = 2.0
+    coord_fade_start: Annotated[float, Field(ge=0, le=1)] = 1.0
+    coord_weight_end: Annotated[float, Field(ge=0, le=1)] = 1.0
     precision: Literal[PRECISIONS] = "auto"
     val_frames: Annotated[int, NonNegative] = 4
     val_stretch: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
@@ -120,6 +128,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations is None and self.minutes is None:
             raise SlocalError("give a training budget: minutes or iterations")
+        if self.coord_fade_start < 1 and self.coord_weight_end < 1 and self.reproj_weight <= 0:
+            raise SlocalError(
+                f"coord_weight_end {self.coord_weight_end} fades the coordinate loss but reproj_weight is 0: "
+                "give the reprojection loss a weight to finish on"
+            )
 
 
 @config_dataclass

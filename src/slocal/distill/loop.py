@@ -12,7 +12,8 @@ around that, the same for every recipe:
   group itself is joined once per run by the caller, ``ddp.distributed``);
 - the optimizer (AdamW) and its schedules: the one-cycle learning rate and the reprojection
   clamp (``optim.py``), both following the fraction of the budget used;
-- the loss: coordinate loss plus the reprojection loss while it is on (``losses.py``), their
+- the loss: coordinate loss (its weight fading at the end where the recipe finishes on reprojection)
+  plus the reprojection loss while it is on (``losses.py``), their
   metric settings (``loss_clamp``, the nearest depth) in metres whatever the scene's unit
   (``Prepared.metres_per_unit``, from ``data.recipe_metres_per_unit``);
 - the budget (``iterations``, or ``minutes`` of wall time that the recipe's preparation, such
@@ -42,7 +43,13 @@ from slocal.distill.data import TrainFrame, ValFrame
 from slocal.distill.ddp import DistEnv, barrier, data_parallel, max_over_ranks
 from slocal.distill.losses import MIN_DEPTH_M, coordinate_loss, reprojection_loss
 from slocal.distill.model_file import save_student
-from slocal.distill.optim import learning_rate, make_optimizer, reprojection_tau, set_learning_rate
+from slocal.distill.optim import (
+    coordinate_weight,
+    learning_rate,
+    make_optimizer,
+    reprojection_tau,
+    set_learning_rate,
+)
 from slocal.distill.students import StudentNet, num_params
 from slocal.distill.validation import format_validation, validate
 from slocal.errors import SlocalError
@@ -280,7 +287,7 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 lr = learning_rate(cfg, p)
                 set_learning_rate(opt, lr)
                 out = recipe.step(forward)
-                loss = coordinate_loss(
+                loss = coordinate_weight(cfg, p) * coordinate_loss(
                     out.pred_BN3,
                     out.coords_BN3,
                     out.valid_BN,

@@ -1,4 +1,4 @@
-"""The optimizer and the schedules the training loop follows: learning rate and reprojection clamp."""
+"""The optimizer and the schedules the training loop follows: learning rate, reprojection clamp, loss weights."""
 
 from __future__ import annotations
 
@@ -55,3 +55,12 @@ def reprojection_tau(cfg: TrainConfig, progress: float) -> float | None:
         return None
     rest = (progress - cfg.reproj_start) / max(1e-9, 1 - cfg.reproj_start)
     return cosine_ramp(cfg.reproj_tau_start, cfg.reproj_tau_end, rest)
+
+
+def coordinate_weight(cfg: TrainConfig, progress: float) -> float:
+    """The coordinate loss's weight at ``progress``: 1 until ``coord_fade_start``, then a cosine fall to
+    ``coord_weight_end`` at the end of the run."""
+    if progress <= cfg.coord_fade_start or cfg.coord_weight_end == 1.0:
+        return 1.0
+    rest = (progress - cfg.coord_fade_start) / max(1e-9, 1 - cfg.coord_fade_start)
+    return cosine_ramp(1.0, cfg.coord_weight_end, rest)
