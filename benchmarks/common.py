@@ -137,14 +137,28 @@ MAX_5CM5DEG = next((t, r) for name, t, r in ACCURACY_THRESHOLDS if name == "acc_
 
 def hits_5cm5deg(results) -> np.ndarray:
     """(N,) bool: which poses lie within 5 cm and 5 deg of the ground truth (``MAX_5CM5DEG``)."""
-    max_t, max_r = MAX_5CM5DEG
-    return np.array([r.t_err_m < max_t and r.r_err_deg < max_r for r in results], dtype=bool)
+    return hits_within(results, *MAX_5CM5DEG)
 
 
-def paired_vs_first(hits: np.ndarray, first_hits: np.ndarray) -> dict:
-    """Pose-by-pose comparison with the first row's hits: won, lost (within 5 cm / 5 deg) and the sign test."""
+def hits_within(results, max_t_m: float, max_r_deg: float) -> np.ndarray:
+    """(N,) bool: which poses lie within ``max_t_m`` (scene units) and ``max_r_deg`` of the ground truth."""
+    return np.array([r.t_err_m < max_t_m and r.r_err_deg < max_r_deg for r in results], dtype=bool)
+
+
+def paired_vs_first(hits: np.ndarray, first_hits: np.ndarray, tag: str = "5cm5deg") -> dict:
+    """Pose-by-pose comparison with the first row's hits: won, lost (within the ``tag`` threshold) and the sign test."""
     won, lost = int((hits & ~first_hits).sum()), int((first_hits & ~hits).sum())
-    return {"won_5cm5deg_vs_first": won, "lost_5cm5deg_vs_first": lost, "sign_test_p": sign_test_p(won, lost)}
+    return {f"won_{tag}_vs_first": won, f"lost_{tag}_vs_first": lost, "sign_test_p": sign_test_p(won, lost)}
+
+
+def closer_vs_first(t_err: np.ndarray, first_t_err: np.ndarray) -> dict:
+    """Pose-by-pose comparison of position errors with the first row's: poses closer and farther, the sign test.
+
+    Every pose counts (no threshold), so it separates two precise recipes that put the same poses within a
+    threshold. Failed poses carry an infinite error; ties (both failed) are left out.
+    """
+    closer, farther = int((t_err < first_t_err).sum()), int((t_err > first_t_err).sum())
+    return {"closer_vs_first": closer, "farther_vs_first": farther, "closer_sign_test_p": sign_test_p(closer, farther)}
 
 
 def sign_test_p(won: int, lost: int) -> float:

@@ -9,12 +9,22 @@ recipes is localized on the same frames with the same RANSAC seeds (the default 
 reference; each other one is compared with it pose by pose (within 5 cm / 5 deg for one and not
 the other), with the exact sign test. This separates two recipes far better than their
 15-frame validation figures, whose 7-point steps hide most of the difference.
+``--within 2 2`` moves the threshold (e.g. to 2 cm / 2 deg where every recipe is within 5 cm), and
+every row is also compared by position error pose by pose (closer / farther than the first row's),
+which needs no threshold.
+
+Models trained with ``--poses`` and ``--depth-registration`` (e.g. redkitchen-gap on its SfM
+pseudo ground truth, depth through the rig) are validated against the same poses: give the same
+``--poses`` files, ``--depth-registration`` and the ``--runs`` folder that caches the rig.
 
 Usage::
 
     python benchmarks/compare_recipes.py --name compare_recipes_lr \\
         base=/tmp/runs/tuning/l816-240-seed0/model.pt,/tmp/runs/tuning/l816-240-seed1/model.pt \\
         lr4=/tmp/runs/tuning/l816-lr4-seed0/model.pt,/tmp/runs/tuning/l816-lr4-seed1/model.pt
+    python benchmarks/compare_recipes.py --scene redkitchen-gap --within 2 2 \\
+        --poses benchmarks/results/2026-12-05-precision/pseudo_gt_redkitchen-gap.txt \\
+        --depth-registration auto --runs /tmp/h29v/runs-depth --name ... depth=...,... fused=...,...
 
 Results: ``benchmarks/results/<name>.{json,md}``.
 """
@@ -26,8 +36,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from common import SEVEN_SCENES, hits_5cm5deg, paired_vs_first, write_results
-from slocal.bench.metrics import accuracy_summary, query_result
+import numpy as np
+
+from common import SEVEN_SCENES, closer_vs_first, hits_within, paired_vs_first, write_results
+from slocal.bench.metrics import accuracy_summary, query_result, systematic_error
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import DENSE_PNP, solve_pnp
 from slocal.localize.localizer import correspondences
@@ -41,11 +53,14 @@ def parse_recipe(text: str) -> tuple[str, list[Path]]:
     return label, [Path(p) for p in paths.split(",")]
 
 
-def recipe_poses(models: list[Path], data_root: Path, scene: str, seeds: list[int]) -> list:
+def recipe_poses(models: list[Path], args, seeds: list[int]) -> list:
     """Pose results keyed in a fixed order: model index, frame name, RANSAC seed."""
     results = []
     for m, path in enumerate(models):
-        for name, prediction, cam_from_world in sorted(frame_predictions(path, data_root, scene), key=lambda f: f[0]):
+        frames = frame_predictions(
+            path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
+        )
+        for name, prediction, cam_from_world in sorted(frames, key=lambda f: f[0]):
             uv, xyz = correspondences(prediction)
             for seed in seeds:
                 r = solve_pnp(uv, xyz, prediction.camera, replace(DENSE_PNP, seed=seed))
@@ -63,24 +78,36 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--ransac-seeds", type=int, default=5, help="RANSAC seeds per frame, poses pooled")
     parser.add_argument("--name", default="compare_recipes", help="results file name in benchmarks/results/")
+    parser.add_argument(
+        "--within", type=float, nargs=2, default=(5.0, 5.0), metavar=("CM", "DEG"), help="the paired threshold"
+    )
+    parser.add_argument("--poses", type=Path, nargs="*", default=[], help="pose files the models were trained with")
+    parser.add_argument("--depth-registration", default="off", help="as the models were trained (auto, estimate, off)")
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="runs folder caching the rig (with --depth-registration)"
+    )
     args = parser.parse_args()
+    max_t, max_r = args.within[0] / 100.0, args.within[1]
+    tag = f"{args.within[0]:g}cm{args.within[1]:g}deg"
     recipes = [parse_recipe(r) for r in args.recipes]
     if len({len(models) for _, models in recipes}) != 1:
         raise SystemExit("every recipe needs the same number of models (one per training seed, same order)")
     seeds = list(range(args.ransac_seeds))
     rows, first = [], None
     for label, models in recipes:
-        results = recipe_poses(models, args.data_root, args.scene, seeds)
+        results = recipe_poses(models, args, seeds)
         keys = [r.image for r in results]
-        hits = hits_5cm5deg(results)
+        hits = hits_within(results, max_t, max_r)
+        t_err = np.array([r.t_err_m for r in results])
         if first is None:
-            first = (keys, hits)
+            first = (keys, hits, t_err)
         elif keys != first[0]:
             raise SystemExit(f"{label}: its models' validation frames differ from {recipes[0][0]}'s; cannot pair poses")
         s = accuracy_summary(results)
         iterations = [read_model_payload(p)["train"]["iterations"] for p in models]
         # Poses are ordered model by model, each model on the same frames and RANSAC seeds.
         per_model = (100.0 * hits.reshape(len(models), -1).mean(axis=1)).tolist()
+        per_model_cm = (100.0 * np.median(t_err.reshape(len(models), -1), axis=1)).tolist()
         rows.append(
             {
                 "recipe": label,
@@ -92,34 +119,49 @@ def main() -> int:
                 "pct_2cm2deg": s["acc_2cm2deg"],
                 "median_cm": s["median_t_cm"],
                 "median_deg": s["median_r_deg"],
-                "pct_5cm5deg_per_model": per_model,
-                **paired_vs_first(hits, first[1]),
+                f"pct_{tag}": 100.0 * float(hits.mean()),
+                f"pct_{tag}_per_model": per_model,
+                "median_cm_per_model": per_model_cm,
+                **systematic_error(results, 1.0),
+                **paired_vs_first(hits, first[1], tag),
+                **closer_vs_first(t_err, first[2]),
             }
         )
         print(rows[-1], flush=True)
     n_models = len(recipes[0][1])
+    within = f"{args.within[0]:g} cm / {args.within[1]:g}°"
+    reference = f" against the poses of {', '.join(f'`{p.name}`' for p in args.poses)}" if args.poses else ""
+    if args.depth_registration != "off":
+        reference += f" (depth registration `{args.depth_registration}`)"
     lines = [
         "# Mapping recipes compared pose by pose on validation frames (never the queries)\n",
         "{header}",
         f"{n_models} model(s) per recipe (one per training seed, paired by seed), each localized on its held-out "
-        f"frames of `{args.scene}` with the default RANSAC (`DENSE_PNP`), {len(seeds)} RANSAC seed(s) per frame: "
-        f"{rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within 5 cm / 5° and the first "
-        "row's does not (+), and the reverse (−), with the two-sided sign test's p. RANSAC seeds of one frame share "
-        "the network output, so the poses are not independent: read p as a guide, not a verdict.\n",
-        "| recipe | iterations | poses | % @10cm5° | % @5cm5° | % @5cm5° per model | % @2cm2° | median cm / ° | vs "
-        "first row @5cm5° |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"frames of `{args.scene}`{reference} with the default RANSAC (`DENSE_PNP`), {len(seeds)} RANSAC seed(s) "
+        f"per frame: {rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within {within} "
+        "and the first row's does not (+), and the reverse (−); *closer*: poses whose position error is smaller "
+        "than the first row's (+) or larger (−); each with the two-sided sign test's p. RANSAC seeds of one frame "
+        "share the network output, so the poses are not independent: read p as a guide, not a verdict. "
+        "*Mean error in camera frame*: the systematic part (x right, y down, z forward) over the poses within "
+        "10 cm / 5°.\n",
+        f"| recipe | iterations | poses | % @10cm5° | % @5cm5° | % @{within} per model | median cm / ° | "
+        f"median cm per model | mean error in camera frame x, y, z cm | vs first row @{within} | closer vs first row |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        per_model = " / ".join(f"{p:.0f}" for p in r["pct_5cm5deg_per_model"])
+        per_model = " / ".join(f"{p:.0f}" for p in r[f"pct_{tag}_per_model"])
+        per_model_cm = " / ".join(f"{c:.2f}" for c in r["median_cm_per_model"])
+        mean = ", ".join(f"{v:+.2f}" for v in r["mean_cam_err"]) if r["mean_cam_err"] else "–"
         lines.append(
             f"| {r['recipe']} | {' / '.join(str(i) for i in r['iterations'])} | {r['poses']} | {r['pct_10cm5deg']:.0f} "
-            f"| {r['pct_5cm5deg']:.0f} | {per_model} | {r['pct_2cm2deg']:.0f} | {r['median_cm']:.1f} / "
-            f"{r['median_deg']:.2f} "
-            f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) |"
+            f"| {r['pct_5cm5deg']:.0f} | {r[f'pct_{tag}']:.0f} ({per_model}) | {r['median_cm']:.2f} / "
+            f"{r['median_deg']:.2f} | {per_model_cm} | {mean} "
+            f"| +{r[f'won_{tag}_vs_first']} / −{r[f'lost_{tag}_vs_first']} (p {r['sign_test_p']:.2f}) "
+            f"| +{r['closer_vs_first']} / −{r['farther_vs_first']} (p {r['closer_sign_test_p']:.2g}) |"
         )
     lines += ["", "Models:", ""] + [f"- {r['recipe']}: " + ", ".join(f"`{m}`" for m in r["models"]) for r in rows]
-    write_results(args.name, {"ransac_seeds": len(seeds), "rows": rows}, "\n".join(lines) + "\n")
+    meta = {"scene": args.scene, "within": list(args.within), "poses": [str(p) for p in args.poses]}
+    write_results(args.name, {"ransac_seeds": len(seeds), **meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

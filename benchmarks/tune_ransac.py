@@ -37,16 +37,30 @@ from slocal.data import load_scene
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model
+from slocal.teach.rig import registered_scene
 
 THRESHOLDS = (5.0, 10.0, 20.0, 30.0, 40.0)
 MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
 REPEATS = 3  # RANSAC timings per frame and setting at least (the median is kept)
 
 
-def frame_predictions(model_path: Path, data_root: Path, scene_id: str) -> list[tuple[str, object, np.ndarray]]:
-    """(name, student output, cam_from_world) of every validation frame of one model."""
+def frame_predictions(
+    model_path: Path,
+    data_root: Path,
+    scene_id: str,
+    pose_files: tuple[Path, ...] = (),
+    depth_registration: str = "off",
+    runs_root: Path | None = None,
+) -> list[tuple[str, object, np.ndarray]]:
+    """(name, student output, cam_from_world) of every validation frame of one model.
+
+    ``pose_files`` and ``depth_registration`` (with the ``runs_root`` that caches the rig) give the
+    frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did.
+    """
     names = held_out_frames(model_path)
-    scene = load_scene(data_root, scene_id)
+    scene = load_scene(data_root, scene_id, pose_files=pose_files)
+    if depth_registration != "off":
+        scene = registered_scene(scene, runs_root, depth_registration)
     model = load_model(model_path)
     out = []
     for frame in (f for f in scene.mapping if f.name in names):

@@ -2,7 +2,9 @@
 
 import importlib.util
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from helpers.cli_run import REPO
@@ -41,3 +43,21 @@ def test_run_cli_returns_the_json_command_time_and_loads_and_exits_on_failure(tm
     assert run.seconds > 0 and len(run.load_before) == 3 and len(run.load_after) == 3
     with pytest.raises(SystemExit, match=r"`slocal scenes --data-root .*missing --json` failed with exit code [1-9]"):
         common.run_cli(["scenes", "--data-root", str(tmp_path / "missing")])
+
+
+def test_paired_comparisons_count_poses_won_lost_and_closer():
+    common = _common()
+    first = np.array([0.01, 0.03, 0.06, np.inf])
+    other = np.array([0.015, 0.01, 0.01, np.inf])
+    results = [SimpleNamespace(t_err_m=t, r_err_deg=1.0) for t in other]
+    first_results = [SimpleNamespace(t_err_m=t, r_err_deg=1.0) for t in first]
+    hits, first_hits = common.hits_within(results, 0.02, 2.0), common.hits_within(first_results, 0.02, 2.0)
+    assert hits.tolist() == [True, True, True, False] and first_hits.tolist() == [True, False, False, False]
+    paired = common.paired_vs_first(hits, first_hits, "2cm2deg")
+    assert (paired["won_2cm2deg_vs_first"], paired["lost_2cm2deg_vs_first"]) == (2, 0)
+    assert paired["sign_test_p"] == pytest.approx(0.5)
+    closer = common.closer_vs_first(other, first)  # both failed on the last pose: a tie, left out
+    assert (closer["closer_vs_first"], closer["farther_vs_first"]) == (2, 1)
+    assert closer["closer_sign_test_p"] == pytest.approx(1.0)
+    # The rotation counts too: within 2 cm but 3 deg off is not a hit.
+    assert not common.hits_within([SimpleNamespace(t_err_m=0.01, r_err_deg=3.0)], 0.02, 2.0)[0]
