@@ -87,6 +87,10 @@ def test_injected_offset_is_recovered(room, depth_pose_rig):
     assert mm < 2.0 and deg < 0.1, (reg.translation_cm, reg.rotation_deg)
     assert abs(reg.depth_scale - 1.0) < 2e-3
     assert reg.stats["after"]["median_px"] < min(0.3, reg.stats["before"]["median_px"])
+    # One solve per start scale on a subset of the pairs; the refined one is the cheapest start's.
+    starts = reg.stats["starts"]
+    assert [s["start_scale"] for s in starts] == [0.9, 1.0, 1.1]
+    assert all(np.isfinite(s["cost"]) and s["cost"] >= 0 for s in starts)
 
     registered = apply_depth_registration(rig, reg)
     assert registered.extra["poses_of"] == "colour"
