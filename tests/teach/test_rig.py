@@ -135,3 +135,20 @@ def test_registered_scene_modes(room, tmp_path):
     assert not (tmp_path / "runs").exists()
     with pytest.raises(SlocalError, match="unknown depth registration mode"):
         registered_scene(scene, tmp_path / "runs", mode="sometimes")
+
+
+def test_another_rig_changes_the_fingerprint_that_keys_the_teachers_cache(room):
+    # With the colour camera's poses a rig moves no pose: only the depth geometry tells two rigs apart, and
+    # targets cached under a fingerprint that ignored it were reused after the rig was estimated anew.
+    _, scene = room
+    colour = replace(scene, extra={"depth_registered": False, "poses_of": "colour"})
+    a = apply_depth_registration(colour, DepthRegistration(CAM_FROM_DEPTH, 1.0, "colour"))
+    b = apply_depth_registration(colour, DepthRegistration(CAM_FROM_DEPTH, 0.98, "colour"))
+    moved = CAM_FROM_DEPTH.copy()
+    moved[2, 3] += 0.01
+    c = apply_depth_registration(colour, DepthRegistration(moved, 1.0, "colour"))
+    assert [f.world_from_cam.tolist() for f in a.mapping] == [f.world_from_cam.tolist() for f in colour.mapping]
+    assert len({colour.fingerprint, a.fingerprint, b.fingerprint, c.fingerprint}) == 4
+    assert (
+        a.fingerprint == apply_depth_registration(colour, DepthRegistration(CAM_FROM_DEPTH, 1.0, "colour")).fingerprint
+    )

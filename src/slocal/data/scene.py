@@ -172,13 +172,21 @@ class Scene:
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of the frame names, cameras and poses; changes when the scene does."""
+        """Short hash of the frame names, cameras, poses and depth geometry; changes when the scene does.
+
+        A colour-depth rig applied to the frames (``data.rig``) is part of it: a rig estimated anew
+        changes what a depth-based teacher computes even where the poses stay the colour camera's.
+        Frames without one hash as before, so their cached targets and students stay valid.
+        """
         h = hashlib.sha256()
         h.update(f"{self.id}|{self.format}".encode())
         for split, frames in (("m", self.mapping), ("q", self.query)):
             for f in frames:
                 h.update(f"{split}|{f.name}|{sorted(f.camera.to_dict().items())}".encode())
                 h.update(np.round(f.world_from_cam, 6).astype(np.float64).tobytes())
+                if f.cam_from_depth is not None:
+                    h.update(f"rig|{f.depth_scale:.9g}".encode())
+                    h.update(np.round(f.cam_from_depth, 6).astype(np.float64).tobytes())
         if "model_digest" in self.extra:  # a COLMAP model's points (the colmap teacher's input)
             h.update(str(self.extra["model_digest"]).encode())
         return h.hexdigest()[:16]
