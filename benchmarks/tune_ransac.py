@@ -58,7 +58,7 @@ def frame_predictions(
     frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did.
     """
     names = held_out_frames(model_path)
-    scene = load_scene(data_root, scene_id, pose_files=pose_files)
+    scene = load_scene(data_root, scene_id, runs_root=runs_root, pose_files=pose_files)
     if depth_registration != "off":
         scene = registered_scene(scene, runs_root, depth_registration)
     model = load_model(model_path)

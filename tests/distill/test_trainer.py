@@ -1,15 +1,19 @@
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from helpers.distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
+from slocal.distill.config import BufferTrainConfig
 from slocal.distill.data import load_train_frames, scene_centre
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.students import build_student
-from slocal.distill.trainer import checkpoint_path_for, train_student
+from slocal.distill.trainer import checkpoint_path_for, finish_for_targets, train_student
 from slocal.errors import SlocalError
+from slocal.geometry.camera import Camera
+from slocal.teach.targets import FrameTargets, TargetSet
 
 
 def _mean_error(net, frames) -> float:
@@ -109,3 +113,24 @@ def test_minutes_budget_stops_on_time_and_writes_the_model(tiny_scene, tiny_targ
     info = read_model_payload(result.model_path)["train"]
     assert info["iterations"] == result.iterations
     assert info["validation"] and "pct_5cm5deg" in info["validation"][-1]
+
+
+def _target_set(valid_fractions: list[float]) -> TargetSet:
+    camera = Camera(10, 10, 10.0, 10.0, 5.0, 5.0)
+    frames = []
+    for i, fraction in enumerate(valid_fractions):
+        valid = np.zeros((10, 10), bool)
+        valid.flat[: int(round(fraction * 100))] = True
+        frames.append(FrameTargets(f"f{i}", camera, np.zeros((10, 10, 3), np.float32), valid.astype(np.float32), valid))
+    return TargetSet("t", {}, Path("."), tuple(frames), {})
+
+
+def test_the_reprojection_finish_is_kept_for_dense_teachers_only():
+    finish = BufferTrainConfig(reproj_weight=0.002, coord_fade_start=0.5, coord_weight_end=0.0)
+    dense, sparse = _target_set([1.0, 0.9, 0.02]), _target_set([0.02, 0.01, 0.9])
+    assert finish_for_targets(finish, dense) == finish
+    assert finish_for_targets(finish, sparse) == dataclasses.replace(finish, coord_fade_start=1.0)
+    # Asked for explicitly, or nothing to fade: the settings as given.
+    forced = dataclasses.replace(finish, coord_fade_sparse=True)
+    assert finish_for_targets(forced, sparse) == forced
+    assert finish_for_targets(BufferTrainConfig(), sparse) == BufferTrainConfig()

@@ -90,6 +90,9 @@ class TrainConfig:
             place the points in the last part of the run.
         coord_weight_end: the coordinate loss's weight at the end of the run (needs ``reproj_weight`` > 0
             below 1: some loss must remain).
+        coord_fade_sparse: fade the coordinate loss also when most mapping frames' targets are sparse
+            (< 50 % of the pixels labelled: the COLMAP and SfM teachers). Off: there the run keeps the
+            coordinate loss to the end, since the finish lost on colmap-redkitchen's held-out frames.
         precision: ``auto`` (bf16 autocast on CUDA with bf16 and CPUs with native bf16),
             ``fp32`` or ``bf16``. The last layer always runs in fp32.
         val_frames: mapping frames held out for validation (evenly spaced), 0 = none.
@@ -118,6 +121,7 @@ class TrainConfig:
     reproj_tau_end: Annotated[float, Positive] = 2.0
     coord_fade_start: Annotated[float, Field(ge=0, le=1)] = 1.0
     coord_weight_end: Annotated[float, Field(ge=0, le=1)] = 1.0
+    coord_fade_sparse: bool = False
     precision: Literal[PRECISIONS] = "auto"
     val_frames: Annotated[int, NonNegative] = 4
     val_stretch: Annotated[float, Field(ge=0, lt=0.5)] = 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from slocal.distill.ddp import DistEnv, barrier, distributed
 from slocal.distill.end_to_end import EndToEndRecipe
 from slocal.distill.loop import DistillResult, Recipe, Run, run_training
 from slocal.distill.mapping import BufferRecipe
+from slocal.distill.novel_views import is_dense
 from slocal.errors import SlocalError
 from slocal.io import process_lock
 from slocal.runs import checkpoint_path_for
@@ -87,6 +89,22 @@ def train_student(
         return _train(recipe, scene, targets, student_cfg, train_cfg, Path(out), env, dev, resume, teacher, stop_after)
 
 
+def finish_for_targets(cfg: TrainConfig, targets: TargetSet) -> TrainConfig:
+    """``cfg``, without its reprojection finish where the teacher is sparse and ``coord_fade_sparse`` is off.
+
+    With most frames sparsely taught (COLMAP, SfM points) the coordinate loss holds the few labelled
+    cells and the surfaces interpolated between them; on colmap-redkitchen's held-out mapping frames the
+    run that faded it out ended farther from the poses (docs/lab-book.md, 2026-12-05, third session).
+    """
+    fades = cfg.coord_fade_start < 1 and cfg.coord_weight_end < 1
+    if not fades or cfg.coord_fade_sparse or sum(map(is_dense, targets.frames)) * 2 >= len(targets.frames):
+        return cfg
+    log.info(
+        "%s targets are sparse: the coordinate loss is kept to the end of the run (coord_fade_sparse)", targets.teacher
+    )
+    return replace(cfg, coord_fade_start=1.0)
+
+
 def _train(
     recipe: Recipe,
     scene: Scene,
@@ -104,7 +122,7 @@ def _train(
         scene=scene,
         targets=targets,
         student=student_cfg,
-        train=train_cfg,
+        train=finish_for_targets(train_cfg, targets),
         out=out,
         checkpoint=checkpoint_path_for(out),
         teacher=teacher or targets.teacher,
