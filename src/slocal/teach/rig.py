@@ -120,7 +120,7 @@ def sift_tracks(scene: Scene, workdir: Path, max_pairs: int, seed: int = 0) -> T
     )
 
 
-class _Problem:
+class RigProblem:
     """Reprojection residuals of the lifted observations as a function of the rig parameters."""
 
     def __init__(self, scene: Scene, tracks: Tracks, config: RigConfig):
@@ -135,7 +135,7 @@ class _Problem:
         self.K = np.array([[c.fx, c.fy, c.cx, c.cy] for c in self.cams])
         self.K_a, self.K_b = self.K[tracks.frame_a], self.K[tracks.frame_b]
 
-    def on(self, tracks: Tracks) -> _Problem:
+    def on(self, tracks: Tracks) -> RigProblem:
         """The same problem over other observation pairs (the frames' depth is not read again)."""
         other = copy.copy(self)
         other.tracks = tracks
@@ -219,11 +219,12 @@ def subset(tracks: Tracks, size: int, seed: int = 0) -> Tracks:
     return Tracks(tracks.frame_a[keep], tracks.xy_a[keep], tracks.frame_b[keep], tracks.xy_b[keep], tracks.num_tracks)
 
 
-def _solve(problem: _Problem, x0: np.ndarray, f_scale: float):
+def solve_rig(problem: RigProblem, x0: np.ndarray, f_scale: float):
+    """scipy's least_squares on the problem's residuals from ``x0`` (Cauchy loss of scale ``f_scale`` px)."""
     return least_squares(problem.flat, x0, loss="cauchy", f_scale=f_scale, diff_step=1e-4)
 
 
-def _multi_start(full: _Problem, config: RigConfig, n: int) -> tuple[np.ndarray, list[dict]]:
+def multi_start(full: RigProblem, config: RigConfig, n: int) -> tuple[np.ndarray, list[dict]]:
     """The start (one per ``config.start_scales``) whose solution on a subset of the pairs costs least."""
     problem = full.on(subset(full.tracks, config.start_pairs))
     starts = []
@@ -231,13 +232,14 @@ def _multi_start(full: _Problem, config: RigConfig, n: int) -> tuple[np.ndarray,
         x0 = np.zeros(n)
         if n > 6:
             x0[6] = np.log(scale)
-        solution = _solve(problem, x0, config.loss_scale_px)
+        solution = solve_rig(problem, x0, config.loss_scale_px)
         starts.append({"start_scale": scale, "cost": float(solution.cost), "x": solution.x})
     best = min(starts, key=lambda s: s["cost"])
     return best["x"], [{k: v for k, v in s.items() if k != "x"} for s in starts]
 
 
-def _error_stats(res: np.ndarray, ok: np.ndarray) -> dict:
+def error_stats(res: np.ndarray, ok: np.ndarray) -> dict:
+    """Valid residuals, their median and 90th percentile (pixels)."""
     e = np.linalg.norm(res[ok], axis=1)
     return {"valid": int(ok.sum()), "median_px": float(np.median(e)), "p90_px": float(np.percentile(e, 90))}
 
@@ -256,18 +258,18 @@ def estimate_depth_registration(
     with tempfile.TemporaryDirectory(prefix="slocal-rig-") as tmp:
         tracks = sift_tracks(scene, Path(workdir) if workdir is not None else Path(tmp), config.max_pairs)
     t_tracks = time.perf_counter() - t0
-    problem = _Problem(scene, tracks, config)
+    problem = RigProblem(scene, tracks, config)
     n = 7 if config.estimate_scale else 6
-    before = _error_stats(*problem.residuals(np.zeros(n)))
+    before = error_stats(*problem.residuals(np.zeros(n)))
     if before["valid"] < 200:
         raise SlocalError(
             f"scene {scene.id}: only {before['valid']} track observations meet valid depth; "
             "too few to estimate the colour-depth rig",
             scene.root,
         )
-    x0, starts = _multi_start(problem, config, n)
-    solution = _solve(problem, x0, config.loss_scale_px)
-    after = _error_stats(*problem.residuals(solution.x))
+    x0, starts = multi_start(problem, config, n)
+    solution = solve_rig(problem, x0, config.loss_scale_px)
+    after = error_stats(*problem.residuals(solution.x))
     cam_from_depth, scale = problem.rig(solution.x)
     stats = {
         "tracks": tracks.num_tracks,
