@@ -1,9 +1,10 @@
 import re
+from types import SimpleNamespace
 
 import pytest
 
 from slocal.errors import SlocalError
-from slocal.teach import TEACHERS, make_teacher
+from slocal.teach import TEACHERS, default_teacher, make_teacher
 
 
 def test_every_teacher_is_built_with_its_options():
@@ -48,3 +49,13 @@ def test_options_are_coerced_to_their_types(tmp_path):
     # A checkpoint may be a Path; it is kept as a string (the targets' cache key).
     with pytest.raises(SlocalError, match="DUSt3R checkpoint not found"):
         make_teacher("dust3r", checkpoint=tmp_path / "missing.pth")
+
+
+def test_default_teacher_fuses_depth_that_is_not_registered_to_colour():
+    def scene(has_depth, fmt, **extra):
+        return SimpleNamespace(has_depth=has_depth, format=fmt, extra=extra)
+
+    assert default_teacher(scene(True, "7scenes", depth_registered=False, poses_of="depth")) == "fused"
+    assert default_teacher(scene(True, "12scenes")) == "depth"  # registered depth (12Scenes, the procedural room)
+    assert default_teacher(scene(False, "colmap")) == "colmap"
+    assert default_teacher(scene(False, "7scenes")) == "sfm"

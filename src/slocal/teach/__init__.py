@@ -38,10 +38,17 @@ __all__ = [
 
 
 def default_teacher(scene) -> str:
-    """``depth`` when the scene has depth for every mapping frame, ``colmap`` for a COLMAP
-    model (its own points, no re-extraction), else ``sfm``."""
+    """The teacher a scene gets unless one is named.
+
+    ``fused`` where the mapping frames' depth is a sensor's seen from another camera than the colour
+    one (7-Scenes: the loader says it is not registered), so every frame's depth disagrees a little
+    with its neighbours': with the default student's reprojection finish, one TSDF surface won on
+    redkitchen-gap's held-out mapping frames (docs/lab-book.md, 2026-12-05, third session).
+    ``depth`` for other RGB-D scenes (12Scenes, the procedural room: registered depth, where fusion
+    was not measured), ``colmap`` for a COLMAP model (its own points, no re-extraction), else ``sfm``.
+    """
     if scene.has_depth:
-        return "depth"
+        return "fused" if scene.extra.get("depth_registered") is False else "depth"
     return "colmap" if scene.format == "colmap" else "sfm"
 
 
