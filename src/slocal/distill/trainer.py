@@ -154,7 +154,7 @@ def distill_student(
 
     Args:
         student: preset name or alias (``cnn``, ``vit``, ``cnn-small``, ...).
-        teacher: ``depth``/``sfm``/``dust3r`` (default: depth when the scene has it, else sfm).
+        teacher: one of ``teach.TEACHERS`` (default: ``teach.default_teacher(scene)``).
         minutes, iterations: training budget (default: the preset's, 10 minutes).
         config_file: YAML overriding the preset (sections ``student``, ``train``).
         out: model path (default: ``config_files.default_model_path``, aliases resolved).
