@@ -84,7 +84,10 @@ def main() -> int:
     parser.add_argument("--poses", type=Path, nargs="*", default=[], help="pose files the models were trained with")
     parser.add_argument("--depth-registration", default="off", help="as the models were trained (auto, estimate, off)")
     parser.add_argument(
-        "--runs", type=Path, default=None, help="runs folder the models were trained with (the cached rig, undistorted COLMAP images)"
+        "--runs",
+        type=Path,
+        default=None,
+        help="runs folder the models were trained with (the cached rig, undistorted COLMAP images)",
     )
     args = parser.parse_args()
     max_t, max_r = args.within[0] / 100.0, args.within[1]
