@@ -1,0 +1,133 @@
+"""Where two references of one scene put the same cameras: the check to make before tuning to an offset.
+
+A student's error that is the same in every frame's camera frame is either the student's or the
+reference's. This script compares the references themselves, frame by frame, with no model involved:
+the first reference (``--poses``, e.g. the SfM pseudo ground truth) against the dataset's poses as
+loaded and moved to the colour camera through the rig (``cross_reference.references``). Frames are
+grouped as a student with ``train.val_stretch`` sees them: the mapping frames it trains on, the
+held-out stretch it is validated on, and the queries.
+
+Per group: the other reference's camera centre minus the first's, in the first's camera frame
+(x right, y down, z forward; mean and spread, cm) and the rotation between them (median, deg). Each
+comparison is made twice: in the world frames as given (the pseudo ground truth is aligned on all
+mapping frames) and after a similarity refitted on the training frames' centres only, so the
+held-out stretch and the queries show how the reference disagrees where it was not fitted.
+
+Usage::
+
+    python benchmarks/reference_offsets.py --scene redkitchen-gap \\
+        --poses results/2026-12-05-precision/pseudo_gt_redkitchen-gap.txt --runs RUNS --val-stretch 0.15 \\
+        --name 2026-12-05-finish/reference_offsets_gap
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from common import SEVEN_SCENES, write_results
+from cross_reference import references
+from slocal.capture.scale import fit_similarity
+from slocal.distill.data import validation_split
+
+
+def frame_groups(scene, val_stretch: float) -> dict[str, list[str]]:
+    """Frame names per group, in the trainer's order (``validation_split``)."""
+    names = [f.name for f in scene.mapping]
+    train_idx, val_idx = validation_split(len(names), 0, val_stretch)
+    groups = {"mapping, trained on": [names[i] for i in train_idx]}
+    if val_idx:
+        groups["mapping, held-out stretch"] = [names[i] for i in val_idx]
+    groups["queries"] = [f.name for f in scene.query]
+    return groups
+
+
+def poses_by_name(scene) -> dict[str, np.ndarray]:
+    return {f.name: f.world_from_cam for f in scene.mapping + scene.query}
+
+
+def offsets(first: dict, other: dict, names: list[str], sim=None) -> dict:
+    """``other``'s centres minus ``first``'s in ``first``'s camera frames (cm), rotation between them (deg)."""
+    rows, angles = [], []
+    for name in names:
+        if name not in first or name not in other:
+            continue
+        A, B = first[name], other[name]
+        R_b, c_b = B[:3, :3], B[:3, 3]
+        if sim is not None:
+            R_b, c_b = sim.R_33 @ R_b, sim.apply(c_b[None])[0]
+        rows.append(A[:3, :3].T @ (c_b - A[:3, 3]) * 100.0)
+        cos = (np.trace(A[:3, :3].T @ R_b) - 1.0) / 2.0
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    if not rows:
+        return {"frames": 0}
+    a = np.array(rows)
+    return {
+        "frames": len(rows),
+        "mean_cm": a.mean(0).tolist(),
+        "std_cm": a.std(0).tolist(),
+        "median_dist_cm": float(np.median(np.linalg.norm(a, axis=1))),
+        "median_deg": float(np.median(angles)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", default="redkitchen-gap")
+    parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
+    parser.add_argument("--poses", type=Path, action="append", required=True, help="the first reference's pose file")
+    parser.add_argument("--runs", type=Path, required=True, help="runs folder for the rig estimate (cached)")
+    parser.add_argument("--val-stretch", type=float, default=0.15, help="the held-out stretch, as train.val_stretch")
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args()
+
+    refs = references(args)
+    (first_name, first_scene), *others = refs.items()
+    first = poses_by_name(first_scene)
+    groups = frame_groups(first_scene, args.val_stretch)
+    train_names = groups["mapping, trained on"]
+    rows = []
+    for other_name, other_scene in others:
+        other = poses_by_name(other_scene)
+        shared = [n for n in train_names if n in other]
+        refit = fit_similarity(np.array([other[n][:3, 3] for n in shared]), np.array([first[n][:3, 3] for n in shared]))
+        for alignment, sim in (("as given", None), ("refitted on the training frames", refit)):
+            for group, names in groups.items():
+                rows.append(
+                    {
+                        "reference": other_name,
+                        "alignment": alignment,
+                        "group": group,
+                        **offsets(first, other, names, sim),
+                    }
+                )
+
+    def vec(v):
+        return ", ".join(f"{x:+.1f}" for x in v)
+
+    lines = [
+        f"# {args.scene}: where the references put the same cameras\n",
+        "{header}",
+        f"First reference: {first_name}. Each row: the other reference's camera centre minus the first's, in the "
+        "first's camera frame (x right, y down, z forward), mean and spread over the group's frames; the rotation "
+        f"between them (median). Groups as a student with `val_stretch: {args.val_stretch}` sees the mapping frames.\n",
+        "| reference | alignment | frames | n | mean x, y, z cm | std x, y, z cm | median distance cm | median ° |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r["frames"]:
+            continue
+        lines.append(
+            f"| {r['reference']} | {r['alignment']} | {r['group']} | {r['frames']} | {vec(r['mean_cm'])} | "
+            f"{vec(r['std_cm'])} | {r['median_dist_cm']:.1f} | {r['median_deg']:.2f} |"
+        )
+    payload = {"scene": args.scene, "first_reference": first_name, "val_stretch": args.val_stretch, "rows": rows}
+    write_results(args.name, payload, "\n".join(lines) + "\n")
+    print("\n".join(lines).replace("{header}", ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
