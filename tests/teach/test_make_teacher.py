@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from slocal.data.rig import needs_registration
 from slocal.errors import SlocalError
 from slocal.teach import TEACHERS, default_teacher, make_teacher
 
@@ -56,6 +57,11 @@ def test_default_teacher_fuses_depth_that_is_not_registered_to_colour():
         return SimpleNamespace(has_depth=has_depth, format=fmt, extra=extra)
 
     assert default_teacher(scene(True, "7scenes", depth_registered=False, poses_of="depth")) == "fused"
+    # Once the rig has been applied the sensor is still the same: the default does not change.
+    registered = scene(True, "7scenes", depth_registered=False, poses_of="colour", depth_registration={})
+    assert default_teacher(registered) == "fused"
+    assert not needs_registration(registered)
+    assert needs_registration(scene(True, "7scenes", depth_registered=False, poses_of="depth"))
     assert default_teacher(scene(True, "12scenes")) == "depth"  # registered depth (12Scenes, the procedural room)
     assert default_teacher(scene(False, "colmap")) == "colmap"
     assert default_teacher(scene(False, "7scenes")) == "sfm"

@@ -12,6 +12,7 @@ import typing
 
 from pydantic import TypeAdapter, ValidationError
 
+from slocal.data.rig import depth_from_other_camera
 from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
@@ -48,7 +49,7 @@ def default_teacher(scene) -> str:
     was not measured), ``colmap`` for a COLMAP model (its own points, no re-extraction), else ``sfm``.
     """
     if scene.has_depth:
-        return "fused" if scene.extra.get("depth_registered") is False else "depth"
+        return "fused" if depth_from_other_camera(scene) else "depth"
     return "colmap" if scene.format == "colmap" else "sfm"
 
 
