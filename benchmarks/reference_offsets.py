@@ -31,6 +31,7 @@ from common import SEVEN_SCENES, write_results
 from cross_reference import references
 from slocal.capture.scale import fit_similarity
 from slocal.distill.data import validation_split
+from slocal.geometry.pose import orthonormalize, pose_error, to_homogeneous
 
 
 def frame_groups(scene, val_stretch: float) -> dict[str, list[str]]:
@@ -49,8 +50,7 @@ def poses_by_name(scene) -> dict[str, np.ndarray]:
 
 
 def _nearest_rotation(M_33: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(M_33)
-    return U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return orthonormalize(to_homogeneous(M_33, np.zeros(3)))[:3, :3]
 
 
 def common_rotations(first: dict, other: dict, names: list[str], iterations: int = 100):
@@ -67,8 +67,9 @@ def common_rotations(first: dict, other: dict, names: list[str], iterations: int
     return R_w, R_c
 
 
-def _angle_deg(R_33: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R_33) - 1.0) / 2.0, -1.0, 1.0))))
+def _angle_deg(R_a_33: np.ndarray, R_b_33: np.ndarray) -> float:
+    """The angle between two rotations (``pose_error``'s; it does not depend on the poses' direction)."""
+    return pose_error(to_homogeneous(R_a_33, np.zeros(3)), to_homogeneous(R_b_33, np.zeros(3)))[1]
 
 
 def offsets(first: dict, other: dict, names: list[str], sim=None, rotations=None) -> dict:
@@ -77,6 +78,7 @@ def offsets(first: dict, other: dict, names: list[str], sim=None, rotations=None
     With ``rotations`` (``common_rotations``), also the angle left per frame once they are taken away.
     """
     rows, angles, left = [], [], []
+    R_w, R_c = rotations if rotations is not None else (None, None)
     for name in names:
         if name not in first or name not in other:
             continue
@@ -85,10 +87,9 @@ def offsets(first: dict, other: dict, names: list[str], sim=None, rotations=None
         if sim is not None:
             R_b, c_b = sim.R_33 @ R_b, sim.apply(c_b[None])[0]
         rows.append(A[:3, :3].T @ (c_b - A[:3, 3]) * 100.0)
-        angles.append(_angle_deg(A[:3, :3].T @ R_b))
+        angles.append(_angle_deg(A[:3, :3], R_b))
         if rotations is not None:
-            R_w, R_c = rotations
-            left.append(_angle_deg(A[:3, :3].T @ R_w @ B[:3, :3] @ R_c))
+            left.append(_angle_deg(A[:3, :3], R_w @ B[:3, :3] @ R_c))
     if not rows:
         return {"frames": 0}
     a = np.array(rows)
@@ -127,7 +128,7 @@ def main() -> int:
             for group, names in groups.items():
                 stats = offsets(first, other, names, sim, rotations if sim is None else None)
                 rows.append({"reference": other_name, "alignment": alignment, "group": group, **stats})
-        world_deg, cam_deg = (_angle_deg(R) for R in rotations)
+        world_deg, cam_deg = (_angle_deg(np.eye(3), R) for R in rotations)
         rotation_notes.append(f"{other_name}: world {world_deg:.2f}°, camera {cam_deg:.2f}°")
 
     def vec(v):
