@@ -17,9 +17,10 @@ Usage::
 
     python benchmarks/colmap_redkitchen_mvs.py --runs RUNS --iterations 20000
 
-Writes ``benchmarks/results/2026-12-05-precision/colmap_redkitchen_mvs.{json,md}`` (a run with ``--teachers T``
-adds T to a file of the same budget and seed, so the teachers can run in parallel) and keeps each
-bench report (``results.*``, ``per_query.json``) under ``.../colmap_redkitchen_mvs/<teacher>/``.
+Writes ``benchmarks/results/<name>.{json,md}`` (``--name``, default
+``2026-12-05-precision/colmap_redkitchen_mvs``; a run with ``--teachers T`` adds T to a file of the same
+budget and seed, so the teachers can run in parallel) and keeps each bench report (``results.*``,
+``per_query.json``) under ``<name>/<teacher>/``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from common import REPORT_FILES, RESULTS, SHARED_DATA, run_cli, write_results
 from slocal.data import load_scene
 
 SCENE = "colmap-redkitchen"
-RESULT = "2026-12-05-precision/colmap_redkitchen_mvs"
+DEFAULT_NAME = "2026-12-05-precision/colmap_redkitchen_mvs"
 GOAL_DEG, GOAL_PCT = 0.5, 1.0
 
 
@@ -121,6 +122,7 @@ def main() -> int:
     budget.add_argument("--minutes", type=float)
     budget.add_argument("--iterations", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=DEFAULT_NAME, help="results path under benchmarks/results/, no suffix")
     args = parser.parse_args()
     if not (args.data_root / SCENE).is_dir():
         print(f"{SCENE} not found under {args.data_root}", file=sys.stderr)
@@ -145,7 +147,7 @@ def main() -> int:
             ["bench", "--scenes", SCENE, "--methods", "ace,sift", "--teacher", teacher, "--no-distill"]
             + ["--out", str(out), *common]
         )
-        keep = RESULTS / RESULT / teacher
+        keep = RESULTS / args.name / teacher
         keep.mkdir(parents=True, exist_ok=True)
         for name in REPORT_FILES:
             shutil.copy2(out / name, keep / name)
@@ -172,12 +174,12 @@ def main() -> int:
         print(teacher, json.dumps(payload["runs"][teacher]["methods"]), flush=True)
     # Teachers may run as separate invocations (one CPU slot each): keep the other teachers' runs of the same
     # budget and seed from the file, this invocation's replacing its own.
-    earlier = RESULTS / f"{RESULT}.json"
+    earlier = RESULTS / f"{args.name}.json"
     if earlier.is_file():
         old = json.loads(earlier.read_text())
         if (old.get("budget"), old.get("seed")) == (payload["budget"], payload["seed"]):
             payload["runs"] = {**{t: r for t, r in old["runs"].items() if t not in payload["runs"]}, **payload["runs"]}
-    json_path, md_path = write_results(RESULT, payload, markdown(payload))
+    json_path, md_path = write_results(args.name, payload, markdown(payload))
     print(md_path.read_text())
     return 0
 
