@@ -11,8 +11,10 @@ from slocal.distill.data import (
     median_target_depth,
     recipe_metres_per_unit,
     scene_centre,
+    split_mapping,
     validation_split,
 )
+from slocal.distill.mapping import split_frames
 from slocal.errors import SlocalError
 
 
@@ -86,6 +88,26 @@ def test_validation_split():
     assert val == [25, 50, 74, 99] and len(train) == 121 and not set(train) & set(val)
     assert validation_split(5, 4) == ([0, 1, 2, 3, 4], [])
     assert validation_split(10, 0)[1] == []
+
+
+def test_split_mapping_holds_out_the_same_frames_whatever_was_taught(tiny_scene, tiny_targets):
+    train_scene, held_out = split_mapping(tiny_scene, 2)
+    names = [f.name for f in tiny_scene.mapping]
+    assert [f.name for f in held_out] == [names[i] for i in validation_split(len(names), 2)[1]] == [names[4], names[7]]
+    assert [f.name for f in train_scene.mapping] == [n for n in names if n not in {names[4], names[7]}]
+    assert train_scene.query == tiny_scene.query and train_scene.fingerprint != tiny_scene.fingerprint
+    # A teacher that labelled no held-out frame (teach_held_out off) or skipped a training frame
+    # leaves the split as it is: split_frames takes the training frames it has targets for.
+    taught = replace(
+        tiny_targets, frames=tuple(t for t in tiny_targets.frames if t.name not in {names[4], names[7], names[0]})
+    )
+    train, val = split_frames(tiny_scene, taught, tiny_train(val_frames=2))
+    assert [f.name for f in val] == [names[4], names[7]]
+    assert [f.name for f in train] == [n for n in names if n not in {names[0], names[4], names[7]}]
+    unsplit, none = split_mapping(tiny_scene, 0)
+    assert none == [] and unsplit.mapping == tiny_scene.mapping
+    with pytest.raises(SlocalError, match="no mapping frame named 'nope'"):
+        tiny_scene.without_mapping(["nope"])
 
 
 def test_confidence_weights_normalise_by_the_median(tmp_path):

@@ -4,15 +4,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from helpers.distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
-from slocal.distill.config import BufferTrainConfig
-from slocal.distill.data import load_train_frames, scene_centre
+from slocal.data import load_scene
+from slocal.distill.config import BufferTrainConfig, to_plain
+from slocal.distill.data import load_train_frames, scene_centre, validation_split
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.students import build_student
-from slocal.distill.trainer import checkpoint_path_for, finish_for_targets, train_student
+from slocal.distill.trainer import checkpoint_path_for, distill_student, finish_for_targets, train_student
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
+from slocal.io import read_json
 from slocal.teach.targets import FrameTargets, TargetSet
 
 
@@ -134,3 +137,21 @@ def test_the_reprojection_finish_is_kept_for_dense_teachers_only():
     forced = dataclasses.replace(finish, coord_fade_sparse=True)
     assert finish_for_targets(forced, sparse) == forced
     assert finish_for_targets(BufferTrainConfig(), sparse) == BufferTrainConfig()
+
+
+def test_teach_held_out_off_teaches_on_the_training_frames_only(tiny_data, tmp_path):
+    scene = load_scene(tiny_data, "tiny")
+    train = {k: v for k, v in to_plain(tiny_train(val_frames=2)).items() if k not in ("minutes", "iterations")}
+    runs = tmp_path / "runs"
+    names = [f.name for f in scene.mapping]
+    held_out = [names[i] for i in validation_split(len(names), 2)[1]]
+    for teach_held_out in (True, False):
+        config = tmp_path / f"{teach_held_out}.yaml"
+        plain = {"student": to_plain(TINY_STUDENT), "train": {**train, "teach_held_out": teach_held_out}}
+        config.write_text(yaml.safe_dump(plain))
+        result = distill_student(
+            scene, runs, "cnn", teacher="depth", config_file=config, iterations=2, out=tmp_path / f"{teach_held_out}.pt"
+        )
+        assert read_model_payload(result.model_path)["train"]["validation_frames"] == held_out
+    taught = {tuple(t["name"] for t in read_json(p)["frames"]) for p in runs.rglob("index.json")}
+    assert taught == {tuple(names), tuple(n for n in names if n not in held_out)} and len(held_out) == 2

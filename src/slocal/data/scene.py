@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -165,6 +166,14 @@ class Scene:
         if metres_per_unit is None:
             return self
         return replace(self, metres_per_unit=float(metres_per_unit))
+
+    def without_mapping(self, names: Iterable[str]) -> Scene:
+        """The same scene without the named mapping frames (e.g. frames held out for validation)."""
+        drop = set(names)
+        unknown = drop - {f.name for f in self.mapping}
+        if unknown:
+            raise SlocalError(f"scene {self.id} has no mapping frame named {sorted(unknown)[0]!r}", self.root)
+        return replace(self, mapping=tuple(f for f in self.mapping if f.name not in drop))
 
     @property
     def has_depth(self) -> bool:

@@ -99,6 +99,13 @@ class TrainConfig:
         val_stretch: instead of ``val_frames``: hold out this fraction of the mapping frames as one
             contiguous stretch at the end of the trajectory (frames in name order), so validation
             measures localization away from the mapped views, as queries do. 0 = off.
+        teach_held_out: whether the teacher also sees the held-out frames. Yes (the default) reuses the
+            targets ``slocal teach`` made for every mapping frame; validation is then a progress figure,
+            since a teacher that fuses views (``fused``, ``mvs``, ``sfm``) shaped its targets with the
+            held-out frames' images, depth and poses. No teaches on the training frames alone (a target
+            cache of its own), so nothing the student learns from has seen a validation frame: what a
+            comparison of recipes or teachers needs. A colour-depth rig and a COLMAP model's points are
+            inputs of the scene, made before the split, and keep every frame.
         val_every_s: seconds between validations (also run at the end).
         checkpoint_every_s: seconds between checkpoints (also written at the end).
         seed: seeds torch, numpy and python; the data order follows from it (numpy's seeds are >= 0).
@@ -125,6 +132,7 @@ class TrainConfig:
     precision: Literal[PRECISIONS] = "auto"
     val_frames: Annotated[int, NonNegative] = 4
     val_stretch: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    teach_held_out: bool = True
     val_every_s: Annotated[float, NonNegative] = 60.0
     checkpoint_every_s: Annotated[float, NonNegative] = 120.0
     seed: Annotated[int, NonNegative] = 0

@@ -239,6 +239,17 @@ def validation_split(num_frames: int, num_val: int, stretch: float = 0.0) -> tup
     return [i for i in range(num_frames) if i not in val], val
 
 
+def split_mapping(scene: Scene, num_val: int, stretch: float = 0.0) -> tuple[Scene, list[Frame]]:
+    """The scene without its held-out mapping frames, and those frames (``validation_split``).
+
+    The split is over all of the scene's mapping frames, whatever a teacher labelled, so every
+    teacher and recipe of one scene holds out the same frames.
+    """
+    _, val_idx = validation_split(len(scene.mapping), num_val, stretch)
+    held_out = [scene.mapping[i] for i in val_idx]
+    return scene.without_mapping(f.name for f in held_out), held_out
+
+
 class BatchSampler:
     """Deterministic batches from a shard of frames; its state resumes exactly.
 

@@ -19,9 +19,10 @@ import torch
 from slocal.distill.data import (
     BatchSampler,
     load_train_frames,
+    load_val_frames,
     recipe_metres_per_unit,
     scene_centre,
-    validation_split,
+    split_mapping,
 )
 from slocal.distill.loop import Prepared, Run, StepOutput
 from slocal.distill.students import build_student, input_size, load_pretrained, num_params
@@ -50,10 +51,10 @@ class EndToEndRecipe:
         camera = run.scene.mapping[0].camera
         image_size = input_size(student_cfg, camera.width, camera.height)
         centre = np.asarray(checkpoint["centre"], np.float64) if checkpoint is not None else scene_centre(run.targets)
-        frames = load_train_frames(run.scene, run.targets, image_size, centre)
+        train_scene, held_out = split_mapping(run.scene, cfg.val_frames, cfg.val_stretch)
+        frames = load_train_frames(train_scene, run.targets, image_size, centre)
         metres_per_unit, scale_source = recipe_metres_per_unit(run.scene, run.targets)
-        train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
-        shard = train_idx[env.rank :: env.world_size]
+        shard = list(range(len(frames)))[env.rank :: env.world_size]
         self.sampler = BatchSampler(
             frames, shard, cfg, student_cfg.stride, seed=cfg.seed * 1000 + env.rank, centre=centre
         )
@@ -81,9 +82,9 @@ class EndToEndRecipe:
             centre=centre,
             image_size=image_size,
             camera=camera,
-            val_frames=[frames[i] for i in val_idx],
-            val_names=[frames[i].name for i in val_idx],
-            train_frames=len(train_idx),
+            val_frames=load_val_frames(held_out, image_size),
+            val_names=[f.name for f in held_out],
+            train_frames=len(frames),
             metres_per_unit=metres_per_unit,
             scale_source=scale_source,
             detail=f"{student_cfg.arch}, {num_params(net) / 1e6:.2f} M params",

@@ -32,7 +32,7 @@ import torch
 from slocal.data.scene import Frame, Scene
 from slocal.distill.buffer import FeatureBuffer, build_buffer
 from slocal.distill.config import BufferTrainConfig, HybridStudentConfig
-from slocal.distill.data import load_val_frames, recipe_metres_per_unit, scene_centre, validation_split
+from slocal.distill.data import load_val_frames, recipe_metres_per_unit, scene_centre, split_mapping
 from slocal.distill.ddp import max_over_ranks
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.loop import Prepared, Run, StepOutput
@@ -73,13 +73,13 @@ def drop_coarsest_level(feat_BChw: torch.Tensor, channels: int, p: float, genera
 
 
 def split_frames(scene: Scene, targets: TargetSet, cfg: BufferTrainConfig) -> tuple[list[Frame], list[Frame]]:
-    """(training, validation) mapping frames with targets, in trajectory order (``validation_split``)."""
+    """(training frames with targets, held-out frames), in trajectory order (``split_mapping``)."""
+    train_scene, held_out = split_mapping(scene, cfg.val_frames, cfg.val_stretch)
     names = targets.by_name()
-    frames = [f for f in scene.mapping if f.name in names]
+    frames = [f for f in train_scene.mapping if f.name in names]
     if not frames:
         raise SlocalError("no mapping frame has teacher targets", targets.directory)
-    train_idx, val_idx = validation_split(len(frames), cfg.val_frames, cfg.val_stretch)
-    return [frames[i] for i in train_idx], [frames[i] for i in val_idx]
+    return frames, held_out
 
 
 class CellSampler:

@@ -22,6 +22,7 @@ import torch
 from slocal.data.scene import Scene
 from slocal.distill.config import DEFAULT_STUDENT, EncoderStudentConfig, StudentConfig, TrainConfig
 from slocal.distill.config_files import default_model_path, load_configs
+from slocal.distill.data import split_mapping
 from slocal.distill.ddp import DistEnv, barrier, distributed
 from slocal.distill.end_to_end import EndToEndRecipe
 from slocal.distill.loop import DistillResult, Recipe, Run, run_training
@@ -179,7 +180,15 @@ def distill_student(
             # Rank 0 computes missing targets; the others then read the cache.
             if not env.is_main:
                 barrier(env)
-            targets = ensure_targets(scene, make_teacher(teacher, **(teacher_options or {})), runs_root)
+            teach_scene = scene
+            if not train_cfg.teach_held_out:
+                teach_scene = split_mapping(scene, train_cfg.val_frames, train_cfg.val_stretch)[0]
+                log.info(
+                    "teaching on %d of %d mapping frames (teach_held_out off)",
+                    len(teach_scene.mapping),
+                    len(scene.mapping),
+                )
+            targets = ensure_targets(teach_scene, make_teacher(teacher, **(teacher_options or {})), runs_root)
             if env.is_main:
                 barrier(env)
             return _train(recipe, scene, targets, student_cfg, train_cfg, out_path, env, dev, resume, teacher)
