@@ -13,6 +13,12 @@ comparison is made twice: in the world frames as given (the pseudo ground truth 
 mapping frames) and after a similarity refitted on the training frames' centres only, so the
 held-out stretch and the queries show how the reference disagrees where it was not fitted.
 
+Rotations: a common world rotation (an alignment's) and a common camera rotation (a rig's) are
+fitted jointly on the training frames, and a world rotation alone beside them. Where the cameras'
+orientations vary little the joint fit trades one for the other; a world rotation alone that leaves
+about as little per frame says the rotation is the alignment's (a similarity fitted on the centres
+of a thin trajectory leaves the rotation about its long axis ill-determined).
+
 Usage::
 
     python benchmarks/reference_offsets.py --scene redkitchen-gap \\
@@ -53,17 +59,19 @@ def _nearest_rotation(M_33: np.ndarray) -> np.ndarray:
     return orthonormalize(to_homogeneous(M_33, np.zeros(3)))[:3, :3]
 
 
-def common_rotations(first: dict, other: dict, names: list[str], iterations: int = 100):
+def common_rotations(first: dict, other: dict, names: list[str], iterations: int = 100, camera: bool = True):
     """``R_world, R_cam`` minimising the angles between ``R_world @ R_other @ R_cam`` and ``R_first`` (chordal).
 
     A world rotation is an alignment's; a camera rotation is a rig's (or a principal point's); what is
-    left is how the references disagree frame by frame. Alternates the two closed-form steps.
+    left is how the references disagree frame by frame. Alternates the two closed-form steps; with
+    ``camera`` off, ``R_cam`` stays the identity (the world rotation alone, one closed-form step).
     """
     R_w, R_c = np.eye(3), np.eye(3)
     pairs = [(first[n][:3, :3], other[n][:3, :3]) for n in names if n in first and n in other]
-    for _ in range(iterations):
+    for _ in range(iterations if camera else 1):
         R_w = _nearest_rotation(sum(A @ (B @ R_c).T for A, B in pairs))
-        R_c = _nearest_rotation(sum((R_w @ B).T @ A for A, B in pairs))
+        if camera:
+            R_c = _nearest_rotation(sum((R_w @ B).T @ A for A, B in pairs))
     return R_w, R_c
 
 
@@ -118,7 +126,7 @@ def main() -> int:
     first = poses_by_name(first_scene)
     groups = frame_groups(first_scene, args.val_stretch)
     train_names = groups["mapping, trained on"]
-    rows, rotation_notes = [], []
+    rows, rotation_notes, rotation_fits = [], [], []
     for other_name, other_scene in others:
         other = poses_by_name(other_scene)
         shared = [n for n in train_names if n in other]
@@ -129,7 +137,21 @@ def main() -> int:
                 stats = offsets(first, other, names, sim, rotations if sim is None else None)
                 rows.append({"reference": other_name, "alignment": alignment, "group": group, **stats})
         world_deg, cam_deg = (_angle_deg(np.eye(3), R) for R in rotations)
-        rotation_notes.append(f"{other_name}: world {world_deg:.2f}°, camera {cam_deg:.2f}°")
+        world_only = common_rotations(first, other, train_names, camera=False)
+        left_world_only = offsets(first, other, train_names, rotations=world_only)["median_deg_after_common_rotations"]
+        rotation_notes.append(
+            f"{other_name}: world {world_deg:.2f}°, camera {cam_deg:.2f}°; a world rotation alone "
+            f"{_angle_deg(np.eye(3), world_only[0]):.2f}°, leaving {left_world_only:.2f}° per training frame"
+        )
+        rotation_fits.append(
+            {
+                "reference": other_name,
+                "world_deg": world_deg,
+                "camera_deg": cam_deg,
+                "world_only_deg": _angle_deg(np.eye(3), world_only[0]),
+                "world_only_left_deg_training_frames": left_world_only,
+            }
+        )
 
     def vec(v):
         return ", ".join(f"{x:+.1f}" for x in v)
@@ -157,7 +179,13 @@ def main() -> int:
             f"| {r['reference']} | {r['alignment']} | {r['group']} | {r['frames']} | {vec(r['mean_cm'])} | "
             f"{vec(r['std_cm'])} | {r['median_dist_cm']:.1f} | {r['median_deg']:.2f} | {left} |"
         )
-    payload = {"scene": args.scene, "first_reference": first_name, "val_stretch": args.val_stretch, "rows": rows}
+    payload = {
+        "scene": args.scene,
+        "first_reference": first_name,
+        "val_stretch": args.val_stretch,
+        "rows": rows,
+        "rotation_fits": rotation_fits,
+    }
     write_results(args.name, payload, "\n".join(lines) + "\n")
     print("\n".join(lines).replace("{header}", ""))
     return 0
