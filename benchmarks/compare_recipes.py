@@ -13,6 +13,10 @@ the other), with the exact sign test. This separates two recipes far better than
 every row is also compared by position error pose by pose (closer / farther than the first row's),
 which needs no threshold.
 
+Train the models with ``train.teach_held_out: false``: a teacher that fuses views (``fused``,
+``mvs``, ``sfm``) then never sees a held-out frame, which otherwise shapes the targets around it
+with its own depth and pose (models trained before that setting existed had it on).
+
 Models trained with ``--poses`` and ``--depth-registration`` (e.g. redkitchen-gap on its SfM
 pseudo ground truth, depth through the rig) are validated against the same poses: give the same
 ``--poses`` files, ``--depth-registration`` and the ``--runs`` folder that caches the rig.
