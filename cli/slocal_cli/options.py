@@ -43,9 +43,7 @@ TeacherOpt = Annotated[
     typer.Option(
         "--teacher",
         "-t",
-        help=" | ".join(TEACHERS)
-        + " (default: fused for 7-Scenes-like depth not registered to colour, depth for other RGB-D scenes, "
-        "colmap for a COLMAP model, else sfm).",
+        help=" | ".join(TEACHERS) + " (default: depth for RGB-D scenes, colmap for a COLMAP model, else sfm).",
     ),
 ]
 

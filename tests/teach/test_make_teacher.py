@@ -52,14 +52,14 @@ def test_options_are_coerced_to_their_types(tmp_path):
         make_teacher("dust3r", checkpoint=tmp_path / "missing.pth")
 
 
-def test_default_teacher_fuses_depth_that_is_not_registered_to_colour():
+def test_default_teacher_is_depth_for_rgbd_scenes_registered_or_not():
     def scene(has_depth, fmt, **extra):
         return SimpleNamespace(has_depth=has_depth, format=fmt, extra=extra)
 
-    assert default_teacher(scene(True, "7scenes", depth_registered=False, poses_of="depth")) == "fused"
-    # Once the rig has been applied the sensor is still the same: the default does not change.
+    assert default_teacher(scene(True, "7scenes", depth_registered=False, poses_of="depth")) == "depth"
+    # Once the rig has been applied the scene needs no second registration; the teacher is the same.
     registered = scene(True, "7scenes", depth_registered=False, poses_of="colour", depth_registration={})
-    assert default_teacher(registered) == "fused"
+    assert default_teacher(registered) == "depth"
     assert not needs_registration(registered)
     assert needs_registration(scene(True, "7scenes", depth_registered=False, poses_of="depth"))
     assert default_teacher(scene(True, "12scenes")) == "depth"  # registered depth (12Scenes, the procedural room)

@@ -12,7 +12,6 @@ import typing
 
 from pydantic import TypeAdapter, ValidationError
 
-from slocal.data.rig import depth_from_other_camera
 from slocal.errors import SlocalError
 from slocal.teach.colmap_teacher import ColmapTeacher, ColmapTeacherConfig
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
@@ -41,15 +40,15 @@ __all__ = [
 def default_teacher(scene) -> str:
     """The teacher a scene gets unless one is named.
 
-    ``fused`` where the mapping frames' depth is a sensor's seen from another camera than the colour
-    one (7-Scenes: the loader says it is not registered), so every frame's depth disagrees a little
-    with its neighbours': with the default student's reprojection finish, one TSDF surface won on
-    redkitchen-gap's held-out mapping frames (docs/lab-book.md, 2026-12-05, third session).
-    ``depth`` for other RGB-D scenes (12Scenes, the procedural room: registered depth, where fusion
-    was not measured), ``colmap`` for a COLMAP model (its own points, no re-extraction), else ``sfm``.
+    ``depth`` for an RGB-D scene (7-Scenes' depth goes through the colour-depth rig first, see
+    ``data.rig``): per-frame depth beat one fused TSDF surface on redkitchen-gap's held-out mapping
+    frames once the teacher no longer saw those frames (``train.teach_held_out: false``; the earlier
+    comparison, which let the fused surface be built with them, had it the other way:
+    docs/lab-book.md, 2026-12-06, fifth session). ``colmap`` for a COLMAP model (its own points, no
+    re-extraction), else ``sfm``.
     """
     if scene.has_depth:
-        return "fused" if depth_from_other_camera(scene) else "depth"
+        return "depth"
     return "colmap" if scene.format == "colmap" else "sfm"
 
 
