@@ -36,17 +36,16 @@ import numpy as np
 from common import SEVEN_SCENES, write_results
 from cross_reference import references
 from slocal.capture.scale import fit_similarity
-from slocal.distill.data import validation_split
+from slocal.distill.data import split_mapping
 from slocal.geometry.pose import orthonormalize, pose_error, to_homogeneous
 
 
 def frame_groups(scene, val_stretch: float) -> dict[str, list[str]]:
-    """Frame names per group, in the trainer's order (``validation_split``)."""
-    names = [f.name for f in scene.mapping]
-    train_idx, val_idx = validation_split(len(names), 0, val_stretch)
-    groups = {"mapping, trained on": [names[i] for i in train_idx]}
-    if val_idx:
-        groups["mapping, held-out stretch"] = [names[i] for i in val_idx]
+    """Frame names per group, as the trainer splits them (``split_mapping``)."""
+    train_scene, held_out = split_mapping(scene, 0, val_stretch)
+    groups = {"mapping, trained on": [f.name for f in train_scene.mapping]}
+    if held_out:
+        groups["mapping, held-out stretch"] = [f.name for f in held_out]
     groups["queries"] = [f.name for f in scene.query]
     return groups
 
@@ -138,17 +137,18 @@ def main() -> int:
                 rows.append({"reference": other_name, "alignment": alignment, "group": group, **stats})
         world_deg, cam_deg = (_angle_deg(np.eye(3), R) for R in rotations)
         world_only = common_rotations(first, other, train_names, camera=False)
+        world_only_deg = _angle_deg(np.eye(3), world_only[0])
         left_world_only = offsets(first, other, train_names, rotations=world_only)["median_deg_after_common_rotations"]
         rotation_notes.append(
             f"{other_name}: world {world_deg:.2f}°, camera {cam_deg:.2f}°; a world rotation alone "
-            f"{_angle_deg(np.eye(3), world_only[0]):.2f}°, leaving {left_world_only:.2f}° per training frame"
+            f"{world_only_deg:.2f}°, leaving {left_world_only:.2f}° per training frame"
         )
         rotation_fits.append(
             {
                 "reference": other_name,
                 "world_deg": world_deg,
                 "camera_deg": cam_deg,
-                "world_only_deg": _angle_deg(np.eye(3), world_only[0]),
+                "world_only_deg": world_only_deg,
                 "world_only_left_deg_training_frames": left_world_only,
             }
         )

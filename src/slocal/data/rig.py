@@ -113,17 +113,10 @@ def poses_of(scene: Scene) -> str:
     return str(scene.extra.get("poses_of", "colour"))
 
 
-def depth_from_other_camera(scene: Scene) -> bool:
-    """True for an RGB-D scene whose loader says its depth is not registered to colour (7-Scenes).
-
-    Stays True once the rig has been applied: it says what the sensor was, not what is left to do.
-    """
-    return scene.has_depth and scene.extra.get("depth_registered") is False
-
-
 def needs_registration(scene: Scene) -> bool:
-    """True for a ``depth_from_other_camera`` scene the rig has not been applied to yet."""
-    return depth_from_other_camera(scene) and "depth_registration" not in scene.extra
+    """True for an RGB-D scene whose loader says its depth is not registered to colour (7-Scenes),
+    until the rig has been applied."""
+    return scene.has_depth and scene.extra.get("depth_registered") is False and "depth_registration" not in scene.extra
 
 
 def _registered(frame: Frame, reg: DepthRegistration, depth_from_cam: np.ndarray) -> Frame:
