@@ -106,8 +106,9 @@ def test_split_mapping_holds_out_the_same_frames_whatever_was_taught(tiny_scene,
     assert [f.name for f in train] == [n for n in names if n not in {names[0], names[4], names[7]}]
     unsplit, none = split_mapping(tiny_scene, 0)
     assert none == [] and unsplit.mapping == tiny_scene.mapping
-    with pytest.raises(SlocalError, match="no mapping frame named 'nope'"):
+    with pytest.raises(SlocalError, match="no mapping frame named 'nope'") as info:
         tiny_scene.without_mapping(["nope"])
+    assert info.value.path == tiny_scene.root and str(info.value).startswith(f"{tiny_scene.root}: ")
 
 
 def test_confidence_weights_normalise_by_the_median(tmp_path):
