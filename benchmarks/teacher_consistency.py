@@ -16,6 +16,9 @@ For each setting (the dataset's poses as loaded, with the colour-depth rig, or p
 Seconds include building the targets unless they were cached (``--runs``); the load average is recorded
 before and after each teacher.
 
+A teacher may carry options of its config (``name:key=value:key=value``), e.g.
+``depth:cross_check_views=1`` for the depth teacher with its multi-view check.
+
 Usage::
 
     python benchmarks/teacher_consistency.py --scene redkitchen-gap --teachers depth,sfm \\
@@ -118,6 +121,15 @@ def within(d: dict) -> str:
     return " / ".join(f"{d.get(f'within_{k}', 0):.0f}" for k in THRESHOLDS) if "median" in d else "-"
 
 
+def parse_teacher(spec: str) -> tuple[str, dict]:
+    """``depth:cross_check_views=1`` -> ("depth", {"cross_check_views": "1"}) (``make_teacher`` coerces the values)."""
+    name, *options = spec.split(":")
+    pairs = [o.split("=", 1) for o in options]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"teacher {spec!r}: options are key=value, separated by ':'")
+    return name, dict(pairs)
+
+
 def median(d: dict) -> str:
     return f"{d['median']:.2f}" if "median" in d else "-"
 
@@ -142,7 +154,8 @@ def main() -> int:
         scene = registered_scene(load_scene(args.data_root, args.scene, pose_files=poses), args.runs, mode)
         tracks = None if args.no_tracks else cached_tracks(scene, args.runs, args.max_pairs)
         for name in args.teachers.split(","):
-            teacher = make_teacher(name)
+            teacher_name, options = parse_teacher(name)
+            teacher = make_teacher(teacher_name, **options)
             load_before = loadavg()
             start = time.perf_counter()
             targets = ensure_targets(scene, teacher, args.runs)
@@ -186,6 +199,12 @@ def main() -> int:
                 f"rendering {s['render_s']:.1f} s ({s['frames_integrated']} frames, {s['triangles']} triangles); "
                 f"own depth agrees {s['agree_pct']:.1f} %, missing (filled) {s['fill_pct']:.1f} %, "
                 f"disagrees {s['disagree_pct']:.1f} %, back faces {s['back_pct']:.1f} % of surface hits."
+            )
+        if "kept_pct" in s:
+            lines.append(
+                f"\n{r['setting']}, {r['teacher']}: cross-check kept {s['kept_pct']:.1f} % of the targets "
+                f"({s['unseen_pct']:.1f} % that no partner saw, kept unchecked), moved them "
+                f"{s['mean_shift_mm']:.1f} mm on average; {s['unchecked_frames']} frames without a partner."
             )
     write_results(args.name, {"scene": args.scene, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines).replace("{header}", ""))

@@ -31,7 +31,11 @@ def test_unknown_teacher_or_option_is_one_clear_error():
         ("sfm", {"use_gpu": "maybe"}, "the sfm teacher's option use_gpu must be bool, got 'maybe'"),
         ("dust3r", {"image_size": [512]}, "the dust3r teacher's option image_size must be int"),
         # `name` is the teacher's, positional only: as an option it is unknown, not a TypeError.
-        ("depth", {"name": "sfm"}, "the depth teacher has no option name; its options: max_depth, max_side, min_depth"),
+        (
+            "depth",
+            {"name": "sfm"},
+            "the depth teacher has no option name; its options: cross_check_cm, cross_check_partners, cross_check_views, max_depth, max_side, min_depth",
+        ),
     ],
 )
 def test_wrongly_typed_option_is_one_error_naming_it(name, options, message):
