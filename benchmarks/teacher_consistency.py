@@ -170,8 +170,8 @@ def main() -> int:
             }
             if tracks is not None:
                 row["track_consistency"] = track_consistency(scene, targets.frames, tracks)
-            if getattr(teacher, "stats", None):  # set only when the targets were built here, not cached
-                row["teacher_stats"] = teacher.stats
+            if targets.stats.get("teacher_stats"):  # the teacher's own stats, kept in the cache's index
+                row["teacher_stats"] = targets.stats["teacher_stats"]
             rows.append(row)
     lines = [
         f"# Teacher consistency on {args.scene}\n",

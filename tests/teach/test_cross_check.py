@@ -10,7 +10,7 @@ import pytest
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
 from slocal.errors import SlocalError
-from slocal.teach import make_teacher
+from slocal.teach import ensure_targets, load_targets, make_teacher
 from slocal.teach.consistency import multiview_consistency
 from slocal.teach.cross_check import choose_partners, cross_check
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
@@ -97,13 +97,15 @@ def test_a_frame_without_partners_is_kept_as_it_is(room):
     assert stats["kept_pct"] == 100
 
 
-def test_depth_teacher_settings(room):
+def test_depth_teacher_with_the_check(room, tmp_path):
     scene, targets = room
     assert not any(k.startswith("cross_check") for k in DepthTeacher().settings())  # the old cache key
     teacher = make_teacher("depth", cross_check_views="1")
     assert teacher.settings()["cross_check_views"] == 1
-    checked = tuple(teacher.teach(scene))
-    assert len(checked) == len(targets)
-    assert 90 < teacher.stats["kept_pct"] <= 100
+    checked = ensure_targets(scene, teacher, tmp_path)
+    assert len(checked.frames) == len(targets)
+    # The check's own stats reach the cache's index (and `slocal teach --json`).
+    assert 90 < checked.stats["teacher_stats"]["kept_pct"] <= 100
+    assert load_targets(checked.directory).stats["teacher_stats"] == checked.stats["teacher_stats"]
     with pytest.raises(SlocalError, match="cross_check_views"):
         DepthTeacherConfig(cross_check_views=5, cross_check_partners=4)

@@ -47,7 +47,11 @@ TARGETS_VERSION = 1
 
 
 class Teacher(Protocol):
-    """What ``ensure_targets`` needs from a teacher."""
+    """What ``ensure_targets`` needs from a teacher.
+
+    A teacher may also keep a ``stats`` dict of its own (the fused teacher's time split, the depth
+    teacher's cross-check), filled by ``teach``; ``ensure_targets`` stores it as ``stats["teacher_stats"]``.
+    """
 
     name: str
 
@@ -248,6 +252,8 @@ def _ensure_targets_locked(scene: Scene, teacher: Teacher, directory: Path, over
             raise SlocalError(f"the {teacher.name} teacher produced no valid targets for any mapping frame", scene.root)
         frames_t = tuple(frames)
         stats = target_stats(scene, frames_t)
+        if own := getattr(teacher, "stats", None):
+            stats["teacher_stats"] = own
         write_json(
             building / "index.json",
             {
