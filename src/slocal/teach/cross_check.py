@@ -9,10 +9,12 @@ video shares a frame's errors and confirms nothing): target ``X_i`` is projected
 ``j`` and compared with ``X_j``, the target ``j`` gives there (``FrameTargets.sample``). The
 partner *agrees* when ``|X_i - X_j|`` is within the tolerance, sees *another surface* when
 ``X_j`` lies clearly in front along its ray (occluded: no vote), and disagrees otherwise. A pixel
-is kept when at least ``min_views`` partners agree, and moved to the mean of its own and the
-agreeing targets, so the kept targets agree across views by construction and their noise averages
-down, while each stays on its own frame's pixel (unlike a fused surface, which is resampled from a
-voxel grid). Frames without a partner keep their targets unchanged (nothing can check them).
+is kept when at least ``min_views`` partners agree, and moved along its own pixel's ray to the mean
+range of its own and the agreeing targets (their components along that ray): the depth noise
+averages down while the target stays on its frame's pixel, whose ray the pose fixes exactly (a 3D
+mean would pull it off the ray, and the novel views splatted from the targets, and the
+reprojection finish, rely on the pixel). Targets that no partner sees are kept as they are, as are
+frames without a partner (nothing can check them).
 
 This is the cross-check of the MVS teacher (``mvs.cross_check``) done on 3D targets instead of
 depth maps, so it applies to any teacher's targets.
@@ -84,7 +86,7 @@ def cross_check(
     tolerance_m: float = 0.02,
     occlusion_ratio: float = 0.1,
 ) -> tuple[list[FrameTargets], dict]:
-    """Keep the targets that ``min_views`` partners confirm, each moved to the mean of the agreeing targets.
+    """Keep the targets that ``min_views`` partners confirm, each moved along its ray to their mean range.
 
     Args:
         scene: the scene (mapping poses, scale).
@@ -116,7 +118,10 @@ def cross_check(
             continue
         rows, cols = np.nonzero(t.valid_HW)
         x_i = t.coords_HW3[rows, cols].astype(np.float64)
-        total = x_i.copy()
+        centre = poses[t.name].world_from_cam[:3, 3]
+        range_i = np.linalg.norm(x_i - centre, axis=1)
+        ray = (x_i - centre) / range_i[:, None]
+        total = range_i.copy()
         agree = np.zeros(len(x_i), np.int64)
         votes = np.zeros(len(x_i), np.int64)
         for j in chosen[i]:
@@ -133,11 +138,11 @@ def cross_check(
                 ok = vote & (np.linalg.norm(x_j - x_i, axis=1) <= tolerance)
             votes += vote
             agree += ok
-            total[ok] += x_j[ok]
+            total[ok] += np.einsum("nk,nk->n", x_j[ok] - centre, ray[ok])
         unseen = votes == 0
         keep = (agree >= min_views) | unseen
         unseen_n += int(unseen.sum())
-        mean = total[keep] / (agree[keep] + 1)[:, None]
+        mean = centre + ray[keep] * (total[keep] / (agree[keep] + 1))[:, None]
         shift_sum += float(np.linalg.norm(mean - x_i[keep], axis=1).sum())
         coords = np.full_like(t.coords_HW3, np.nan)
         coords[rows[keep], cols[keep]] = mean.astype(np.float32)

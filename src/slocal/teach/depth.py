@@ -25,8 +25,8 @@ class DepthTeacherConfig:
         max_side: longer side of the target grid in pixels.
         min_depth, max_depth: depth range in metres accepted as valid.
         cross_check_views: keep only targets that this many overlapping mapping frames confirm,
-            each moved to the mean of the agreeing targets (``teach.cross_check``); 0 keeps every
-            frame's own depth as it is.
+            each moved along its ray to the agreeing targets' mean range (``teach.cross_check``);
+            0 keeps every frame's own depth as it is.
         cross_check_partners: overlapping frames each frame is checked against.
         cross_check_cm: largest distance between agreeing targets.
     """
