@@ -5,20 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
-from slocal.data import load_scene
-from slocal.data.synth import SynthConfig, render_scene
 from slocal.teach.consistency import multiview_consistency
-from slocal.teach.depth import DepthTeacher
-
-
-@pytest.fixture(scope="module")
-def room_targets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("consistency")
-    render_scene(root / "room", SynthConfig(mapping_frames=16, query_frames=1, seed=2))
-    scene = load_scene(root, "room")
-    return scene, tuple(DepthTeacher().teach(scene))
 
 
 def test_exact_depth_targets_agree_across_views(room_targets):

@@ -7,8 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from slocal.data import load_scene
-from slocal.data.synth import SynthConfig, render_scene
 from slocal.errors import SlocalError
 from slocal.teach import ensure_targets, load_targets, make_teacher
 from slocal.teach.consistency import multiview_consistency
@@ -16,16 +14,8 @@ from slocal.teach.cross_check import choose_partners, cross_check
 from slocal.teach.depth import DepthTeacher, DepthTeacherConfig
 
 
-@pytest.fixture(scope="module")
-def room(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cross_check")
-    render_scene(root / "room", SynthConfig(mapping_frames=16, query_frames=1, seed=2))
-    scene = load_scene(root, "room")
-    return scene, tuple(DepthTeacher().teach(scene))
-
-
-def test_partners_have_a_baseline_and_overlap(room):
-    scene, targets = room
+def test_partners_have_a_baseline_and_overlap(room_targets):
+    scene, targets = room_targets
     chosen = choose_partners(scene, [t.name for t in targets], partners=4)
     centres = {f.name: f.world_from_cam[:3, 3] for f in scene.mapping}
     assert all(1 <= len(c) <= 4 for c in chosen)
@@ -43,8 +33,8 @@ def along_rays(scene, t, offset_HW):
     return replace(t, coords_HW3=(t.coords_HW3 + offset_HW[..., None] * ray).astype(np.float32))
 
 
-def test_a_wrong_patch_is_removed_and_exact_targets_kept(room):
-    scene, targets = room
+def test_a_wrong_patch_is_removed_and_exact_targets_kept(room_targets):
+    scene, targets = room_targets
     wrong = targets[5]
     offset = np.zeros(wrong.valid_HW.shape)
     offset[:, : wrong.camera.width // 2] = 0.10  # half the frame's depth 10 cm too far
@@ -70,8 +60,8 @@ def test_a_wrong_patch_is_removed_and_exact_targets_kept(room):
     assert np.median(np.linalg.norm(other.coords_HW3[ok] - targets[0].coords_HW3[ok], axis=1)) < 0.002
 
 
-def test_independent_noise_averages_down(room):
-    scene, targets = room
+def test_independent_noise_averages_down(room_targets):
+    scene, targets = room_targets
     rng = np.random.default_rng(0)
     noisy = [along_rays(scene, t, rng.normal(0, 0.005, t.valid_HW.shape)) for t in targets]
     checked, _ = cross_check(scene, noisy, min_views=1, partners=4, tolerance_m=0.03)
@@ -89,16 +79,16 @@ def test_independent_noise_averages_down(room):
     assert after < 0.8 * before
 
 
-def test_a_frame_without_partners_is_kept_as_it_is(room):
-    scene, targets = room
+def test_a_frame_without_partners_is_kept_as_it_is(room_targets):
+    scene, targets = room_targets
     checked, stats = cross_check(scene, targets[:1], min_views=1)
     assert checked[0] is targets[0]
     assert stats["unchecked_frames"] == 1
     assert stats["kept_pct"] == 100
 
 
-def test_depth_teacher_with_the_check(room, tmp_path):
-    scene, targets = room
+def test_depth_teacher_with_the_check(room_targets, tmp_path):
+    scene, targets = room_targets
     assert not any(k.startswith("cross_check") for k in DepthTeacher().settings())  # the old cache key
     teacher = make_teacher("depth", cross_check_views="1")
     assert teacher.settings()["cross_check_views"] == 1
