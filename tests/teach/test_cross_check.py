@@ -92,6 +92,7 @@ def test_depth_teacher_with_the_check(room_targets, tmp_path):
     assert not any(k.startswith("cross_check") for k in DepthTeacher().settings())  # the old cache key
     teacher = make_teacher("depth", cross_check_views="1")
     assert teacher.settings()["cross_check_views"] == 1
+    assert teacher.settings()["cross_check_rule"] == "mean-range-along-ray"
     checked = ensure_targets(scene, teacher, tmp_path)
     assert len(checked.frames) == len(targets)
     # The check's own stats reach the cache's index (and `slocal teach --json`).

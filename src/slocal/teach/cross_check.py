@@ -36,6 +36,9 @@ from slocal.teach.pairs import rank_partners
 
 logger = logging.getLogger(__name__)
 
+#: how agreeing targets are merged; part of a checked teacher's settings (its targets' cache key).
+CROSS_CHECK_RULE = "mean-range-along-ray"
+
 
 @dataclass(frozen=True)
 class PartnerRanking:

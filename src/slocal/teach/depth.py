@@ -13,7 +13,7 @@ from slocal.config import config_dataclass
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.progress import progress_bar
-from slocal.teach.cross_check import cross_check
+from slocal.teach.cross_check import CROSS_CHECK_RULE, cross_check
 from slocal.teach.targets import FrameTargets, depth_coords, target_camera
 
 
@@ -59,8 +59,9 @@ class DepthTeacher:
         settings = asdict(self.config)
         if not self.config.cross_check_views:
             # Without the check its settings change nothing: targets cached before it existed stay valid.
-            settings = {k: v for k, v in settings.items() if not k.startswith("cross_check")}
-        return settings
+            return {k: v for k, v in settings.items() if not k.startswith("cross_check")}
+        # The check's rule enters the cache key: targets of an earlier rule (a 3D mean) are not reused.
+        return {**settings, "cross_check_rule": CROSS_CHECK_RULE}
 
     def teach(self, scene: Scene) -> Iterator[FrameTargets]:
         if not scene.has_depth:
