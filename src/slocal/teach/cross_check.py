@@ -42,7 +42,7 @@ CROSS_CHECK_RULE = "mean-range-along-ray"
 
 @dataclass(frozen=True)
 class PartnerRanking:
-    """What ``pairs.rank_partners`` reads: partners 5 cm to 1 m away in the frame's direction (metres).
+    """What ``pairs.rank_partners`` reads (metres): partners at least 5 cm away, axes within 45°, 30 cm baselines first.
 
     Module constants, not options: they only decide which overlapping frames are asked, and the
     tolerance and vote count are what a user tunes.
@@ -103,7 +103,8 @@ def cross_check(
     Returns:
         The checked targets (same frames, same order) and stats: ``kept_pct`` (% of the valid
         targets kept), ``unchecked_frames`` (frames without a partner, kept as they were),
-        ``mean_shift_mm`` (mean move of a kept target).
+        ``unseen_pct`` (% of the valid targets no partner saw, kept as they were), ``mean_shift_mm``
+        (mean move of a kept target of a checked frame).
     """
     poses = {f.name: f for f in scene.mapping}
     tolerance = tolerance_m / (scene.metres_per_unit or 1.0)
@@ -162,8 +163,8 @@ def cross_check(
         "mean_shift_mm": to_mm * shift_sum / max(kept_checked, 1),
     }
     logger.info(
-        "cross-check: %.1f %% of the targets confirmed by %d of up to %d partners within %.1f cm "
-        "(moved %.1f mm on average); %d frames without a partner kept as they were",
+        "cross-check: %.1f %% of the targets kept (confirmed by %d of up to %d partners within %.1f cm, "
+        "or seen by none; moved %.1f mm on average); %d frames without a partner kept as they were",
         stats["kept_pct"],
         min_views,
         partners,
