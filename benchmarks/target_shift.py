@@ -8,10 +8,9 @@ in every camera (a systematic shift) shows here; one that only removes or averag
 
 Usage::
 
-    python benchmarks/target_shift.py --scene redkitchen-gap \\
-        --poses results/2026-12-05-precision/pseudo_gt_redkitchen-gap.txt \\
+    python benchmarks/target_shift.py --scene redkitchen-gap --name 2026-12-06-crosscheck/target_shift_gap \\
         RUNS/redkitchen-gap/targets/depth-761406eb4b RUNS/redkitchen-gap/targets/depth-dfaa3c362e \\
-        --name 2026-12-06-crosscheck/target_shift_gap
+        --poses results/2026-12-05-precision/pseudo_gt_redkitchen-gap.txt
 """
 
 from __future__ import annotations
