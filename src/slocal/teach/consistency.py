@@ -31,6 +31,36 @@ def _project(cam_from_world_44: np.ndarray, camera, points_N3: np.ndarray) -> tu
     return uv, np.where(inside, z, np.nan)
 
 
+def partner_targets(
+    points_N3: np.ndarray, partner: FrameTargets, cam_from_world_44: np.ndarray, occlusion_ratio: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a partner frame's targets say at the reprojection of world points.
+
+    Args:
+        points_N3: world points (one frame's targets).
+        partner: the partner frame's targets.
+        cam_from_world_44: the partner's pose.
+        occlusion_ratio: relative depth gap beyond which the partner sees another surface.
+
+    Returns:
+        x_N3 float64, the partner's targets there (NaN where it has none); compared_N, where the
+        point projects into the partner's image, in front of it, onto a target; occluded_N, the
+        compared points whose partner target lies clearly in front (another surface, not a
+        disagreement).
+    """
+    uv, z = _project(cam_from_world_44, partner.camera, points_N3)
+    seen = np.isfinite(z)
+    R, t = cam_from_world_44[:3, :3], cam_from_world_44[:3, 3]
+    x_s, _, valid = partner.sample(uv[seen], origin_3=-R.T @ t)
+    x = np.full((len(points_N3), 3), np.nan)
+    x[seen] = x_s
+    compared = np.zeros(len(points_N3), bool)
+    compared[seen] = valid
+    with np.errstate(invalid="ignore"):
+        occluded = compared & ((x @ R.T + t)[:, 2] < z * (1.0 - occlusion_ratio))
+    return x, compared, occluded
+
+
 def multiview_consistency(
     scene: Scene,
     frames: tuple[FrameTargets, ...],
@@ -90,17 +120,11 @@ def multiview_consistency(
         candidates = np.flatnonzero(overlap >= min_overlap)
         for j in rng.permutation(candidates)[:partners]:
             t_j = frames[j]
-            uv, z_i = _project(poses[t_j.name], t_j.camera, pts)
-            seen = np.isfinite(z_i)
-            cam_from_world = poses[t_j.name]
-            centre = -cam_from_world[:3, :3].T @ cam_from_world[:3, 3]
-            x_j, _, valid = t_j.sample(uv[seen], origin_3=centre)
-            z_j = (x_j.astype(np.float64) @ cam_from_world[:3, :3].T + cam_from_world[:3, 3])[:, 2]
-            front = valid & (z_j < z_i[seen] * (1.0 - occlusion_ratio))
+            x_j, valid, front = partner_targets(pts, t_j, poses[t_j.name], occlusion_ratio)
             same = valid & ~front
             occluded += int(front.sum())
             compared += int(valid.sum())
-            distances.append(np.linalg.norm(x_j[same] - pts[seen][same], axis=1))
+            distances.append(np.linalg.norm(x_j[same] - pts[same], axis=1))
             report["pairs"] += 1
     d = np.concatenate(distances) * to_centi if distances else np.zeros(0)
     report["points_compared"] = int(d.size)

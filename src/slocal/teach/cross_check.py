@@ -8,7 +8,8 @@ a baseline (``pairs.rank_partners`` from the known poses; a near-duplicate neigh
 video shares a frame's errors and confirms nothing): target ``X_i`` is projected into partner
 ``j`` and compared with ``X_j``, the target ``j`` gives there (``FrameTargets.sample``). The
 partner *agrees* when ``|X_i - X_j|`` is within the tolerance, sees *another surface* when
-``X_j`` lies clearly in front along its ray (occluded: no vote), and disagrees otherwise. A pixel
+``X_j`` lies clearly in front along its ray (occluded: no vote), and disagrees otherwise; the
+comparison is the one ``consistency.multiview_consistency`` measures (``partner_targets``). A pixel
 is kept when at least ``min_views`` partners agree, and moved along its own pixel's ray to the mean
 range of its own and the agreeing targets (their components along that ray): the depth noise
 averages down while the target stays on its frame's pixel, whose ray the pose fixes exactly (a 3D
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from slocal.data.scene import Scene
-from slocal.geometry.pose import transform_points
 from slocal.progress import progress_bar
+from slocal.teach.consistency import partner_targets
 from slocal.teach.frame_targets import FrameTargets
 from slocal.teach.pairs import rank_partners
 
@@ -106,7 +107,7 @@ def cross_check(
         ``unseen_pct`` (% of the valid targets no partner saw, kept as they were), ``mean_shift_mm``
         (mean move of a kept target of a checked frame).
     """
-    poses = {f.name: f for f in scene.mapping}
+    by_name = {f.name: f for f in scene.mapping}
     tolerance = tolerance_m / (scene.metres_per_unit or 1.0)
     to_mm = 1000.0 * (scene.metres_per_unit or 1.0)
     chosen = choose_partners(scene, [t.name for t in frames], partners)
@@ -122,7 +123,7 @@ def cross_check(
             continue
         rows, cols = np.nonzero(t.valid_HW)
         x_i = t.coords_HW3[rows, cols].astype(np.float64)
-        centre = poses[t.name].world_from_cam[:3, 3]
+        centre = by_name[t.name].world_from_cam[:3, 3]
         range_i = np.linalg.norm(x_i - centre, axis=1)
         ray = (x_i - centre) / range_i[:, None]
         total = range_i.copy()
@@ -130,15 +131,9 @@ def cross_check(
         votes = np.zeros(len(x_i), np.int64)
         for j in chosen[i]:
             t_j = frames[j]
-            frame_j = poses[t_j.name]
-            p_j = transform_points(frame_j.cam_from_world, x_i)
-            uv, z_i = t_j.camera.project(p_j)
-            x_j, _, valid = t_j.sample(uv, origin_3=frame_j.world_from_cam[:3, 3])
-            x_j = x_j.astype(np.float64)
+            x_j, compared, occluded = partner_targets(x_i, t_j, by_name[t_j.name].cam_from_world, occlusion_ratio)
+            vote = compared & ~occluded
             with np.errstate(invalid="ignore"):
-                z_j = transform_points(frame_j.cam_from_world, np.where(valid[:, None], x_j, 0.0))[:, 2]
-                in_front = z_j < z_i * (1.0 - occlusion_ratio)
-                vote = valid & (z_i > 0) & ~in_front
                 ok = vote & (np.linalg.norm(x_j - x_i, axis=1) <= tolerance)
             votes += vote
             agree += ok
