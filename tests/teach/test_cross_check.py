@@ -60,6 +60,31 @@ def test_a_wrong_patch_is_removed_and_exact_targets_kept(room_targets):
     assert np.median(np.linalg.norm(other.coords_HW3[ok] - targets[0].coords_HW3[ok], axis=1)) < 0.002
 
 
+def test_keeping_the_disputed_targets_only_averages_the_confirmed(room_targets):
+    scene, targets = room_targets
+    wrong = targets[5]
+    offset = np.zeros(wrong.valid_HW.shape)
+    offset[:, : wrong.camera.width // 2] = 0.10
+    moved = list(targets)
+    moved[5] = along_rays(scene, wrong, offset)
+
+    checked, stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02, drop_disputed=False)
+
+    # Every target stays; the wrong half is kept exactly where it was (10 cm off), not averaged with its partners.
+    assert stats["kept_pct"] == 100 and all((c.valid_HW == t.valid_HW).all() for c, t in zip(checked, moved))
+    half = np.s_[:, : wrong.camera.width // 2]
+    ok = moved[5].valid_HW[half]
+    assert np.allclose(checked[5].coords_HW3[half][ok], moved[5].coords_HW3[half][ok], atol=1e-6)
+    # The frames that agree are confirmed and averaged as with the drop.
+    dropped, dropped_stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02)
+    assert stats["confirmed_pct"] == pytest.approx(dropped_stats["confirmed_pct"])
+    # Dropping keeps exactly the confirmed and the unseen targets (a target no partner sees has no vote).
+    assert stats["confirmed_pct"] + stats["unseen_pct"] == pytest.approx(dropped_stats["kept_pct"])
+    assert 50 < stats["confirmed_pct"] < dropped_stats["kept_pct"] < 100
+    same = dropped[0].valid_HW
+    assert np.allclose(checked[0].coords_HW3[same], dropped[0].coords_HW3[same], atol=1e-6)
+
+
 def test_independent_noise_averages_down(room_targets):
     scene, targets = room_targets
     rng = np.random.default_rng(0)
@@ -93,6 +118,8 @@ def test_depth_teacher_with_the_check(room_targets, tmp_path):
     teacher = make_teacher("depth", cross_check_views="1")
     assert teacher.settings()["cross_check_views"] == 1
     assert teacher.settings()["cross_check_rule"] == "mean-range-along-ray"
+    assert teacher.settings()["cross_check_drop"] is True
+    assert make_teacher("depth", cross_check_views="1", cross_check_drop="false").config.cross_check_drop is False
     checked = ensure_targets(scene, teacher, tmp_path)
     assert len(checked.frames) == len(targets)
     # The check's own stats reach the cache's index (and `slocal teach --json`).

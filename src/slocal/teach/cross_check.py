@@ -15,7 +15,9 @@ range of its own and the agreeing targets (their components along that ray): the
 averages down while the target stays on its frame's pixel, whose ray the pose fixes exactly (a 3D
 mean would pull it off the ray, and the novel views splatted from the targets, and the
 reprojection finish, rely on the pixel). Targets that no partner sees are kept as they are, as are
-frames without a partner (nothing can check them).
+frames without a partner (nothing can check them). With ``drop_disputed=False`` the disputed
+targets are kept too, unchanged: only the confirmed ones are averaged (this separates what the
+averaging does from what removing targets does).
 
 This is the cross-check of the MVS teacher (``mvs.cross_check``) done on 3D targets instead of
 depth maps, so it applies to any teacher's targets.
@@ -89,6 +91,7 @@ def cross_check(
     partners: int = 4,
     tolerance_m: float = 0.02,
     occlusion_ratio: float = 0.1,
+    drop_disputed: bool = True,
 ) -> tuple[list[FrameTargets], dict]:
     """Keep the targets that ``min_views`` partners confirm, each moved along its ray to their mean range.
 
@@ -100,11 +103,14 @@ def cross_check(
         tolerance_m: largest distance between agreeing targets, metres (scene units without a scale).
         occlusion_ratio: a partner whose target lies this much (relative depth) in front of the
             point sees another surface and does not vote.
+        drop_disputed: remove the targets that partners see but too few confirm; False keeps
+            them as they are.
 
     Returns:
         The checked targets (same frames, same order) and stats: ``kept_pct`` (% of the valid
-        targets kept), ``unchecked_frames`` (frames without a partner, kept as they were),
-        ``unseen_pct`` (% of the valid targets no partner saw, kept as they were), ``mean_shift_mm``
+        targets kept), ``confirmed_pct`` (% of the valid targets confirmed and averaged),
+        ``unchecked_frames`` (frames without a partner, kept as they were), ``unseen_pct`` (% of
+        the valid targets no partner saw, kept as they were), ``mean_shift_mm``
         (mean move of a kept target of a checked frame).
     """
     by_name = {f.name: f for f in scene.mapping}
@@ -112,7 +118,7 @@ def cross_check(
     to_mm = 1000.0 * (scene.metres_per_unit or 1.0)
     chosen = choose_partners(scene, [t.name for t in frames], partners)
     out: list[FrameTargets] = []
-    valid_in = kept = kept_checked = unchecked = unseen_n = 0
+    valid_in = kept = kept_checked = unchecked = unseen_n = confirmed_n = 0
     shift_sum = 0.0
     for i, t in enumerate(progress_bar(frames, "cross-check")):
         valid_in += t.num_valid
@@ -139,9 +145,12 @@ def cross_check(
             agree += ok
             total[ok] += np.einsum("nk,nk->n", x_j[ok] - centre, ray[ok])
         unseen = votes == 0
-        keep = (agree >= min_views) | unseen
+        confirmed = agree >= min_views
+        keep = confirmed | unseen | (not drop_disputed)
         unseen_n += int(unseen.sum())
-        mean = centre + ray[keep] * (total[keep] / (agree[keep] + 1))[:, None]
+        confirmed_n += int(confirmed.sum())
+        new_range = np.where(confirmed, total / (agree + 1), range_i)
+        mean = centre + ray[keep] * new_range[keep][:, None]
         shift_sum += float(np.linalg.norm(mean - x_i[keep], axis=1).sum())
         coords = np.full_like(t.coords_HW3, np.nan)
         coords[rows[keep], cols[keep]] = mean.astype(np.float32)
@@ -153,6 +162,7 @@ def cross_check(
         out.append(FrameTargets(t.name, t.camera, coords, conf, valid_HW))
     stats = {
         "kept_pct": 100.0 * kept / max(valid_in, 1),
+        "confirmed_pct": 100.0 * confirmed_n / max(valid_in, 1),
         "unchecked_frames": unchecked,
         "unseen_pct": 100.0 * unseen_n / max(valid_in, 1),
         "mean_shift_mm": to_mm * shift_sum / max(kept_checked, 1),

@@ -29,6 +29,8 @@ class DepthTeacherConfig:
             0 keeps every frame's own depth as it is.
         cross_check_partners: overlapping frames each frame is checked against.
         cross_check_cm: largest distance between agreeing targets.
+        cross_check_drop: remove the targets partners see but do not confirm; False keeps them
+            unchanged and only averages the confirmed ones.
     """
 
     max_side: Annotated[int, Field(ge=8)] = 320
@@ -37,6 +39,7 @@ class DepthTeacherConfig:
     cross_check_views: Annotated[int, Field(ge=0)] = 0
     cross_check_partners: Annotated[int, Field(ge=1)] = 4
     cross_check_cm: Annotated[float, Field(gt=0)] = 2.0
+    cross_check_drop: bool = True
 
     def __post_init__(self) -> None:
         if self.cross_check_views > self.cross_check_partners:
@@ -74,7 +77,12 @@ class DepthTeacher:
             yield from frames
             return
         checked, self.stats = cross_check(
-            scene, list(frames), c.cross_check_views, c.cross_check_partners, c.cross_check_cm / 100.0
+            scene,
+            list(frames),
+            c.cross_check_views,
+            c.cross_check_partners,
+            c.cross_check_cm / 100.0,
+            drop_disputed=c.cross_check_drop,
         )
         yield from checked
 
