@@ -50,6 +50,12 @@ def _summary_lines(s: dict) -> list[str]:
             f"video {Path(video['video']).name}: {video['kept_frames']} frames kept of {video['decoded_frames']} "
             f"decoded ({video['duration_s']:.1f} s), {video['blurred_slots_skipped']} blurred time slots skipped"
         )
+    for camera in s["cameras"]:
+        source = camera["focal_source"] + (f", {camera['focal_pairs']} pairs" if "focal_pairs" in camera else "")
+        lines.append(
+            f"camera ({camera['label']}): {camera['images']} images, starting focal length "
+            f"{camera['start_focal_px']:.1f} px ({source})"
+        )
     if s["unregistered"]:
         shown = ", ".join(s["unregistered"][:20]) + (" ..." if len(s["unregistered"]) > 20 else "")
         lines.append(f"not registered ({len(s['unregistered'])}): {shown}")
@@ -90,6 +96,14 @@ def map_command(
     pairs: Annotated[str, typer.Option("--pairs", help=f"Pairs to match: {', '.join(STRATEGIES)}.")] = _D.pairs,
     mapper: Annotated[str, typer.Option("--mapper", help=f"COLMAP mapper: {', '.join(MAPPERS)}.")] = _D.mapper,
     camera_model: Annotated[str, typer.Option("--camera-model", help="COLMAP camera model.")] = _D.camera_model,
+    self_calibration: Annotated[
+        bool,
+        typer.Option(
+            "--self-calibration/--no-self-calibration",
+            help="Start a camera without a focal length (video, photos without EXIF) at the one its own image pairs "
+            "give, rather than COLMAP's default.",
+        ),
+    ] = _D.self_calibration,
     metres_per_unit: Annotated[
         float | None, typer.Option("--metres-per-unit", help="The scale, if you know it.", min=1e-12)
     ] = None,
@@ -117,6 +131,7 @@ def map_command(
         pairs=pairs,
         mapper=mapper,
         camera_model=camera_model,
+        self_calibration=self_calibration,
         seed=seed,
     )
     summary = map_scene(

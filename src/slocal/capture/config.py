@@ -38,7 +38,9 @@ class MapConfig:
         retrieval_k: retrieval: most similar images per image.
         vocab_size: retrieval: visual words.
         mapper: ``incremental`` or ``global`` (pycolmap's GLOMAP).
-        seed: seeds COLMAP's RANSAC and mapper and the retrieval vocabulary.
+        self_calibration: start a camera without a focal length (video, photos without EXIF) at
+            the one its own image pairs give (``sfm.self_calibrate``); False: COLMAP's default.
+        seed: seeds COLMAP's RANSAC (verification and mapper) and the retrieval vocabulary.
     """
 
     fps: float = 2.0
@@ -54,6 +56,7 @@ class MapConfig:
     retrieval_k: int = 10
     vocab_size: int = 256
     mapper: str = "incremental"
+    self_calibration: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -36,7 +36,15 @@ from slocal.capture.pairs import resolve_strategy, select_pairs
 from slocal.capture.photos import DEFAULT_FOCAL_FACTOR, PHOTO_SUFFIXES, Photo, copy_photo, list_photos, read_photo
 from slocal.capture.retrieval import bow_index
 from slocal.capture.scale import fit_similarity, scale_from_depth, scale_from_distance
-from slocal.capture.sfm import CameraGroup, extract_features, match_pairs, model_stats, read_descriptors, reconstruct
+from slocal.capture.sfm import (
+    CameraGroup,
+    extract_features,
+    match_pairs,
+    model_stats,
+    read_descriptors,
+    reconstruct,
+    self_calibrate,
+)
 from slocal.capture.video import VIDEO_SUFFIXES, VideoSample, is_video, open_video, sample_video
 from slocal.data.colmap import QUERIES_FILE, SCALE_FILE, load_colmap_scene, read_scale
 from slocal.data.registry import detect_format, load_scene, undistort_cache_dir
@@ -386,12 +394,17 @@ def map_scene(
             done("pairs")
 
             stage("matching")
-            verified = match_pairs(work / "database.db", pairs, work)
+            verified = match_pairs(work / "database.db", pairs, work, config.seed)
             done("matching")
             if verified == 0:
                 raise SlocalError(
                     f"no pair of the {len(names)} images could be matched (too little overlap or texture)", source
                 )
+
+            if config.self_calibration:
+                stage("self-calibration")
+                images.groups = self_calibrate(work / "database.db", images.groups)
+                done("self-calibration")
 
             stage("mapping")
             rec = reconstruct(work / "database.db", images_dir, work / "models", config.mapper, len(names), config.seed)
@@ -446,6 +459,7 @@ def map_scene(
                         "size": [g.width, g.height],
                         "start_focal_px": round(g.focal_px, 2),
                         "focal_source": g.focal_source,
+                        **({"focal_pairs": g.focal_pairs} if g.focal_source == "two-view" else {}),
                     }
                     for g in images.groups
                 ],

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from slocal.data.colmap import colmap_quiet
 from slocal.errors import SlocalError
+from slocal.geometry.calibration import focal_from_fundamentals
 from slocal.progress import make_progress
 
 # pycolmap is imported in the functions: it loads large native libraries.
@@ -29,6 +30,10 @@ CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV
 # bar, large enough that COLMAP's thread start-up per call stays negligible.
 EXTRACT_CHUNK = 8
 MATCH_CHUNK = 200
+# A starting focal length from two-view geometry needs this many of a camera's verified pairs with a
+# general (not planar, not rotation-only) geometry, each with this many inlier matches.
+SELF_CALIBRATION_MIN_PAIRS = 8
+SELF_CALIBRATION_MIN_INLIERS = 50
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,10 @@ class CameraGroup:
         names: image names relative to the images folder.
         width, height: image size.
         focal_px: starting focal length.
-        focal_source: where it came from (``exif-35mm``, ``exif-focal-plane``, ``default``).
+        focal_source: where it came from (``exif-35mm``, ``exif-focal-plane``, ``scene intrinsics``,
+            ``default``, or ``two-view``: estimated from the group's own image pairs, ``self_calibrate``).
         label: what the group is, for the summary.
+        focal_pairs: ``two-view``: the image pairs it was estimated from.
     """
 
     names: tuple[str, ...]
@@ -49,11 +56,12 @@ class CameraGroup:
     focal_px: float
     focal_source: str
     label: str
+    focal_pairs: int = 0
 
     @property
     def prior(self) -> bool:
-        """Whether COLMAP may trust the starting focal length (it came from the file, not a default)."""
-        return self.focal_source != "default"
+        """Whether COLMAP may trust the starting focal length (it came from the file, not a guess)."""
+        return self.focal_source not in ("default", "two-view")
 
 
 def extract_features(
@@ -132,13 +140,19 @@ def read_descriptors(database: Path, names: Sequence[str]) -> list[np.ndarray]:
         return [np.asarray(db.read_descriptors(ids[n]).data, np.uint8).reshape(-1, 128) for n in names]
 
 
-def match_pairs(database: Path, pairs: Sequence[tuple[str, str]], work_dir: Path) -> int:
-    """Match and geometrically verify the named image pairs; returns the number of verified pairs."""
+def match_pairs(database: Path, pairs: Sequence[tuple[str, str]], work_dir: Path, seed: int) -> int:
+    """Match and geometrically verify the named image pairs; returns the number of verified pairs.
+
+    ``seed`` seeds the verification's RANSAC: COLMAP's default (-1) draws a new seed per run, and one
+    pair more or less verified can change which images the mapper registers.
+    """
     import pycolmap
 
     work_dir.mkdir(parents=True, exist_ok=True)
     matching = pycolmap.FeatureMatchingOptions()
     matching.use_gpu = False
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = seed
     with make_progress() as progress, colmap_quiet():
         task = progress.add_task("map: matching pairs", total=len(pairs), info="")
         for start in range(0, len(pairs), MATCH_CHUNK):
@@ -148,7 +162,11 @@ def match_pairs(database: Path, pairs: Sequence[tuple[str, str]], work_dir: Path
             pairing = pycolmap.ImportedPairingOptions()
             pairing.match_list_path = listing
             pycolmap.match_image_pairs(
-                database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+                database,
+                matching_options=matching,
+                pairing_options=pairing,
+                verification_options=verification,
+                device=pycolmap.Device.cpu,
             )
             progress.advance(task, len(chunk))
     return verified_pairs(database)
@@ -162,6 +180,68 @@ def verified_pairs(database: Path) -> int:
     with pycolmap.Database.open(database) as db:
         _, geometries = db.read_two_view_geometries()
     return sum(1 for g in geometries if g.config not in bad and len(g.inlier_matches) > 0)
+
+
+def self_calibrate(database: Path, groups: Sequence[CameraGroup]) -> list[CameraGroup]:
+    """Starting focal lengths, from their own verified image pairs, of the cameras that came without one.
+
+    A video, or a photo without EXIF, starts at COLMAP's default of 1.2 x its longer side (a
+    45-degree field of view, narrower than most phones'), which the mapper then refines. Started
+    that far off, an incremental reconstruction can settle on a wrong focal length and a bent
+    model (seen on the procedural room's walk-through video: one mapper seed in 40 bent it by
+    30 cm; started at the two-view estimate, none did). The estimate is
+    ``geometry.calibration.focal_from_fundamentals`` over the camera's verified pairs with a
+    general geometry; it is written into the database as the starting value, still refined by the
+    mapper (no prior). A camera with too few such pairs keeps the default.
+
+    Returns:
+        The groups, with the estimated focal lengths (``focal_source="two-view"``).
+    """
+    import pycolmap
+
+    general = (pycolmap.TwoViewGeometryConfiguration.CALIBRATED, pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED)
+    out = []
+    with pycolmap.Database.open(database) as db:
+        images = db.read_all_images()
+        camera_of = {image.name: image.camera_id for image in images}
+        id_camera = {image.image_id: image.camera_id for image in images}
+        pair_ids, geometries = db.read_two_view_geometries()
+        for group in groups:
+            if group.focal_source != "default":
+                out.append(group)
+                continue
+            camera_id = camera_of[group.names[0]]
+            F = [
+                np.asarray(g.F)
+                for pair_id, g in zip(pair_ids, geometries)
+                if g.config in general
+                and len(g.inlier_matches) >= SELF_CALIBRATION_MIN_INLIERS
+                and all(id_camera[i] == camera_id for i in pycolmap.pair_id_to_image_pair(pair_id))
+            ]
+            estimate = focal_from_fundamentals(np.stack(F), group.width, group.height) if F else None
+            if estimate is None or len(F) < SELF_CALIBRATION_MIN_PAIRS or estimate.at_bound:
+                log.info(
+                    "map: %s: %d image pairs with a general geometry, too few for a focal length of its own; "
+                    "it starts at COLMAP's default %.1f px",
+                    group.label,
+                    len(F),
+                    group.focal_px,
+                )
+                out.append(group)
+                continue
+            camera = db.read_camera(camera_id)
+            for index in camera.focal_length_idxs():
+                camera.params[index] = estimate.focal_px
+            db.update_camera(camera)
+            log.info(
+                "map: %s: starting focal length %.1f px from %d image pairs (COLMAP's default: %.1f px)",
+                group.label,
+                estimate.focal_px,
+                estimate.pairs,
+                group.focal_px,
+            )
+            out.append(replace(group, focal_px=estimate.focal_px, focal_source="two-view", focal_pairs=estimate.pairs))
+    return out
 
 
 def reconstruct(database: Path, images_dir: Path, out_dir: Path, mapper: str, n_images: int, seed: int):
