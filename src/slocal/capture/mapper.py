@@ -307,7 +307,7 @@ def map_scene(
     data_root: str | Path,
     scene_id: str,
     config: MapConfig = MapConfig(),
-    queries: str | None = None,
+    queries: str | Path | None = None,
     scale: ScaleRequest = ScaleRequest(),
     runs_root: str | Path = "runs",
     overwrite: bool = False,
@@ -337,6 +337,7 @@ def map_scene(
     """
     check_scene_id(scene_id)
     source = Path(source)
+    queries = str(queries) if queries is not None else None  # a path or a glob / list spec: text from here on
     kind = _source_kind(source)
     _precheck(source, kind, queries)
     target = Path(data_root) / scene_id
