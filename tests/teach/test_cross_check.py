@@ -85,6 +85,25 @@ def test_keeping_the_disputed_targets_only_averages_the_confirmed(room_targets):
     assert np.allclose(checked[0].coords_HW3[same], dropped[0].coords_HW3[same], atol=1e-6)
 
 
+def test_without_averaging_only_the_disputed_targets_go(room_targets):
+    scene, targets = room_targets
+    wrong = targets[5]
+    offset = np.zeros(wrong.valid_HW.shape)
+    offset[:, : wrong.camera.width // 2] = 0.10
+    moved = list(targets)
+    moved[5] = along_rays(scene, wrong, offset)
+
+    kept, stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02, average=False)
+    averaged, averaged_stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02)
+
+    # The same targets go as with the averaging; the ones that stay are exactly the frame's own.
+    assert stats["kept_pct"] == averaged_stats["kept_pct"] and stats["mean_shift_mm"] == 0
+    for k, a, m in zip(kept, averaged, moved):
+        assert (k.valid_HW == a.valid_HW).all()
+        assert np.array_equal(k.coords_HW3[k.valid_HW], m.coords_HW3[k.valid_HW])
+    assert kept[5].valid_HW.sum() < 0.8 * moved[5].valid_HW.sum()
+
+
 def test_independent_noise_averages_down(room_targets):
     scene, targets = room_targets
     rng = np.random.default_rng(0)

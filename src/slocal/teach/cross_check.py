@@ -16,8 +16,9 @@ averages down while the target stays on its frame's pixel, whose ray the pose fi
 mean would pull it off the ray, and the novel views splatted from the targets, and the
 reprojection finish, rely on the pixel). Targets that no partner sees are kept as they are, as are
 frames without a partner (nothing can check them). With ``drop_disputed=False`` the disputed
-targets are kept too, unchanged: only the confirmed ones are averaged (this separates what the
-averaging does from what removing targets does).
+targets are kept too, unchanged: only the confirmed ones are averaged; with ``average=False`` the
+confirmed ones stay as they are: only the disputed ones go (the two separate what the averaging
+does from what removing targets does).
 
 This is the cross-check of the MVS teacher (``mvs.cross_check``) done on 3D targets instead of
 depth maps, so it applies to any teacher's targets.
@@ -92,6 +93,7 @@ def cross_check(
     tolerance_m: float = 0.02,
     occlusion_ratio: float = 0.1,
     drop_disputed: bool = True,
+    average: bool = True,
 ) -> tuple[list[FrameTargets], dict]:
     """Keep the targets that ``min_views`` partners confirm, each moved along its ray to their mean range.
 
@@ -105,6 +107,7 @@ def cross_check(
             point sees another surface and does not vote.
         drop_disputed: remove the targets that partners see but too few confirm; False keeps
             them as they are.
+        average: move the confirmed targets to the mean range; False keeps them as they are.
 
     Returns:
         The checked targets (same frames, same order) and stats: ``kept_pct`` (% of the valid
@@ -149,8 +152,10 @@ def cross_check(
         keep = confirmed | unseen | (not drop_disputed)
         unseen_n += int(unseen.sum())
         confirmed_n += int(confirmed.sum())
-        new_range = np.where(confirmed, total / (agree + 1), range_i)
-        mean = centre + ray[keep] * new_range[keep][:, None]
+        moved = confirmed & average
+        merged = x_i.copy()  # a target not averaged stays bit for bit what its frame said
+        merged[moved] = centre + ray[moved] * (total[moved] / (agree[moved] + 1))[:, None]
+        mean = merged[keep]
         shift_sum += float(np.linalg.norm(mean - x_i[keep], axis=1).sum())
         coords = np.full_like(t.coords_HW3, np.nan)
         coords[rows[keep], cols[keep]] = mean.astype(np.float32)

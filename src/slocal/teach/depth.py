@@ -31,6 +31,8 @@ class DepthTeacherConfig:
         cross_check_cm: largest distance between agreeing targets.
         cross_check_drop: remove the targets partners see but do not confirm; False keeps them
             unchanged and only averages the confirmed ones.
+        cross_check_average: move the confirmed targets to their mean range; False keeps them
+            unchanged and only removes the disputed ones.
     """
 
     max_side: Annotated[int, Field(ge=8)] = 320
@@ -40,6 +42,7 @@ class DepthTeacherConfig:
     cross_check_partners: Annotated[int, Field(ge=1)] = 4
     cross_check_cm: Annotated[float, Field(gt=0)] = 2.0
     cross_check_drop: bool = True
+    cross_check_average: bool = True
 
     def __post_init__(self) -> None:
         if self.cross_check_views > self.cross_check_partners:
@@ -83,6 +86,7 @@ class DepthTeacher:
             c.cross_check_partners,
             c.cross_check_cm / 100.0,
             drop_disputed=c.cross_check_drop,
+            average=c.cross_check_average,
         )
         yield from checked
 
