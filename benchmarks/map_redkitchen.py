@@ -52,6 +52,15 @@ VARIANTS = {
     "exhaustive-global": ["--pairs", "exhaustive", "--mapper", "global"],
     "video": ["--fps", "7.5"],
     "rgbd-scene": [],
+    # COLMAP's default starting focal length for the photos (no EXIF) and the video, instead of the two-view one.
+    "seqret-incremental-colmap-focal": [
+        "--pairs",
+        "sequential+retrieval",
+        "--mapper",
+        "incremental",
+        "--no-self-calibration",
+    ],
+    "video-colmap-focal": ["--fps", "7.5", "--no-self-calibration"],
 }
 DEFAULT_VARIANTS = (
     "seqret-incremental",
@@ -182,7 +191,7 @@ def main() -> int:
             scene_id = f"rk-{variant}"
             common = ["--scene", scene_id, "--data-root", str(data), "--runs", str(runs)]
             rename = {}
-            if variant == "video":
+            if variant.startswith("video"):
                 video, query_video, rename = make_videos(scene, tmp)
                 summary, cmd, seconds, load0, load1 = run_cli(
                     ["map", str(video), "--queries", str(query_video), *VARIANTS[variant], *common]
@@ -220,8 +229,9 @@ def main() -> int:
         "in the JSON); stage seconds from map.json.",
         "",
         "| variant | registered map / query | pairs matched / verified | points | track | reproj px | "
-        "features s | pairs s | matching s | mapping s | total s | load start-end | scale (slocal map) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "features s | pairs s | matching s | mapping s | total s | load start-end | scale (slocal map) | "
+        "starting focal px (source) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, r in rows.items():
         s = r["summary"]
@@ -232,7 +242,9 @@ def main() -> int:
             f"{s['model']['points3D']} | {s['model']['mean_track_length']:.2f} | "
             f"{s['model']['mean_reprojection_error_px']:.2f} | {sec['features']:.0f} | {sec['pairs']:.0f} | "
             f"{sec['matching']:.0f} | {sec['mapping']:.0f} | {sec['total']:.0f} | "
-            f"{r['loadavg_start'][0]:.1f}-{r['loadavg_end'][0]:.1f} | {_scale_text(s['scale'])} |"
+            f"{r['loadavg_start'][0]:.1f}-{r['loadavg_end'][0]:.1f} | {_scale_text(s['scale'])} | "
+            + ", ".join(f"{c['start_focal_px']:.1f} ({c['focal_source']})" for c in s["cameras"])
+            + " |"
         )
     lines += [
         "",
