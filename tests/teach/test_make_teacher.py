@@ -34,8 +34,8 @@ def test_unknown_teacher_or_option_is_one_clear_error():
         (
             "depth",
             {"name": "sfm"},
-            "the depth teacher has no option name; its options: cross_check_cm, cross_check_partners, "
-            "cross_check_views, max_depth, max_side, min_depth",
+            "the depth teacher has no option name; its options: cross_check_average, cross_check_cm, "
+            "cross_check_drop, cross_check_partners, cross_check_views, max_depth, max_side, min_depth",
         ),
     ],
 )
