@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pycolmap
 import pytest
-from scipy.spatial.transform import Rotation
 
+from helpers.epipolar import fundamental, random_motion
 from slocal.capture.sfm import SELF_CALIBRATION_MIN_INLIERS, CameraGroup, self_calibrate
 
 W, H, FOCAL = 640, 480, 500.0
+K = np.array([[FOCAL, 0, W / 2], [0, FOCAL, H / 2], [0, 0, 1.0]])
 GENERAL = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
 PLANAR = pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC
-
-
-def fundamental(rng) -> np.ndarray:
-    K = np.array([[FOCAL, 0, W / 2], [0, FOCAL, H / 2], [0, 0, 1.0]])
-    R = Rotation.from_rotvec(rng.normal(0, 0.2, 3)).as_matrix()
-    t = rng.normal(0, 1, 3)
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-    Ki = np.linalg.inv(K)
-    return Ki.T @ tx @ R @ Ki
 
 
 def write_database(path, groups: dict[str, tuple[int, object, int]]) -> dict[str, CameraGroup]:
@@ -35,7 +27,7 @@ def write_database(path, groups: dict[str, tuple[int, object, int]]) -> dict[str
             ids = [db.write_image(pycolmap.Image(name=name, camera_id=camera_id)) for name in names]
             for a, b in zip(ids, ids[1:]):
                 geometry = pycolmap.TwoViewGeometry()
-                geometry.config, geometry.F = config, fundamental(rng)
+                geometry.config, geometry.F = config, fundamental(K, *random_motion(rng))
                 geometry.inlier_matches = np.tile(np.arange(inliers, dtype=np.uint32)[:, None], (1, 2))
                 db.write_two_view_geometry(a, b, geometry)
             out[label] = CameraGroup(tuple(names), W, H, default, "default", label)

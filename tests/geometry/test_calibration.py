@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
+from helpers.epipolar import fundamental, random_motion
 from slocal.errors import SlocalError
 from slocal.geometry.calibration import essential_cost, focal_from_fundamentals
 
@@ -12,20 +12,10 @@ W, H, F_TRUE = 640, 480, 500.0
 K = np.array([[F_TRUE, 0, W / 2], [0, F_TRUE, H / 2], [0, 0, 1.0]])
 
 
-def skew(t):
-    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-
-
 def fundamentals(n: int, seed: int) -> np.ndarray:
-    """``F = K^-T [t]x R K^-1`` of ``n`` random motions (rotations up to 20 deg, sideways baselines)."""
+    """``F`` of ``n`` random motions (rotations up to 20 deg, mostly sideways baselines)."""
     rng = np.random.default_rng(seed)
-    Ki = np.linalg.inv(K)
-    out = []
-    for _ in range(n):
-        R = Rotation.from_rotvec(rng.normal(0, 0.2, 3)).as_matrix()
-        t = rng.normal(0, 1, 3) * [1, 1, 0.3]
-        out.append(Ki.T @ skew(t / np.linalg.norm(t)) @ R @ Ki)
-    return np.stack(out)
+    return np.stack([fundamental(K, *random_motion(rng, forward=0.3)) for _ in range(n)])
 
 
 def f_from_matches(n: int, noise_px: float, seed: int) -> np.ndarray:
@@ -33,8 +23,7 @@ def f_from_matches(n: int, noise_px: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        R = Rotation.from_rotvec(rng.normal(0, 0.2, 3)).as_matrix()
-        t = rng.normal(0, 1, 3) * [1, 1, 0.3]
+        R, t = random_motion(rng, forward=0.3)
         X = np.c_[rng.uniform(-2, 2, (200, 2)), rng.uniform(3, 6, 200)]
         a = X @ K.T
         b = (X @ R.T + t) @ K.T

@@ -33,20 +33,27 @@ def along_rays(scene, t, offset_HW):
     return replace(t, coords_HW3=(t.coords_HW3 + offset_HW[..., None] * ray).astype(np.float32))
 
 
+def half_wrong(scene, targets):
+    """The targets with frame 5's left half 10 cm too far along its rays, and that half's index."""
+    wrong = targets[5]
+    half = np.s_[:, : wrong.camera.width // 2]
+    offset = np.zeros(wrong.valid_HW.shape)
+    offset[half] = 0.10
+    moved = list(targets)
+    moved[5] = along_rays(scene, wrong, offset)
+    return moved, half
+
+
 def test_a_wrong_patch_is_removed_and_exact_targets_kept(room_targets):
     scene, targets = room_targets
     wrong = targets[5]
-    offset = np.zeros(wrong.valid_HW.shape)
-    offset[:, : wrong.camera.width // 2] = 0.10  # half the frame's depth 10 cm too far
-    shifted = along_rays(scene, wrong, offset).coords_HW3
-    bad = shifted[:, : wrong.camera.width // 2]
-    moved = list(targets)
-    moved[5] = replace(wrong, coords_HW3=shifted)
+    moved, half = half_wrong(scene, targets)
+    bad = moved[5].coords_HW3[half]
 
     checked, stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02)
 
     assert [t.name for t in checked] == [t.name for t in targets]
-    left = checked[5].valid_HW[:, : wrong.camera.width // 2]
+    left = checked[5].valid_HW[half]
     was = np.isfinite(bad[..., 0])
     # What a partner sees of the moved half goes; only what no partner sees may stay.
     assert left.sum() < 0.3 * was.sum()
@@ -62,17 +69,12 @@ def test_a_wrong_patch_is_removed_and_exact_targets_kept(room_targets):
 
 def test_keeping_the_disputed_targets_only_averages_the_confirmed(room_targets):
     scene, targets = room_targets
-    wrong = targets[5]
-    offset = np.zeros(wrong.valid_HW.shape)
-    offset[:, : wrong.camera.width // 2] = 0.10
-    moved = list(targets)
-    moved[5] = along_rays(scene, wrong, offset)
+    moved, half = half_wrong(scene, targets)
 
     checked, stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02, drop_disputed=False)
 
     # Every target stays; the wrong half is kept exactly where it was (10 cm off), not averaged with its partners.
     assert stats["kept_pct"] == 100 and all((c.valid_HW == t.valid_HW).all() for c, t in zip(checked, moved))
-    half = np.s_[:, : wrong.camera.width // 2]
     ok = moved[5].valid_HW[half]
     assert np.allclose(checked[5].coords_HW3[half][ok], moved[5].coords_HW3[half][ok], atol=1e-6)
     # The frames that agree are confirmed and averaged as with the drop.
@@ -87,11 +89,7 @@ def test_keeping_the_disputed_targets_only_averages_the_confirmed(room_targets):
 
 def test_without_averaging_only_the_disputed_targets_go(room_targets):
     scene, targets = room_targets
-    wrong = targets[5]
-    offset = np.zeros(wrong.valid_HW.shape)
-    offset[:, : wrong.camera.width // 2] = 0.10
-    moved = list(targets)
-    moved[5] = along_rays(scene, wrong, offset)
+    moved, _ = half_wrong(scene, targets)
 
     kept, stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02, average=False)
     averaged, averaged_stats = cross_check(scene, moved, min_views=1, partners=4, tolerance_m=0.02)

@@ -205,19 +205,20 @@ def self_calibrate(database: Path, groups: Sequence[CameraGroup]) -> list[Camera
         images = db.read_all_images()
         camera_of = {image.name: image.camera_id for image in images}
         id_camera = {image.image_id: image.camera_id for image in images}
-        pair_ids, geometries = db.read_two_view_geometries()
+        # One pass over the pairs: each camera's usable fundamental matrices (both images its own).
+        F_of: dict[int, list[np.ndarray]] = {}
+        for pair_id, g in zip(*db.read_two_view_geometries()):
+            if g.config not in general or len(g.inlier_matches) < SELF_CALIBRATION_MIN_INLIERS:
+                continue
+            a, b = (id_camera[i] for i in pycolmap.pair_id_to_image_pair(pair_id))
+            if a == b:
+                F_of.setdefault(a, []).append(np.asarray(g.F))
         for group in groups:
             if group.focal_source != "default":
                 out.append(group)
                 continue
             camera_id = camera_of[group.names[0]]
-            F = [
-                np.asarray(g.F)
-                for pair_id, g in zip(pair_ids, geometries)
-                if g.config in general
-                and len(g.inlier_matches) >= SELF_CALIBRATION_MIN_INLIERS
-                and all(id_camera[i] == camera_id for i in pycolmap.pair_id_to_image_pair(pair_id))
-            ]
+            F = F_of.get(camera_id, [])
             estimate = focal_from_fundamentals(np.stack(F), group.width, group.height) if F else None
             if estimate is None or len(F) < SELF_CALIBRATION_MIN_PAIRS or estimate.at_bound:
                 log.info(

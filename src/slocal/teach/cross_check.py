@@ -155,10 +155,9 @@ def cross_check(
         moved = confirmed & average
         merged = x_i.copy()  # a target not averaged stays bit for bit what its frame said
         merged[moved] = centre + ray[moved] * (total[moved] / (agree[moved] + 1))[:, None]
-        mean = merged[keep]
-        shift_sum += float(np.linalg.norm(mean - x_i[keep], axis=1).sum())
+        shift_sum += float(np.linalg.norm(merged[keep] - x_i[keep], axis=1).sum())
         coords = np.full_like(t.coords_HW3, np.nan)
-        coords[rows[keep], cols[keep]] = mean.astype(np.float32)
+        coords[rows[keep], cols[keep]] = merged[keep].astype(np.float32)
         valid_HW = np.zeros_like(t.valid_HW)
         valid_HW[rows[keep], cols[keep]] = True
         conf = np.where(valid_HW, t.conf_HW, 0.0).astype(np.float32)
