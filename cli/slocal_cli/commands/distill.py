@@ -34,7 +34,8 @@ def distill(
             "--student",
             help="Student preset (default ace = ace-lite0: a pretrained encoder with an ACE-style head); one of "
             + ", ".join(preset_names())
-            + " (cnn, vit: trained from scratch).",
+            + " (cnn, vit: trained from scratch). ace-lite0-std suits queries taken among the mapping views;"
+            + " the default, photos away from them.",
         ),
     ] = DEFAULT_STUDENT,
     config: Annotated[
