@@ -155,14 +155,15 @@ def cross_check(
         moved = confirmed & average
         merged = x_i.copy()  # a target not averaged stays bit for bit what its frame said
         merged[moved] = centre + ray[moved] * (total[moved] / (agree[moved] + 1))[:, None]
-        shift_sum += float(np.linalg.norm(merged[keep] - x_i[keep], axis=1).sum())
+        kept_xyz, kept_rows, kept_cols, n_kept = merged[keep], rows[keep], cols[keep], int(keep.sum())
+        shift_sum += float(np.linalg.norm(kept_xyz - x_i[keep], axis=1).sum())
         coords = np.full_like(t.coords_HW3, np.nan)
-        coords[rows[keep], cols[keep]] = merged[keep].astype(np.float32)
+        coords[kept_rows, kept_cols] = kept_xyz.astype(np.float32)
         valid_HW = np.zeros_like(t.valid_HW)
-        valid_HW[rows[keep], cols[keep]] = True
+        valid_HW[kept_rows, kept_cols] = True
         conf = np.where(valid_HW, t.conf_HW, 0.0).astype(np.float32)
-        kept += int(keep.sum())
-        kept_checked += int(keep.sum())
+        kept += n_kept
+        kept_checked += n_kept
         out.append(FrameTargets(t.name, t.camera, coords, conf, valid_HW))
     stats = {
         "kept_pct": 100.0 * kept / max(valid_in, 1),
