@@ -13,11 +13,19 @@ from slocal.bench.runner import BenchConfig, BenchResult, run_bench
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
 from slocal.distill.trainer import distill_student
+from slocal.errors import SlocalError
 from slocal.teach import ensure_targets, make_teacher
 
 log = logging.getLogger(__name__)
 
 DEMO_STUDENT = "ace-lite0-std"
+
+# The demo trains its student for a number of head steps, not minutes: its table is then the same on every run of
+# one machine, not a draw from how fast the machine happened to be. 25 000 is the median the former 6-minute budget
+# gave over fifteen fresh clones on 2 CPU cores (22 241 to 26 383, benchmarks/results/demo_room_cpu/), taken
+# before any run at this count was benched; the two of those runs under 90 % within 5 cm had the fewest steps. (The
+# 6 minutes had been chosen over 5 on 15 mapping frames held out of the room: 87 against 67 % within 5 cm / 5 deg.)
+DEMO_HEAD_STEPS = 25_000
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,9 @@ class DemoConfig:
             (``benchmarks/results/history/2026-12/compare_std_wd01_room_4seeds.md``). ``slocal distill`` keeps
             ``ace-lite0``, the better student on photos away from the mapping trajectory
             (docs/lab-book.md item 24).
-        minutes: distillation budget, encoding included. 6 rather than 5: on 15 evenly spaced mapping
-            frames held out of this room (validation between mapping frames, like its queries; two
-            training seeds, ``benchmarks/results/history/2026-11/compare_recipes_room_between.md``) the extra minute
-            took the student of the time from 67 % to 87 % within 5 cm / 5 deg; the demo still ends in
-            about nine minutes, install included.
+        iterations: distillation budget in head steps (the default, ``DEMO_HEAD_STEPS``), or None with
+            ``minutes``.
+        minutes: a wall-clock budget instead of ``iterations`` (encoding included); None by default.
         methods: methods compared in the final table (default: ``student`` and SIFT). DUSt3R is not
             among them by default: without a checkpoint its row is timing only (random weights), and
             building and timing its ViT-L costs about a minute of the ten the demo may take.
@@ -52,11 +58,16 @@ class DemoConfig:
     seed: int = 0
     mapping_frames: int = 100
     student: str = DEMO_STUDENT
-    minutes: float = 6.0
+    iterations: int | None = None
+    minutes: float | None = None
     methods: tuple[str, ...] | None = None
     timing_queries: int = 1
 
     def __post_init__(self) -> None:
+        if self.iterations is not None and self.minutes is not None:
+            raise SlocalError("give the demo's budget as --iterations or --minutes, not both")
+        if self.iterations is None and self.minutes is None:
+            object.__setattr__(self, "iterations", DEMO_HEAD_STEPS)
         if self.methods is None:
             object.__setattr__(self, "methods", (self.student, "sift"))
 
@@ -88,8 +99,11 @@ def run_demo(
     scene = load_scene(data_root, config.scene)
     log.info("step 2/4 teach: depth targets for %d mapping frames", len(scene.mapping))
     ensure_targets(scene, make_teacher("depth"), runs_root)
-    log.info("step 3/4 distill: %s student, %.1f minutes", config.student, config.minutes)
-    distill_student(scene, runs_root, config.student, teacher="depth", minutes=config.minutes)
+    budget = f"{config.iterations} head steps" if config.iterations is not None else f"{config.minutes:g} minutes"
+    log.info("step 3/4 distill: %s student, %s", config.student, budget)
+    distill_student(
+        scene, runs_root, config.student, teacher="depth", minutes=config.minutes, iterations=config.iterations
+    )
     log.info("step 4/4 bench: %s on %d queries", ", ".join(config.methods), len(scene.query))
     bench = BenchConfig(distill_missing=False, timing_queries=config.timing_queries)
     return run_bench(data_root, runs_root, [config.scene], config.methods, "depth", out_dir, bench, command)

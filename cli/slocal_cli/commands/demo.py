@@ -8,16 +8,26 @@ from typing import Annotated
 
 import typer
 
-from slocal.demo import DemoConfig, run_demo
+from slocal.demo import DEMO_HEAD_STEPS, DemoConfig, run_demo
 from slocal_cli.commands.bench import echo_result, split_list
 from slocal_cli.common import DEFAULT_DATA, DEFAULT_RUNS, DataRoot, RunsRoot, Verbose, handle_errors
 
 
 @handle_errors
 def demo(
+    iterations: Annotated[
+        int | None,
+        typer.Option(
+            "--iterations",
+            min=1,
+            help=f"Head steps the student trains for (default {DEMO_HEAD_STEPS}: the same result on every run of a "
+            "machine, about 6 minutes on 2 CPU cores).",
+        ),
+    ] = None,
     minutes: Annotated[
-        float, typer.Option("--minutes", help="Distillation budget of the student.")
-    ] = DemoConfig.minutes,
+        float | None,
+        typer.Option("--minutes", min=0.01, help="Train for this wall-clock budget instead of a number of head steps."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the procedural scene.")] = DemoConfig.seed,
     methods: Annotated[
         str | None,
@@ -34,12 +44,15 @@ def demo(
 ) -> None:
     """Render a procedural room, teach with depth, distill a student (ace-lite0-std) and bench it against SIFT."""
     out = out or runs / "demo-bench"
+    config = DemoConfig(
+        seed=seed, iterations=iterations, minutes=minutes, methods=tuple(split_list(methods)) if methods else None
+    )
     command = shlex.join(
         [
             "slocal",
             "demo",
-            "--minutes",
-            str(minutes),
+            *(["--iterations", str(config.iterations)] if config.iterations is not None else []),
+            *(["--minutes", str(config.minutes)] if config.minutes is not None else []),
             "--seed",
             str(seed),
             *(["--methods", methods] if methods else []),
@@ -51,7 +64,6 @@ def demo(
             str(out),
         ]
     )
-    config = DemoConfig(seed=seed, minutes=minutes, methods=tuple(split_list(methods)) if methods else None)
     result = run_demo(data_root, runs, out, config, command)
     echo_result(result)
     typer.echo(f"localize with the demo's student: {config.localize_command(data_root, runs)}")
