@@ -24,7 +24,8 @@ DEMO_STUDENT = "ace-lite0-std"
 # one machine, not a draw from how fast the machine happened to be. 25 000 is the median the former 6-minute budget
 # gave over fifteen fresh clones on 2 CPU cores (22 241 to 26 383, benchmarks/results/demo_room_cpu/), taken
 # before any run at this count was benched; the two of those runs under 90 % within 5 cm had the fewest steps. (The
-# 6 minutes had been chosen over 5 on 15 mapping frames held out of the room: 87 against 67 % within 5 cm / 5 deg.)
+# 6 minutes had been chosen over 5 on 15 mapping frames held out of the room, two seeds: 87 against 67 % within
+# 5 cm / 5 deg, benchmarks/results/history/2026-11/compare_recipes_room_between.md.)
 DEMO_HEAD_STEPS = 25_000
 
 

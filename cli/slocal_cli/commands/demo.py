@@ -21,7 +21,7 @@ def demo(
             "--iterations",
             min=1,
             help=f"Head steps the student trains for (default {DEMO_HEAD_STEPS}: the same result on every run of a "
-            "machine, about 6 minutes on 2 CPU cores).",
+            "machine, 6 to 7 minutes on 2 CPU cores).",
         ),
     ] = None,
     minutes: Annotated[
