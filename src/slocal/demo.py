@@ -12,8 +12,8 @@ from pathlib import Path
 from slocal.bench.runner import BenchConfig, BenchResult, run_bench
 from slocal.data import load_scene
 from slocal.data.synth import SynthConfig, render_scene
+from slocal.distill.config_files import check_budget
 from slocal.distill.trainer import distill_student
-from slocal.errors import SlocalError
 from slocal.teach import ensure_targets, make_teacher
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ class DemoConfig:
     timing_queries: int = 1
 
     def __post_init__(self) -> None:
-        if self.iterations is not None and self.minutes is not None:
-            raise SlocalError("give the demo's budget as --iterations or --minutes, not both")
+        check_budget(self.minutes, self.iterations)  # before the demo renders anything
         if self.iterations is None and self.minutes is None:
             object.__setattr__(self, "iterations", DEMO_HEAD_STEPS)
         if self.methods is None:

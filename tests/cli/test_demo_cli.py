@@ -63,5 +63,5 @@ def test_demo_runs_end_to_end_and_leaves_a_student_localize_finds(tmp_path):
 def test_demo_refuses_two_budgets_in_one_line(tmp_path):
     r = run_slocal("demo", "--iterations", 100, "--minutes", 1, "--data-root", tmp_path / "data", "--runs", tmp_path)
     assert r.returncode == 1 and r.stdout == ""
-    assert lines(r.stderr) == ["error: give the demo's budget as --iterations or --minutes, not both"]
+    assert lines(r.stderr) == ["error: give the training budget as --iterations or --minutes, not both"]
     assert not (tmp_path / "data").exists()  # refused before rendering anything

@@ -79,3 +79,7 @@ def test_distill_errors_are_one_line(tiny_data, tmp_path):
     assert result.exit_code == 1 and "lr0" in result.stderr and str(bad) in result.stderr
     result = runner.invoke(app, [*base, "--student", "resnet999"])
     assert result.exit_code == 1 and "unknown student" in result.stderr
+    result = runner.invoke(app, [*base, "--iterations", "2", "--minutes", "1"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and lines == ["error: give the training budget as --iterations or --minutes, not both"]
+    assert not (tmp_path / "runs").exists()  # refused before teaching or training

@@ -122,6 +122,16 @@ def test_file_then_overrides(tmp_path):
     # --iterations replaces the default time budget.
     assert t.iterations == 50 and t.minutes is None
     assert load_configs("cnn", path, minutes=2.5)[1].minutes == 2.5
+    # A file's own iterations give way to --minutes (a whole budget replaces a whole budget).
+    path.write_text("train:\n  iterations: 70\n")
+    from_file, with_minutes = load_configs("cnn", path)[1], load_configs("cnn", path, minutes=2.5)[1]
+    assert (from_file.iterations, from_file.minutes) == (70, 10.0)
+    assert (with_minutes.iterations, with_minutes.minutes) == (None, 2.5)
+
+
+def test_a_budget_given_both_ways_is_refused():
+    with pytest.raises(SlocalError, match="--iterations or --minutes, not both"):
+        load_configs("ace", iterations=50, minutes=2.0)
 
 
 def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):

@@ -214,6 +214,15 @@ def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
     return _typed(data["student"], data["train"], path)
 
 
+def check_budget(minutes: float | None, iterations: int | None) -> None:
+    """Refuse a training budget given both ways: a wall-clock one and a number of head steps.
+
+    Either alone replaces the preset's budget; given together, which one wins would be a guess.
+    """
+    if minutes is not None and iterations is not None:
+        raise SlocalError("give the training budget as --iterations or --minutes, not both")
+
+
 def load_configs(
     student: str = DEFAULT_STUDENT, config_file: str | Path | None = None, **train_overrides: Any
 ) -> tuple[StudentConfig, TrainConfig]:
@@ -225,8 +234,10 @@ def load_configs(
     Args:
         student: preset name or alias (``ace``, ``cnn``, ``vit``, ``cnn-small``, ...).
         config_file: optional YAML file whose sections override the preset.
-        train_overrides: ``TrainConfig`` fields to set (None values are ignored).
+        train_overrides: ``TrainConfig`` fields to set (None values are ignored); ``minutes`` and
+            ``iterations`` are each a whole budget, so at most one of them may be set.
     """
+    check_budget(train_overrides.get("minutes"), train_overrides.get("iterations"))
     preset = preset_file(student)
     data = _parse(preset.read_text(), str(preset))
     s_values, t_values = data["student"], data["train"]
@@ -242,8 +253,11 @@ def load_configs(
         t_values.update(data["train"])
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
     t_values.update(_section(overrides, tuple(field_names(TrainConfig)), None, "train"))
-    if "iterations" in overrides and "minutes" not in overrides:
+    # Each is a whole budget: the one given replaces the other, wherever that came from (preset or file).
+    if "iterations" in overrides:
         t_values["minutes"] = None
+    if "minutes" in overrides:
+        t_values["iterations"] = None
     return _typed(s_values, t_values, source)
 
 
@@ -290,6 +304,7 @@ def train_from_plain(
 
 
 __all__ = [
+    "check_budget",
     "configs_from_file",
     "load_configs",
     "preset_file",
