@@ -25,7 +25,8 @@ DEMO_STUDENT = "ace-lite0-std"
 # gave over fifteen fresh clones on 2 CPU cores (22 241 to 26 383, benchmarks/results/demo_room_cpu/), taken
 # before any run at this count was benched; the two of those runs under 90 % within 5 cm had the fewest steps. (The
 # 6 minutes had been chosen over 5 on 15 mapping frames held out of the room, two seeds: 87 against 67 % within
-# 5 cm / 5 deg, benchmarks/results/history/2026-11/compare_recipes_room_between.md.)
+# 5 cm / 5 deg, benchmarks/results/history/2026-11/compare_recipes_room_between.md.) 20 000 steps, for time, lost
+# 0.16 cm of median on the room's held-out frames (benchmarks/results/2026-12-06-views/).
 DEMO_HEAD_STEPS = 25_000
 
 

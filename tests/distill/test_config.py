@@ -69,14 +69,18 @@ def test_each_architecture_has_its_class_and_each_recipe_its_training_settings()
 def test_ace_lite0_std_is_the_default_with_a_standardised_input():
     # The demo's preset must track the default student: only its name and the train fields chosen on each
     # preset's own validation frames differ (the input standardisation on the room's; the reprojection finish
-    # won redkitchen-gap's held-out stretch and lost the room's).
+    # won redkitchen-gap's held-out stretch and lost the room's; the smaller novel views won the room's and the
+    # interleaved redkitchen's).
     (student, train), (base_student, base_train) = load_configs("ace-lite0-std"), load_configs("ace")
     assert dataclasses.replace(student, name=base_student.name) == base_student
     assert (train.standardize_input, train.weight_decay) == (True, 0.01)
     assert (base_train.standardize_input, base_train.weight_decay) == (False, 0.0)
     assert (train.coord_fade_start, train.coord_weight_end) == (1.0, 1.0)
     assert (base_train.coord_fade_start, base_train.coord_weight_end) == (0.5, 0.0)
+    assert (train.view_translation, train.view_rotation) == (0.3, 10.0)
+    assert (base_train.view_translation, base_train.view_rotation) == (0.6, 20.0)
     same = {"standardize_input": False, "weight_decay": 0.0, "coord_fade_start": 0.5, "coord_weight_end": 0.0}
+    same |= {"view_translation": 0.6, "view_rotation": 20.0}
     assert dataclasses.replace(train, **same) == base_train
 
 
