@@ -129,13 +129,23 @@ def test_file_then_overrides(tmp_path):
     # A file's own iterations give way to --minutes (a whole budget replaces a whole budget).
     path.write_text("train:\n  iterations: 70\n")
     from_file, with_minutes = load_configs("cnn", path)[1], load_configs("cnn", path, minutes=2.5)[1]
-    assert (from_file.iterations, from_file.minutes) == (70, 10.0)
+    assert (from_file.iterations, from_file.minutes) == (70, None)
     assert (with_minutes.iterations, with_minutes.minutes) == (None, 2.5)
+    # And a file's minutes replace the preset's (or another file layer's) iterations the same way.
+    path.write_text("train:\n  minutes: 3.0\n")
+    assert load_configs("cnn", path, iterations=40)[1].iterations == 40
+    assert (load_configs("cnn", path)[1].minutes, load_configs("cnn", path)[1].iterations) == (3.0, None)
 
 
-def test_a_budget_given_both_ways_is_refused():
+def test_a_budget_given_both_ways_is_refused(tmp_path):
     with pytest.raises(SlocalError, match="--iterations or --minutes, not both"):
         load_configs("ace", iterations=50, minutes=2.0)
+    path = tmp_path / "both.yaml"
+    path.write_text("train:\n  iterations: 70\n  minutes: 2.0\n")
+    for load in (lambda: load_configs("ace", path), lambda: configs_from_file(path)):
+        with pytest.raises(SlocalError, match="train.iterations or train.minutes, not both") as err:
+            load()
+        assert str(path) in str(err.value)
 
 
 def test_yaml_strings_are_coerced_to_the_field_types(tmp_path):

@@ -211,16 +211,34 @@ def _check_together(student: StudentConfig, train: TrainConfig, source: Source) 
 def configs_from_file(path: str | Path) -> tuple[StudentConfig, TrainConfig]:
     """The settings of a YAML file alone (the classes' defaults + the file, no preset)."""
     data = read_config_file(path)
+    check_budget(data["train"].get("minutes"), data["train"].get("iterations"), path)
     return _typed(data["student"], data["train"], path)
 
 
-def check_budget(minutes: float | None, iterations: int | None) -> None:
+def check_budget(minutes: float | None, iterations: int | None, source: Source = None) -> None:
     """Refuse a training budget given both ways: a wall-clock one and a number of head steps.
 
-    Either alone replaces the preset's budget; given together, which one wins would be a guess.
+    Either alone replaces the budget of the layer below (preset, then file); given together, which one
+    wins would be a guess.
+
+    Args:
+        source: the file the two come from; None for the command line.
     """
-    if minutes is not None and iterations is not None:
+    if minutes is None or iterations is None:
+        return
+    if source is None:
         raise SlocalError("give the training budget as --iterations or --minutes, not both")
+    raise SlocalError("give the training budget as train.iterations or train.minutes, not both", source)
+
+
+def _overlay_train(t_values: dict[str, Any], layer: Mapping[str, Any], source: Source) -> None:
+    """Set one layer's training values over ``t_values``; a budget the layer gives replaces the other kind."""
+    check_budget(layer.get("minutes"), layer.get("iterations"), source)
+    t_values.update(layer)
+    if layer.get("iterations") is not None:
+        t_values["minutes"] = None
+    if layer.get("minutes") is not None:
+        t_values["iterations"] = None
 
 
 def load_configs(
@@ -237,7 +255,10 @@ def load_configs(
         train_overrides: ``TrainConfig`` fields to set (None values are ignored); ``minutes`` and
             ``iterations`` are each a whole budget, so at most one of them may be set.
     """
-    check_budget(train_overrides.get("minutes"), train_overrides.get("iterations"))
+    overrides = _section(
+        {k: v for k, v in train_overrides.items() if v is not None}, tuple(field_names(TrainConfig)), None, "train"
+    )
+    check_budget(overrides.get("minutes"), overrides.get("iterations"))
     preset = preset_file(student)
     data = _parse(preset.read_text(), str(preset))
     s_values, t_values = data["student"], data["train"]
@@ -250,14 +271,8 @@ def load_configs(
             s_values = {k: v for k, v in s_values.items() if k in field_names(cls)}
             t_values = {k: v for k, v in t_values.items() if k in field_names(cls.train_config)}
         s_values.update(data["student"])
-        t_values.update(data["train"])
-    overrides = {k: v for k, v in train_overrides.items() if v is not None}
-    t_values.update(_section(overrides, tuple(field_names(TrainConfig)), None, "train"))
-    # Each is a whole budget: the one given replaces the other, wherever that came from (preset or file).
-    if "iterations" in overrides:
-        t_values["minutes"] = None
-    if "minutes" in overrides:
-        t_values["iterations"] = None
+        _overlay_train(t_values, data["train"], config_file)
+    _overlay_train(t_values, overrides, None)
     return _typed(s_values, t_values, source)
 
 
