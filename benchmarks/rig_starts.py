@@ -1,8 +1,9 @@
 """How the colour-depth rig solve depends on where it starts and on which observations it sees.
 
 Builds the SIFT tracks of a 7-Scenes scene's mapping frames once (``teach.rig.sift_tracks``), then, on
-seeded subsets of the observation pairs (the run-to-run variation of pycolmap's threaded
-triangulation, which changed 13 of 6 756 tracks between two runs on redkitchen-gap), solves the rig
+seeded subsets of the observation pairs (the run-to-run variation of pycolmap's threaded matching
+before the map matched on one thread, which changed 13 of 6 756 tracks between two runs on
+redkitchen-gap), solves the rig
 from one start (depth scale 1, the code before c83582f) and with the multi-start solve
 (``RigConfig.start_scales``), and reports each solution's cost, reprojection error and rig. Rig
 files given with ``--rigs`` (e.g. two cached estimates that disagreed) are scored on the same pairs.

@@ -14,10 +14,12 @@ those reprojection errors (pixels, Cauchy loss: occlusions and wrong matches do 
 scipy's ``least_squares``. Only mapping frames take part.
 
 The cost has more than one basin: depth scale and the offset along the optical axis trade against
-each other, and on redkitchen-gap two runs whose SIFT tracks differed by 13 of 6 756 (pycolmap's
-threaded triangulation is not bit-reproducible) ended 0.8 and 4.2 cm apart in z, 1.45 and 1.15 px
-median, from the same start. So the solve starts from several depth scales on a seeded subset of
-the observations, keeps the start whose solution costs least, and refines it on all of them.
+each other, and on redkitchen-gap two runs whose SIFT tracks differed by 13 of 6 756 ended 0.8 and
+4.2 cm apart in z, 1.45 and 1.15 px median, from the same start. So the solve starts from several
+depth scales on a seeded subset of the observations, keeps the start whose solution costs least, and
+refines it on all of them. The tracks themselves no longer change between runs: they differed
+because pycolmap's threaded matching dropped matches at random, and the SfM map now matches on one
+thread (``slocal.teach.sfm.verify.DETERMINISTIC_THREADS``), so one scene gives one rig.
 
 Data whose depth is registered come out at identity (tested on the procedural room, and with an
 offset injected there, recovered).
@@ -49,7 +51,7 @@ from slocal.teach.sfm.map import build_sfm_map
 
 log = logging.getLogger(__name__)
 
-RIG_VERSION = 2  # 2: multi-start solve
+RIG_VERSION = 3  # 2: multi-start solve; 3: tracks from single-threaded (reproducible) matching
 MODES = ("auto", "estimate", "off")
 
 

@@ -40,7 +40,9 @@ class SfmTeacherConfig:
         snap_to_cell_center: move each target onto the ray of its cell centre at
             the point's depth, so the target is the coordinate of the cell centre
             (the keypoint lies up to half a cell away).
-        num_threads: CPU threads for pycolmap (does not change the targets).
+        num_threads: CPU threads for SIFT extraction (does not change the targets). Matching and
+            triangulation run on one thread whatever this says: with more, pycolmap's matching
+            is not reproducible (``verify.DETERMINISTIC_THREADS``).
         use_gpu: run SIFT extraction and matching on CUDA (off by default).
     """
 

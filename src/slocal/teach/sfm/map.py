@@ -17,7 +17,7 @@ from slocal.progress import progress_bar
 from slocal.teach.features import SiftExtractor, colmap_quiet
 from slocal.teach.pairs import matching_pairs
 from slocal.teach.sfm.config import SfmTeacherConfig
-from slocal.teach.sfm.verify import match_and_verify
+from slocal.teach.sfm.verify import DETERMINISTIC_THREADS, match_and_verify
 
 # pycolmap is imported inside the functions that use it: it loads large native libraries
 # that the depth teacher, distillation and the localizer never need.
@@ -204,7 +204,7 @@ def _triangulation_options(config: SfmTeacherConfig):
     import pycolmap
 
     opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = config.num_threads
+    opts.num_threads = DETERMINISTIC_THREADS
     opts.random_seed = 0
     opts.ba_use_gpu = False
     opts.extract_colors = True
@@ -217,6 +217,6 @@ def _triangulation_options(config: SfmTeacherConfig):
     mapper = opts.mapper
     mapper.filter_max_reproj_error = config.max_reproj_error_px
     mapper.filter_min_tri_angle = config.min_tri_angle_deg
-    mapper.num_threads = config.num_threads
+    mapper.num_threads = DETERMINISTIC_THREADS
     mapper.random_seed = 0
     return opts
