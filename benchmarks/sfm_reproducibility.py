@@ -4,7 +4,7 @@ Each run builds, from scratch, the SIFT tracks a 7-Scenes scene's colour-depth r
 (``teach.rig.sift_tracks``: SIFT, pose-neighbour matching and fixed-pose triangulation of the mapping
 frames) and records their number and a digest of their observation pairs; the solve that follows is
 deterministic, so equal tracks give an equal rig. ``--match-threads``
-overrides the matcher's threads (``teach.sfm.verify.DETERMINISTIC_THREADS``, 1) to show what threaded
+overrides the matcher's threads (``slocal.data.colmap.DETERMINISTIC_THREADS``, 1) to show what threaded
 matching does; triangulation stays on one thread either way, SIFT extraction uses ``SfmTeacherConfig``'s
 two.
 
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--match-threads", type=int, default=verify.DETERMINISTIC_THREADS)
     parser.add_argument("--name", default="sfm_reproducibility")
     args = parser.parse_args()
-    verify.DETERMINISTIC_THREADS = args.match_threads  # read by match_and_verify at each call
+    verify.DETERMINISTIC_THREADS = args.match_threads  # the name match_and_verify reads at each call
     scene = load_scene(args.data_root, args.scene)
     config = RigConfig()
     rows = []

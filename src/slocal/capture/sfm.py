@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slocal.data.colmap import colmap_quiet
+from slocal.data.colmap import DETERMINISTIC_THREADS, colmap_quiet
 from slocal.errors import SlocalError
 from slocal.geometry.calibration import focal_from_fundamentals
 from slocal.progress import make_progress
@@ -151,6 +151,7 @@ def match_pairs(database: Path, pairs: Sequence[tuple[str, str]], work_dir: Path
     work_dir.mkdir(parents=True, exist_ok=True)
     matching = pycolmap.FeatureMatchingOptions()
     matching.use_gpu = False
+    matching.num_threads = DETERMINISTIC_THREADS  # threaded matching dropped matches at random
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = seed
     with make_progress() as progress, colmap_quiet():

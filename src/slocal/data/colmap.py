@@ -306,6 +306,16 @@ def load_colmap_scene(root: Path, scene_id: str, cache_dir: Path | None = None) 
     return Scene(scene_id, root, "colmap", tuple(mapping), tuple(query), 0, extra, metres_per_unit)
 
 
+# Threads for the pycolmap steps whose output must not depend on thread scheduling: feature matching and the
+# fixed-pose triangulation. pycolmap 4.2's CPU matcher on two threads returned different matches for the same pair
+# in different runs (on the interleaved redkitchen, pair (16, 24): 465 matches in one run, 20 in another; 1 to 5
+# of 838 pairs per run), which moved the SfM teacher's points and the colour-depth rig estimated from them (0.55 cm
+# in z from 7 of 10 550 points). One thread gave the same database in every run
+# (benchmarks/results/2026-12-06-reproducible/). Ceres' threaded sums in triangulation are not reproducible
+# either (colmap/colmap#727).
+DETERMINISTIC_THREADS = 1
+
+
 @contextmanager
 def colmap_quiet() -> Iterator[None]:
     """Silence COLMAP's INFO logging (glog on stderr) unless slocal logs at DEBUG."""

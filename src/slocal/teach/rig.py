@@ -19,7 +19,7 @@ each other, and on redkitchen-gap two runs whose SIFT tracks differed by 13 of 6
 depth scales on a seeded subset of the observations, keeps the start whose solution costs least, and
 refines it on all of them. The tracks themselves no longer change between runs: they differed
 because pycolmap's threaded matching dropped matches at random, and the SfM map now matches on one
-thread (``slocal.teach.sfm.verify.DETERMINISTIC_THREADS``), so one scene gives one rig.
+thread (``slocal.data.colmap.DETERMINISTIC_THREADS``), so one scene gives one rig.
 
 Data whose depth is registered come out at identity (tested on the procedural room, and with an
 offset injected there, recovered).

@@ -73,7 +73,7 @@ def tracks_and_points(sfm_map) -> list:
 
 
 def test_the_map_is_reproducible(synth_scene, synth_map, tmp_path):
-    # Threaded pycolmap matching dropped matches at random (verify.DETERMINISTIC_THREADS); a second
+    # Threaded pycolmap matching dropped matches at random (data.colmap.DETERMINISTIC_THREADS); a second
     # build must give the same tracks and the same points to the bit.
     again = build_sfm_map(synth_scene, SfmTeacherConfig(num_threads=2), tmp_path / "again")
     assert again.stats == synth_map.stats

@@ -42,7 +42,7 @@ class SfmTeacherConfig:
             (the keypoint lies up to half a cell away).
         num_threads: CPU threads for SIFT extraction (does not change the targets). Matching and
             triangulation run on one thread whatever this says: with more, pycolmap's matching
-            is not reproducible (``verify.DETERMINISTIC_THREADS``).
+            is not reproducible (``slocal.data.colmap.DETERMINISTIC_THREADS``).
         use_gpu: run SIFT extraction and matching on CUDA (off by default).
     """
 

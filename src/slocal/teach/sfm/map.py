@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slocal.data.colmap import DETERMINISTIC_THREADS
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
@@ -17,7 +18,7 @@ from slocal.progress import progress_bar
 from slocal.teach.features import SiftExtractor, colmap_quiet
 from slocal.teach.pairs import matching_pairs
 from slocal.teach.sfm.config import SfmTeacherConfig
-from slocal.teach.sfm.verify import DETERMINISTIC_THREADS, match_and_verify
+from slocal.teach.sfm.verify import match_and_verify
 
 # pycolmap is imported inside the functions that use it: it loads large native libraries
 # that the depth teacher, distillation and the localizer never need.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slocal.data.colmap import DETERMINISTIC_THREADS
 from slocal.data.scene import Frame
 from slocal.progress import make_progress
 from slocal.teach.sfm.config import SfmTeacherConfig
@@ -15,14 +16,6 @@ from slocal.teach.sfm.config import SfmTeacherConfig
 # that the depth teacher, distillation and the localizer never need.
 
 _MATCH_BLOCK = 64  # pairs per pycolmap matching call, so progress can be shown
-
-# pycolmap 4.2's CPU matcher with two threads returned different matches for the same pair in different runs
-# (on the interleaved redkitchen, pair (16, 24): 465 matches in one run, 20 in another; 1 to 5 of 838 pairs
-# changed per run), and each change moves the SfM teacher's points and the colour-depth rig estimated from
-# them (0.55 cm in z from 7 of 10 550 points). One thread gave the same database in every run, for a few
-# seconds more on 100 frames (benchmarks/results/2026-12-06-reproducible/). Triangulation runs on one thread
-# for the same reason (Ceres' threaded sums are not reproducible, colmap/colmap#727).
-DETERMINISTIC_THREADS = 1
 
 
 def known_pose_geometry(frame_1: Frame, frame_2: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
