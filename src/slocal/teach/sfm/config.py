@@ -10,6 +10,11 @@ from pydantic import Field
 from slocal.config import config_dataclass
 
 
+# Part of every cache key built on the SfM map (the SfM teacher's targets, the SIFT baseline's map). 2: matching and
+# triangulation on one thread, reproducible (``slocal.data.colmap.DETERMINISTIC_THREADS``).
+SFM_MAP_VERSION = 2
+
+
 @config_dataclass
 class SfmTeacherConfig:
     """Settings of the SfM teacher (and of the SIFT map the ``sift`` baseline reuses).
@@ -67,8 +72,8 @@ class SfmTeacherConfig:
     use_gpu: bool = False
 
     def map_settings(self) -> dict:
-        """The settings that change the SfM map (everything but the target grid and threads)."""
+        """The settings that change the SfM map (everything but the target grid and threads), and its version."""
         d = asdict(self)
         for key in ("max_side", "snap_to_cell_center", "conf_tri_angle_deg", "num_threads"):
             d.pop(key)
-        return d
+        return {**d, "map_version": SFM_MAP_VERSION}

@@ -14,7 +14,7 @@ import numpy as np
 from slocal.data.scene import Frame, Scene
 from slocal.geometry.pose import transform_points
 from slocal.progress import progress_bar
-from slocal.teach.sfm.config import SfmTeacherConfig
+from slocal.teach.sfm.config import SFM_MAP_VERSION, SfmTeacherConfig
 from slocal.teach.sfm.map import build_sfm_map
 from slocal.teach.sfm.tracks import Observations, kept_observations
 from slocal.teach.targets import FrameTargets, target_camera
@@ -90,7 +90,7 @@ class SfmTeacher:
     def settings(self) -> dict:
         d = asdict(self.config)
         d.pop("num_threads")
-        return d
+        return {**d, "map_version": SFM_MAP_VERSION}
 
     def teach(self, scene: Scene) -> Iterator[FrameTargets]:
         c = self.config
