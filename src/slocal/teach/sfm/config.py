@@ -9,7 +9,6 @@ from pydantic import Field
 
 from slocal.config import config_dataclass
 
-
 # Part of every cache key built on the SfM map (the SfM teacher's targets, the SIFT baseline's map). 2: matching and
 # triangulation on one thread, reproducible (``slocal.data.colmap.DETERMINISTIC_THREADS``).
 SFM_MAP_VERSION = 2
