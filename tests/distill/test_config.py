@@ -134,7 +134,8 @@ def test_file_then_overrides(tmp_path):
     # And a file's minutes replace the preset's (or another file layer's) iterations the same way.
     path.write_text("train:\n  minutes: 3.0\n")
     assert load_configs("cnn", path, iterations=40)[1].iterations == 40
-    assert (load_configs("cnn", path)[1].minutes, load_configs("cnn", path)[1].iterations) == (3.0, None)
+    from_file = load_configs("cnn", path)[1]
+    assert (from_file.minutes, from_file.iterations) == (3.0, None)
 
 
 def test_a_budget_given_both_ways_is_refused(tmp_path):

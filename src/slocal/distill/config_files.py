@@ -258,7 +258,6 @@ def load_configs(
     overrides = _section(
         {k: v for k, v in train_overrides.items() if v is not None}, tuple(field_names(TrainConfig)), None, "train"
     )
-    check_budget(overrides.get("minutes"), overrides.get("iterations"))
     preset = preset_file(student)
     data = _parse(preset.read_text(), str(preset))
     s_values, t_values = data["student"], data["train"]
