@@ -60,6 +60,9 @@ def mapped(tmp_path_factory) -> dict:
     first = start_slocal(*args, log=root / "first.log")
     # Caught once it is building the scene: its hidden folder exists and it holds the lock.
     assert wait_for(lambda: any(_partial(data)), first, timeout=120), (root / "first.log").read_text()
+    # Frozen there, lock held: on a loaded machine the second run's cold start can outlast this small map,
+    # and a first run that had finished would publish the scene before the kill.
+    os.kill(first.pid, signal.SIGSTOP)
     second = run_slocal(*args, timeout=120)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
