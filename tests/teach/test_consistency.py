@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from slocal.teach.consistency import multiview_consistency
+from slocal.teach.consistency import compare_pairs, multiview_consistency
 
 
 def test_exact_depth_targets_agree_across_views(room_targets):
@@ -41,3 +41,15 @@ def test_model_units_without_a_scale(room_targets):
     assert c["unit"] == "cu"
     assert c["median"] < 0.5
     assert multiview_consistency(scene, targets[:1])["points_compared"] == 0
+
+
+def test_pair_comparisons_carry_each_sampled_pixel_and_its_partner(room_targets):
+    scene, targets = room_targets
+    pairs = list(compare_pairs(scene, targets, samples_per_frame=200))
+    assert len(pairs) == multiview_consistency(scene, targets, samples_per_frame=200)["pairs"]
+    for p in pairs[:10]:
+        assert p.i != p.j and p.points_N3.shape == p.partner_N3.shape == (len(p.pixels_N), 3)
+        # The pixels index frame i's own targets, and where j sees the same surface its target is the same point.
+        np.testing.assert_array_equal(p.points_N3, targets[p.i].coords_HW3.reshape(-1, 3)[p.pixels_N])
+        assert p.same_N.sum() > 50
+        assert np.median(np.linalg.norm(p.partner_N3[p.same_N] - p.points_N3[p.same_N], axis=1)) < 0.005

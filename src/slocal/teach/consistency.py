@@ -15,6 +15,9 @@ within 1 / 2 / 5 cm (in centi-units, 0.01 model units, for a scene without a met
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 
 from slocal.data.scene import Scene
@@ -61,6 +64,65 @@ def partner_targets(
     return x, compared, occluded
 
 
+@dataclass(frozen=True)
+class PairComparison:
+    """Sampled targets of frame ``i`` against what an overlapping frame ``j`` gives at their reprojection.
+
+    Attributes:
+        i, j: indices into the compared target sets.
+        points_N3: frame i's sampled targets (world, float64).
+        pixels_N: their flat pixel indices in frame i's target image.
+        partner_N3: frame j's targets at the reprojection (NaN where it has none).
+        same_N: compared and not occluded: the two targets should be one surface point.
+        occluded: compared points where j sees another surface in front.
+        compared: points that met one of j's targets.
+    """
+
+    i: int
+    j: int
+    points_N3: np.ndarray
+    pixels_N: np.ndarray
+    partner_N3: np.ndarray
+    same_N: np.ndarray
+    occluded: int
+    compared: int
+
+
+def compare_pairs(
+    scene: Scene,
+    frames: tuple[FrameTargets, ...],
+    samples_per_frame: int = 1000,
+    partners: int = 4,
+    min_overlap: float = 0.3,
+    occlusion_ratio: float = 0.1,
+    seed: int = 0,
+) -> Iterator[PairComparison]:
+    """Each mapping frame's sampled targets against up to ``partners`` overlapping frames (seeded draws).
+
+    ``frames`` must all be mapping frames of ``scene``; see ``multiview_consistency`` for the arguments.
+    """
+    rng = np.random.default_rng(seed)
+    poses = {f.name: f.cam_from_world for f in scene.mapping}
+    samples = []
+    for t in frames:
+        idx = np.flatnonzero(t.valid_HW.ravel())
+        pick = rng.choice(idx, size=min(samples_per_frame, idx.size), replace=False)
+        samples.append((pick, t.coords_HW3.reshape(-1, 3)[pick].astype(np.float64)))
+
+    for i, (pick, pts) in enumerate(samples):
+        if not len(pts):
+            continue
+        overlap = np.zeros(len(frames))
+        for j, t_j in enumerate(frames):
+            if j != i:
+                overlap[j] = np.isfinite(_project(poses[t_j.name], t_j.camera, pts)[1]).mean()
+        candidates = np.flatnonzero(overlap >= min_overlap)
+        for j in rng.permutation(candidates)[:partners]:
+            t_j = frames[j]
+            x_j, valid, front = partner_targets(pts, t_j, poses[t_j.name], occlusion_ratio)
+            yield PairComparison(int(i), int(j), pts, pick, x_j, valid & ~front, int(front.sum()), int(valid.sum()))
+
+
 def multiview_consistency(
     scene: Scene,
     frames: tuple[FrameTargets, ...],
@@ -87,9 +149,8 @@ def multiview_consistency(
         compared points), ``points_compared``, ``pairs``, ``occluded_pct``, ``labelled_pct`` (% of
         target pixels with a target).
     """
-    rng = np.random.default_rng(seed)
-    poses = {f.name: f.cam_from_world for f in scene.mapping}
-    frames = tuple(t for t in frames if t.name in poses)
+    names = {f.name for f in scene.mapping}
+    frames = tuple(t for t in frames if t.name in names)
     metres = scene.metres_per_unit
     to_centi = 100.0 * (metres if metres is not None else 1.0)
     labelled = sum(t.num_valid for t in frames)
@@ -102,30 +163,12 @@ def multiview_consistency(
     }
     if len(frames) < 2:
         return report
-    samples = []
-    for t in frames:
-        idx = np.flatnonzero(t.valid_HW.ravel())
-        pick = rng.choice(idx, size=min(samples_per_frame, idx.size), replace=False)
-        samples.append(t.coords_HW3.reshape(-1, 3)[pick].astype(np.float64))
-
     distances, occluded, compared = [], 0, 0
-    for i in range(len(frames)):
-        pts = samples[i]
-        if not len(pts):
-            continue
-        overlap = np.zeros(len(frames))
-        for j, t_j in enumerate(frames):
-            if j != i:
-                overlap[j] = np.isfinite(_project(poses[t_j.name], t_j.camera, pts)[1]).mean()
-        candidates = np.flatnonzero(overlap >= min_overlap)
-        for j in rng.permutation(candidates)[:partners]:
-            t_j = frames[j]
-            x_j, valid, front = partner_targets(pts, t_j, poses[t_j.name], occlusion_ratio)
-            same = valid & ~front
-            occluded += int(front.sum())
-            compared += int(valid.sum())
-            distances.append(np.linalg.norm(x_j[same] - pts[same], axis=1))
-            report["pairs"] += 1
+    for pair in compare_pairs(scene, frames, samples_per_frame, partners, min_overlap, occlusion_ratio, seed):
+        occluded += pair.occluded
+        compared += pair.compared
+        distances.append(np.linalg.norm(pair.partner_N3[pair.same_N] - pair.points_N3[pair.same_N], axis=1))
+        report["pairs"] += 1
     d = np.concatenate(distances) * to_centi if distances else np.zeros(0)
     report["points_compared"] = int(d.size)
     report["occluded_pct"] = 100.0 * occluded / max(compared, 1)
