@@ -232,7 +232,7 @@ def main() -> int:
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['points_compared']} | {r['median_abs_s_cm']:.2f} | {r['median_cm']:.2f} "
+            f"| {r['model']} | {r['points_compared']} | {r['median_abs_s_cm']:.2f} | {r['median']:.2f} "
             f"| {r['within_1']:.0f} / {r['within_2']:.0f} / {r['within_5']:.0f} |"
         )
     k = fitted["radial"]
