@@ -204,6 +204,17 @@ def main() -> int:
                 }
             )
 
+    # As an angle seen from frame i: is the disagreement spread over all frames, or a few frames' own?
+    angle_deg = np.degrees(d["dist_cm"] / (100.0 * d["z_i"]))
+    per_frame = np.array(
+        [
+            np.median(angle_deg[(d["i"] == k) | (d["j"] == k)])
+            for k in range(len(frames))
+            if ((d["i"] == k) | (d["j"] == k)).any()
+        ]
+    )
+    frame_spread = {q: float(np.percentile(per_frame, q)) for q in (10, 50, 90, 100)}
+
     reg = scene.extra.get("depth_registration", "none")
     payload = {
         "scene": args.scene,
@@ -214,6 +225,8 @@ def main() -> int:
         "grid": list(args.grid),
         "rows": rows,
         "by_depth": by_depth,
+        "angle_deg_per_frame_percentiles": frame_spread,
+        "angle_deg_median": float(np.median(angle_deg)),
     }
     gx, gy = args.grid
     beta = np.asarray(fitted["grid"]).reshape(gy, gx)
@@ -252,6 +265,12 @@ def main() -> int:
         f"| {b['z_m'][0]:.1f}–{b['z_m'][1]:.1f} | {b['points']} | {b['median_abs_s_cm']:.2f} | {b['median_cm']:.2f} |"
         for b in by_depth
     ]
+    lines.append(
+        f"\nAs an angle seen from frame i (distance / depth): {payload['angle_deg_median']:.2f}° median over all "
+        "points; per frame (the median over its pairs), percentiles 10 / 50 / 90 / 100: "
+        + " / ".join(f"{v:.2f}" for v in frame_spread.values())
+        + "°.\n"
+    )
     write_results(args.name, payload, "\n".join(lines) + "\n")
     return 0
 
