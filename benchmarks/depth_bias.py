@@ -37,6 +37,7 @@ from scipy.optimize import least_squares
 
 from common import SEVEN_SCENES, write_results
 from slocal.data import load_scene
+from slocal.geometry.pose import transform_points
 from slocal.teach import ensure_targets, make_teacher
 from slocal.teach.consistency import compare_pairs, multiview_consistency
 from slocal.teach.frame_targets import FrameTargets
@@ -54,9 +55,11 @@ def collect(scene, frames, samples_per_frame: int, seed: int) -> dict[str, np.nd
         keep = pair.same_N
         X_i, X_j = pair.points_N3[keep], pair.partner_N3[keep]
         cfw_i, cfw_j = cams[ti.name].cam_from_world, cams[tj.name].cam_from_world
-        Xi_in_i = X_i @ cfw_i[:3, :3].T + cfw_i[:3, 3]
-        Xi_in_j = X_i @ cfw_j[:3, :3].T + cfw_j[:3, 3]
-        Xj_in_j = X_j @ cfw_j[:3, :3].T + cfw_j[:3, 3]
+        Xi_in_i, Xi_in_j, Xj_in_j = (
+            transform_points(cfw_i, X_i),
+            transform_points(cfw_j, X_i),
+            transform_points(cfw_j, X_j),
+        )
         H, W = ti.valid_HW.shape
         row, col = np.divmod(pair.pixels_N[keep], W)
         uv_j, _ = tj.camera.project(Xi_in_j)

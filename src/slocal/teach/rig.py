@@ -164,21 +164,35 @@ class RigProblem:
         ok &= (D > 0).all(0) & (D.max(0) - D.min(0) < self.config.max_depth_jump * D.mean(0))
         return D[0] * (1 - a) * (1 - b) + D[1] * a * (1 - b) + D[2] * (1 - a) * b + D[3] * a * b, ok
 
+    def frame_poses(self, cam_from_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``world_from_cam`` and ``world_from_depth`` of every mapping frame under a rig, (N, 4, 4) each.
+
+        The stored poses belong to one of the two cameras (``poses_of``); the rig gives the other's.
+        """
+        if self.poses_of == "depth":
+            return self.poses @ invert(cam_from_depth), self.poses
+        return self.poses, self.poses @ cam_from_depth
+
+    def depth_rays(
+        self, cam_from_depth: np.ndarray, world_from_cam: np.ndarray, world_from_depth: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The colour rays of the ``a`` observations in their frame's depth camera: directions (M, 3), origins.
+
+        One rig places the depth camera alike in every frame, so the poses are not needed here (a
+        variant that places the two cameras per frame uses them).
+        """
+        t, ka = self.tracks, self.K_a
+        depth_from_cam = invert(cam_from_depth)
+        ray_c = np.stack([(t.xy_a[:, 0] - ka[:, 2]) / ka[:, 0], (t.xy_a[:, 1] - ka[:, 3]) / ka[:, 1]], 1)
+        return np.c_[ray_c, np.ones(len(ray_c))] @ depth_from_cam[:3, :3].T, depth_from_cam[:3, 3]
+
     def residuals(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) reprojection residuals in pixels and (N,) validity."""
         t = self.tracks
         cam_from_depth, scale = self.rig(p)
-        if self.poses_of == "depth":
-            world_from_depth = self.poses
-            world_from_cam = self.poses @ invert(cam_from_depth)
-        else:
-            world_from_cam = self.poses
-            world_from_depth = self.poses @ cam_from_depth
-        depth_from_cam = invert(cam_from_depth)
-        ka, kb = self.K_a, self.K_b
-        ray_c = np.stack([(t.xy_a[:, 0] - ka[:, 2]) / ka[:, 0], (t.xy_a[:, 1] - ka[:, 3]) / ka[:, 1]], 1)
-        ray_d = np.c_[ray_c, np.ones(len(ray_c))] @ depth_from_cam[:3, :3].T
-        origin_d = depth_from_cam[:3, 3]
+        world_from_cam, world_from_depth = self.frame_poses(cam_from_depth)
+        ray_d, origin_d = self.depth_rays(cam_from_depth, world_from_cam, world_from_depth)
+        kb = self.K_b
         dc = self.dcam
         z = np.full(len(ray_d), 2.0)
         ok = np.ones(len(ray_d), bool)
