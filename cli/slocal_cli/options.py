@@ -47,6 +47,15 @@ TeacherOpt = Annotated[
     ),
 ]
 
+TeacherSettings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--teacher-option",
+        help="KEY=VALUE setting of the teacher's config, repeatable (e.g. smooth_px=15 or cross_check_views=1 for "
+        "depth; docs/usage.md lists them). Cached targets are reused only for the same settings.",
+    ),
+]
+
 SceneId = Annotated[str, typer.Option("--scene", "-s", help="Scene id relative to the data root, e.g. apt1/kitchen.")]
 StudentName = Annotated[
     str,

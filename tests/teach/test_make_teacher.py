@@ -5,7 +5,7 @@ import pytest
 
 from slocal.data.rig import needs_registration
 from slocal.errors import SlocalError
-from slocal.teach import TEACHERS, default_teacher, make_teacher
+from slocal.teach import TEACHERS, default_teacher, make_teacher, teacher_options
 
 
 def test_every_teacher_is_built_with_its_options():
@@ -70,3 +70,19 @@ def test_default_teacher_is_depth_for_rgbd_scenes_registered_or_not():
     assert default_teacher(scene(True, "12scenes")) == "depth"  # registered depth (12Scenes, the procedural room)
     assert default_teacher(scene(False, "colmap")) == "colmap"
     assert default_teacher(scene(False, "7scenes")) == "sfm"
+
+
+def test_teacher_settings_from_outside_are_checked_by_make_teacher():
+    options = teacher_options("depth", settings=["smooth_px=15", " cross_check_views = 1"])
+    assert options == {"smooth_px": "15", "cross_check_views": "1"}
+    config = make_teacher("depth", **options).config
+    assert config.smooth_px == 15 and config.cross_check_views == 1
+    assert teacher_options("dust3r", "w.pth", "cpu", ["max_side=224"]) == {
+        "checkpoint": "w.pth",
+        "device": "cpu",
+        "max_side": "224",
+    }
+    with pytest.raises(SlocalError, match="a teacher option is KEY=VALUE .*got 'smooth_px'"):
+        teacher_options("depth", settings=["smooth_px"])
+    with pytest.raises(SlocalError, match="smooth_px must be odd"):
+        make_teacher("depth", **teacher_options("depth", settings=["smooth_px=4"]))

@@ -10,7 +10,7 @@ import typer
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import preset_names
-from slocal.teach import teacher_options
+from slocal.teach import default_teacher, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
@@ -22,7 +22,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt, TeacherSettings
 
 
 @handle_errors
@@ -42,6 +42,7 @@ def distill(
         Path | None, typer.Option("--config", help="YAML file overriding the preset (sections 'student', 'train').")
     ] = None,
     teacher: TeacherOpt = None,
+    teacher_option: TeacherSettings = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) when --teacher dust3r computes the targets."),
@@ -88,11 +89,12 @@ def distill(
 
     sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
     sc = registered_scene(sc, runs, depth_registration)
+    name = teacher or default_teacher(sc)
     result = distill_student(
         sc,
         runs,
         student,
-        teacher=teacher,
+        teacher=name,
         minutes=minutes,
         iterations=iterations,
         device=device,
@@ -101,7 +103,7 @@ def distill(
         resume=resume,
         pretrained=pretrained,
         seed=seed,
-        teacher_options=teacher_options(teacher, checkpoint, device) if teacher else None,
+        teacher_options=teacher_options(name, checkpoint, device, teacher_option or ()),
     )
     if result.rank != 0:
         return  # under torchrun only rank 0 reports

@@ -20,7 +20,7 @@ from slocal_cli.common import (
     handle_errors,
     print_json,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, SceneId, TeacherOpt, TeacherSettings
 
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene layout: 12scenes, 7scenes or colmap.")]
 
@@ -29,6 +29,7 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the scene
 def teach(
     scene: SceneId,
     teacher: TeacherOpt = None,
+    teacher_option: TeacherSettings = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for --teacher dust3r.")
     ] = None,
@@ -50,7 +51,10 @@ def teach(
     sc = registered_scene(sc, runs, depth_registration)
     name = teacher or default_teacher(sc)
     targets = ensure_targets(
-        sc, make_teacher(name, **teacher_options(name, checkpoint, device)), runs, overwrite=overwrite
+        sc,
+        make_teacher(name, **teacher_options(name, checkpoint, device, teacher_option or ())),
+        runs,
+        overwrite=overwrite,
     )
     result = {"scene": sc.id, "teacher": name, **targets.stats, "directory": str(targets.directory)}
     if "depth_registration" in sc.extra:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import typing
+from collections.abc import Sequence
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -52,13 +53,29 @@ def default_teacher(scene) -> str:
     return "colmap" if scene.format == "colmap" else "sfm"
 
 
-def teacher_options(name: str, checkpoint: str | None = None, device: str | None = None) -> dict:
-    """The options of teacher ``name`` that users set from outside (a DUSt3R checkpoint and device)."""
-    if name != "dust3r":
-        return {}
-    options: dict = {"checkpoint": str(checkpoint) if checkpoint else None}
-    if device:
-        options["device"] = device
+def teacher_options(
+    name: str, checkpoint: str | None = None, device: str | None = None, settings: Sequence[str] = ()
+) -> dict:
+    """The options of teacher ``name`` that users set from outside.
+
+    Args:
+        checkpoint, device: a DUSt3R checkpoint and torch device (``dust3r`` only).
+        settings: ``KEY=VALUE`` fields of the teacher's config (``--teacher-option``); ``make_teacher``
+            checks the keys and coerces the values.
+
+    Raises:
+        SlocalError: a setting without ``=`` or without a key.
+    """
+    options: dict = {}
+    if name == "dust3r":
+        options["checkpoint"] = str(checkpoint) if checkpoint else None
+        if device:
+            options["device"] = device
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SlocalError(f"a teacher option is KEY=VALUE (e.g. smooth_px=15), got {item!r}")
+        options[key.strip()] = value.strip()
     return options
 
 
