@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 
 from helpers.cli_run import lines, run_slocal
+from slocal.data import load_scene
+from slocal.teach import make_teacher
+from slocal.teach.targets import targets_dir
 
 
 def test_teacher_options_reach_the_teacher_and_its_cache(cli_data, tmp_path):
-    common = ["--scene", "tiny", "--teacher", "depth", "--data-root", cli_data, "--runs", tmp_path / "runs", "--json"]
-    plain = run_slocal("teach", *common)
-    smoothed = run_slocal("teach", *common, "--teacher-option", "smooth_px=3", "--teacher-option", "max_side=64")
-    assert plain.returncode == 0, plain.stderr
-    assert smoothed.returncode == 0, smoothed.stderr
-    a, b = json.loads(plain.stdout), json.loads(smoothed.stdout)
-    assert a["directory"] != b["directory"]  # other settings, other cached targets
-    assert b["frames"] == a["frames"] and b["points"] < a["points"] / 3  # targets 64 px wide, not 128
+    runs = tmp_path / "runs"
+    r = run_slocal(
+        "teach", "--scene", "tiny", "--teacher", "depth", "--data-root", cli_data, "--runs", runs, "--json",
+        "--teacher-option", "smooth_px=3", "--teacher-option", "max_side=64",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    scene = load_scene(cli_data, "tiny")
+    assert out["directory"] == str(targets_dir(runs, scene, make_teacher("depth", smooth_px=3, max_side=64)))
+    assert out["directory"] != str(targets_dir(runs, scene, make_teacher("depth", max_side=64)))
+    # Targets 64 px wide (the images are 128 px): at most 64 x 48 per frame.
+    assert 0.5 * 64 * 48 * out["frames"] < out["points"] <= 64 * 48 * out["frames"]
 
 
 def test_a_bad_teacher_option_is_one_line(cli_data, tmp_path):
