@@ -9,6 +9,7 @@ from slocal.data import load_scene
 from slocal.data.scene import Scene
 from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
+from slocal.teach import make_teacher
 
 
 @pytest.fixture
@@ -64,6 +65,40 @@ def test_average_row_over_two_scenes(bench_setup, tmp_path, monkeypatch):
     res = run_bench(data_root, runs, None, ["cnn"], None, tmp_path / "out", BenchConfig(distill_missing=False))
     avg = [r for r in res.rows if r["scene"] == "average"]
     assert len(avg) == 1 and avg[0]["n_queries"] == 4 and avg[0]["acc_1cm1deg"] == 100.0
+
+
+def test_teacher_settings_come_from_the_model_file(bench_setup, tmp_path, monkeypatch):
+    """The report names the settings the student's teacher changed and its targets' consistency;
+    a student taught with other settings than ``--teacher-option`` asks for is refused."""
+    data_root, runs = bench_setup
+    oracle = runner.load_model
+
+    def taught(path, **kw):
+        model = oracle(path, **kw)
+        model.teacher = "depth"
+        model.teacher_settings = make_teacher("depth", smooth_px=15).settings()
+        model.teacher_consistency = {
+            "unit": "cm",
+            "median": 1.05,
+            "within_1": 48.0,
+            "within_2": 73.0,
+            "within_5": 93.0,
+            "labelled_pct": 71.9,
+        }
+        return model
+
+    monkeypatch.setattr(runner, "load_model", taught)
+    res = run_bench(data_root, runs, ["apt0/tiny"], ["cnn"], None, tmp_path / "a", BenchConfig(distill_missing=False))
+    (row,) = res.rows
+    assert row["teacher_options"] == {"smooth_px": 15} and row["teacher_consistency"]["median"] == 1.05
+    assert "| apt0/tiny | cnn | depth (smooth_px=15) | 2 |" in res.markdown
+    assert "taught by depth (smooth_px=15), whose targets agree across mapping views to 1.05 cm" in res.markdown
+    same = BenchConfig(distill_missing=False, teacher_settings=("smooth_px=15",))
+    res = run_bench(data_root, runs, ["apt0/tiny"], ["cnn"], "depth", tmp_path / "b", same)
+    assert res.rows[0]["failed"] is None
+    other = BenchConfig(distill_missing=False, teacher_settings=("smooth_px=9",))
+    res = run_bench(data_root, runs, ["apt0/tiny"], ["cnn"], None, tmp_path / "c", other)
+    assert "had other settings (smooth_px=15)" in res.rows[0]["failed"]
 
 
 def test_missing_student_without_distill_is_a_failed_row(bench_setup, tmp_path):

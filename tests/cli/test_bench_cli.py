@@ -45,6 +45,12 @@ def test_bench_prints_table_and_plot_paths(tiny_twelve_scenes, tmp_path, monkeyp
     assert data["command"].startswith("slocal ") and data["rows"][0]["acc_1cm1deg"] == 100.0
     r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["rows"][0]["method"] == "cnn"
+    # A malformed teacher option is one line; a well-formed one is part of the recorded command.
+    r = runner.invoke(app, [*args, "--teacher-option", "smooth_px"])
+    assert r.exit_code != 0 and "a teacher option is KEY=VALUE" in r.output
+    r = runner.invoke(app, [*args, "--teacher-option", "smooth_px=15"])
+    assert r.exit_code == 0, r.output
+    assert "--teacher-option smooth_px=15" in json.loads((out / "results.json").read_text())["command"]
 
 
 def test_bench_unknown_data_root_is_one_line_error(tmp_path):

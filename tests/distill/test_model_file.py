@@ -33,6 +33,8 @@ def model_path(tmp_path):
         camera=CAMERA,
         teacher="depth",
         train={"iterations": 7, "validation": [{"pct_5cm5deg": 50.0}]},
+        teacher_settings={"max_side": 320, "smooth_px": 15},
+        teacher_consistency={"unit": "cm", "median": 1.05},
     )
     return path, net
 
@@ -50,6 +52,8 @@ def test_round_trip_predicts_what_the_network_computes(model_path):
     assert student.file_mb == pytest.approx(path.stat().st_size / 2**20)
     assert student.reference_camera == CAMERA and student.teacher == "depth"
     assert student.train_info["iterations"] == 7
+    assert student.teacher_settings == {"max_side": 320, "smooth_px": 15}
+    assert student.teacher_consistency == {"unit": "cm", "median": 1.05}
 
     # A 128x96 image with its camera: predict resizes to 64x48 and scales the camera.
     rng = np.random.default_rng(0)
@@ -83,8 +87,11 @@ def test_uncertainty_gives_a_confidence(tmp_path):
         teacher="depth",
         train={},
     )
-    out = load_student(path).predict(np.zeros((48, 64, 3), np.uint8), CAMERA)
+    student = load_student(path)
+    out = student.predict(np.zeros((48, 64, 3), np.uint8), CAMERA)
     assert out.conf_hw.shape == (6, 8) and (out.conf_hw > 0).all()
+    # Saved without the teacher's settings (as files written before they were recorded read).
+    assert student.teacher_settings == {} and student.teacher_consistency is None
 
 
 def test_refusals(model_path, tmp_path):

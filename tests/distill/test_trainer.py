@@ -103,6 +103,12 @@ def test_resume_refusals(tiny_scene, tiny_targets, tmp_path):
         train_student(
             tiny_scene, tiny_targets, other, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True
         )
+    # Targets of the same teacher with other settings (the frames themselves do not matter here).
+    smoothed = dataclasses.replace(tiny_targets, settings={**tiny_targets.settings, "smooth_px": 15})
+    with pytest.raises(SlocalError, match="teacher settings differ.*smooth_px None vs 15"):
+        train_student(
+            tiny_scene, smoothed, TINY_STUDENT, tiny_train(iterations=4), tmp_path / "x.pt", device="cpu", resume=True
+        )
 
 
 def test_minutes_budget_stops_on_time_and_writes_the_model(tiny_scene, tiny_targets, tmp_path):
@@ -145,13 +151,28 @@ def test_teach_held_out_off_teaches_on_the_training_frames_only(tiny_data, tmp_p
     runs = tmp_path / "runs"
     names = [f.name for f in scene.mapping]
     held_out = [names[i] for i in validation_split(len(names), 2)[1]]
+    payloads = {}
     for teach_held_out in (True, False):
         config = tmp_path / f"{teach_held_out}.yaml"
         plain = {"student": to_plain(TINY_STUDENT), "train": {**train, "teach_held_out": teach_held_out}}
         config.write_text(yaml.safe_dump(plain))
         result = distill_student(
-            scene, runs, "cnn", teacher="depth", config_file=config, iterations=2, out=tmp_path / f"{teach_held_out}.pt"
+            scene,
+            runs,
+            "cnn",
+            teacher="depth",
+            config_file=config,
+            iterations=2,
+            out=tmp_path / f"{teach_held_out}.pt",
+            teacher_options={"smooth_px": 3},
         )
-        assert read_model_payload(result.model_path)["train"]["validation_frames"] == held_out
-    taught = {tuple(t["name"] for t in read_json(p)["frames"]) for p in runs.rglob("index.json")}
-    assert taught == {tuple(names), tuple(n for n in names if n not in held_out)} and len(held_out) == 2
+        payloads[teach_held_out] = read_model_payload(result.model_path)
+        assert payloads[teach_held_out]["train"]["validation_frames"] == held_out
+    indexes = {tuple(t["name"] for t in read_json(p)["frames"]): read_json(p) for p in runs.rglob("index.json")}
+    taught = tuple(n for n in names if n not in held_out)
+    assert set(indexes) == {tuple(names), taught} and len(held_out) == 2
+    # The model file records the settings of the teacher it learned from and its targets' consistency.
+    for teach_held_out, frames in ((True, tuple(names)), (False, taught)):
+        payload, index = payloads[teach_held_out], indexes[frames]
+        assert payload["teacher_settings"] == index["settings"] and index["settings"]["smooth_px"] == 3
+        assert payload["teacher_consistency"] == index["stats"]["consistency"]

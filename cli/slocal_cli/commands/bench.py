@@ -24,7 +24,7 @@ from slocal_cli.common import (
     print_json,
     student_pnp,
 )
-from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles
+from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherSettings
 
 
 def split_list(text: str | None) -> list[str]:
@@ -59,6 +59,7 @@ def bench(
             help="Teacher for students distilled here (" + ", ".join(TEACHERS) + ") (default: the scene's default).",
         ),
     ] = None,
+    teacher_option: TeacherSettings = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="DUSt3R checkpoint (.pth) for the dust3r baseline.")
     ] = None,
@@ -100,6 +101,7 @@ def bench(
 
         torch.set_num_threads(threads)
     config = BenchConfig(
+        teacher_settings=tuple(teacher_option or ()),
         distill_minutes=minutes,
         distill_missing=not no_distill,
         checkpoint=checkpoint,
@@ -137,6 +139,8 @@ def bench(
             parts += [flag, str(value)]
     for p in poses or ():
         parts += ["--poses", str(p)]
+    for item in teacher_option or ():
+        parts += ["--teacher-option", item]
     parts += (
         ["--timing-queries", str(timing_queries), "--device", device]
         + (["--threads", str(threads)] if threads else [])

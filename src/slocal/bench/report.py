@@ -176,6 +176,13 @@ def _cam_err_text(row: Mapping) -> str:
     return f"{', '.join(f'{v:+.1f}' for v in mean)} {unit} (n {row.get('n_cam_err')})"
 
 
+def teacher_label(row: dict) -> str:
+    """The row's teacher with the settings it changed: ``depth (smooth_px=15)``."""
+    options = row.get("teacher_options") or {}
+    extra = ", ".join(f"{k}={v}" for k, v in options.items())
+    return f"{row.get('teacher')} ({extra})" if extra else str(row.get("teacher"))
+
+
 def speed_text(ratio: float | None, is_reference: bool) -> str:
     """``×12 slower`` / ``×2.0 faster`` / ``reference`` for a ms ratio to the student."""
     if is_reference:
@@ -236,7 +243,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
             cells = [
                 r["scene"],
                 method,
-                _fmt(r.get("teacher")),
+                teacher_label(r) if r.get("teacher") else _fmt(None),
                 queries,
                 _median_t_text(r),
                 _fmt(r.get("median_r_deg"), 2),
@@ -254,7 +261,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
         c = r.get("teacher_consistency") or {}
         if "median" in c:
             notes.append(
-                f"- {r['scene']} / {r['method']}: taught by {r.get('teacher')}, whose targets agree across mapping "
+                f"- {r['scene']} / {r['method']}: taught by {teacher_label(r)}, whose targets agree across mapping "
                 f"views to {c['median']:.2f} {c['unit']} median ({c['within_1']:.0f} / {c['within_2']:.0f} / "
                 f"{c['within_5']:.0f} % within 1 / 2 / 5 {c['unit']}); {c['labelled_pct']:.0f} % of pixels labelled"
             )

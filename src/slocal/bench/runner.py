@@ -40,7 +40,7 @@ from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, load_model
 from slocal.progress import progress_bar
-from slocal.teach import default_teacher, make_teacher, teacher_options
+from slocal.teach import default_teacher, make_teacher, non_default_settings, parse_settings, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal.teach.targets import cached_stats
 
@@ -58,6 +58,8 @@ class BenchConfig:
     Attributes:
         methods: students by name and/or ``sift``, ``dust3r``.
         teacher: teacher for students distilled here (None: the scene's default).
+        teacher_settings: ``KEY=VALUE`` fields of that teacher's config (``--teacher-option``); an
+            existing student taught with other settings is refused.
         distill_minutes: training budget of students distilled here (None: the trainer's default).
         distill_missing: distill a student that is missing; otherwise report the row as failed.
         checkpoint: DUSt3R checkpoint for the ``dust3r`` baseline (None: random weights, timing only).
@@ -75,6 +77,7 @@ class BenchConfig:
 
     methods: tuple[str, ...] = DEFAULT_METHODS
     teacher: str | None = None
+    teacher_settings: tuple[str, ...] = ()
     distill_minutes: float | None = None
     distill_missing: bool = True
     checkpoint: Path | None = None
@@ -172,12 +175,12 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
             f"no {name} student for scene {scene.id} (run `slocal distill --scene {scene.id} --student {name}`)", path
         )
     log.info("%s: distilling the missing %s student", scene.id, name)
-    options = teacher_options(config.teacher, config.checkpoint, config.device) if config.teacher else None
+    teacher, options = requested_teacher(scene, config)
     result = distill_student(
         scene,
         runs_root,
         name,
-        teacher=config.teacher,
+        teacher=teacher,
         minutes=config.distill_minutes,
         device=config.device,
         teacher_options=options,
@@ -185,6 +188,12 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
     if not path.is_file():
         raise SlocalError(f"distillation finished but wrote no model at {path}", path)
     return path, {"distill_minutes": result.train_seconds / 60.0}
+
+
+def requested_teacher(scene: Scene, config: BenchConfig) -> tuple[str, dict]:
+    """The teacher students of ``scene`` are distilled from here: its name and ``make_teacher`` options."""
+    name = config.teacher or default_teacher(scene)
+    return name, teacher_options(name, config.checkpoint, config.device, config.teacher_settings)
 
 
 def run_student(
@@ -209,12 +218,28 @@ def run_student(
     for frame in progress_bar(queries, f"{scene.id} {name}"):
         loc = localizer.localize_image(frame.image_path, frame.camera)
         results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
-    teacher_name = teacher or config.teacher or default_teacher(scene)
-    options = teacher_options(teacher_name, config.checkpoint, config.device)
-    stats = cached_stats(scene, make_teacher(teacher_name, **options), runs_root) or {}
+    teacher_name, options = requested_teacher(scene, config)
+    teacher_name = teacher or teacher_name
+    settings = getattr(model, "teacher_settings", None) or {}
+    if config.teacher_settings and settings:
+        wanted = make_teacher(teacher_name, **options).settings()
+        if wanted != settings:
+            differ = sorted(k for k in {*wanted, *settings} if wanted.get(k) != settings.get(k))
+            raise SlocalError(
+                f"the existing {name} student's {teacher_name} teacher had other settings "
+                f"({', '.join(f'{k}={settings.get(k)}' for k in differ)}) than --teacher-option asks for; "
+                "remove it or use another --runs folder",
+                path,
+            )
+    consistency = getattr(model, "teacher_consistency", None)
+    if consistency is None and not settings:
+        # A model file from before the teacher's settings were recorded: the cached targets of the
+        # settings asked for here are the best guess of what it learned from.
+        consistency = (cached_stats(scene, make_teacher(teacher_name, **options), runs_root) or {}).get("consistency")
     row = {
         "teacher": teacher_name,
-        "teacher_consistency": stats.get("consistency"),
+        "teacher_options": non_default_settings(teacher_name, settings),
+        "teacher_consistency": consistency,
         "map_mb": getattr(model, "file_mb", path.stat().st_size / 2**20),
         "num_params": getattr(model, "num_params", None),
         "student": getattr(model, "name", None),
@@ -353,6 +378,7 @@ def run_bench(
     unknown = [m for m in config.methods if not m or "/" in m]
     if unknown or not config.methods:
         raise SlocalError(f"invalid method list {list(methods)!r}")
+    parse_settings(config.teacher_settings)  # a malformed one stops the run before any scene
     scene_ids = resolve_scenes(data_root, scenes)
     if config.pose_files and len(scene_ids) != 1:
         raise SlocalError(f"--poses replaces one scene's poses; give exactly one scene, not {len(scene_ids)}")

@@ -3,7 +3,7 @@
 A checkpoint (``<model>.ckpt``, written atomically every ``checkpoint_every_s`` and at the end)
 holds the student's scene-specific weights, the optimizer, the iteration, elapsed time, the
 running loss, the validation history and every rank's RNG state (the recipe's), plus the
-settings, scene and teacher it was made with: resuming with anything else is refused. It is
+settings, scene, teacher and teacher settings it was made with: resuming with anything else is refused. It is
 ``torch.save`` of plain values and tensors, so it loads with ``weights_only=True``.
 """
 
@@ -41,9 +41,19 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def check_resume(
-    ck: dict, path: Path, scene: Scene, student_cfg: StudentConfig, train_cfg: TrainConfig, world: int, teacher: str
+    ck: dict,
+    path: Path,
+    scene: Scene,
+    student_cfg: StudentConfig,
+    train_cfg: TrainConfig,
+    world: int,
+    teacher: str,
+    teacher_settings: dict,
 ) -> None:
-    """Refuse to resume a checkpoint made with other settings, scene, teacher or process count."""
+    """Refuse to resume a checkpoint made with other settings, scene, teacher or process count.
+
+    The teacher's settings are compared where the checkpoint records them (not before they were).
+    """
     problems = []
     if ck["scene_fingerprint"] != scene.fingerprint or ck["scene_id"] != scene.id:
         problems.append(f"scene {ck['scene_id']} ({ck['scene_fingerprint']}) vs {scene.id} ({scene.fingerprint})")
@@ -59,6 +69,12 @@ def check_resume(
         problems.append(f"it was trained with {ck['world_size']} process(es), now {world}")
     if ck["teacher"] != teacher:
         problems.append(f"teacher {ck['teacher']} vs {teacher}")
+    elif "teacher_settings" in ck and ck["teacher_settings"] != teacher_settings:
+        stored = ck["teacher_settings"]
+        diff = sorted(k for k in {*stored, *teacher_settings} if stored.get(k) != teacher_settings.get(k))
+        problems.append(
+            f"teacher settings differ ({'; '.join(f'{k} {stored.get(k)} vs {teacher_settings.get(k)}' for k in diff)})"
+        )
     if problems:
         raise SlocalError("cannot resume: " + "; ".join(problems) + " (resume with the original settings)", path)
 
@@ -81,6 +97,7 @@ def write_checkpoint(
     *,
     scene: Scene,
     teacher: str,
+    teacher_settings: dict,
     student_cfg: StudentConfig,
     train_cfg: TrainConfig,
     centre: np.ndarray,
@@ -103,6 +120,7 @@ def write_checkpoint(
         "scene_id": scene.id,
         "scene_fingerprint": scene.fingerprint,
         "teacher": teacher,
+        "teacher_settings": dict(teacher_settings),
         "student": to_plain(student_cfg),
         "train_config": to_plain(train_cfg),
         "world_size": env.world_size,

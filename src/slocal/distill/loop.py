@@ -214,7 +214,7 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
     ck = None
     if run.resume:
         ck = load_checkpoint(run.checkpoint)
-        check_resume(ck, run.checkpoint, run.scene, run.student, cfg, env.world_size, run.teacher)
+        check_resume(ck, run.checkpoint, run.scene, run.student, cfg, env.world_size, run.teacher, run.targets.settings)
     try:
         prep = recipe.prepare(run, ck)
         net = prep.net
@@ -247,6 +247,7 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 recipe.rng_state(),
                 scene=run.scene,
                 teacher=run.teacher,
+                teacher_settings=run.targets.settings,
                 student_cfg=run.student,
                 train_cfg=cfg,
                 centre=prep.centre,
@@ -334,6 +335,8 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 camera=prep.camera,
                 teacher=run.teacher,
                 train=summary,
+                teacher_settings=run.targets.settings,
+                teacher_consistency=run.targets.stats.get("consistency"),
             )
             log.info(
                 "wrote %s (%.2f MB, %.2f M params)", run.out, run.out.stat().st_size / 2**20, num_params(net) / 1e6

@@ -12,6 +12,8 @@ str, int, float, bool), so it loads with ``torch.load(weights_only=True)``::
     camera                   the reference camera: intrinsics of the mapping images at their stored size
                              (the first mapping frame's; the network sees it scaled to image_size)
     teacher                  the teacher the targets came from
+    teacher_settings         that teacher's settings (``TargetSet.settings``: what keys its cached targets)
+    teacher_consistency      the targets' multi-view consistency (``TargetSet.stats["consistency"]``)
     train                    training summary (iterations, minutes, loss, validation, settings)
     num_params
 """
@@ -86,6 +88,8 @@ class Student:
 
     Attributes:
         name: student preset/name; teacher: the teacher it was distilled from.
+        teacher_settings, teacher_consistency: that teacher's settings and its targets' multi-view
+            consistency ({} and None in files written before they were recorded).
         scene_id, scene_fingerprint: the scene it was trained for.
         stride: output stride; image_size: (width, height) the network runs at.
         reference_camera: intrinsics of the mapping images at their stored size (the first mapping frame's).
@@ -101,6 +105,8 @@ class Student:
         self.config: StudentConfig = module.config
         self.name = self.config.name
         self.teacher = str(payload.get("teacher") or "")
+        self.teacher_settings = dict(payload.get("teacher_settings") or {})
+        self.teacher_consistency = payload.get("teacher_consistency")
         self.scene_id = str(payload["scene_id"])
         self.scene_fingerprint = str(payload["scene_fingerprint"])
         self.stride = int(payload["stride"])
@@ -180,6 +186,8 @@ def save_student(
     camera: Camera,
     teacher: str,
     train: dict,
+    teacher_settings: dict | None = None,
+    teacher_consistency: dict | None = None,
 ) -> Path:
     """Write a model file atomically (plain values only; see the module docstring)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in net.scene_state_dict(compact=True).items()}
@@ -195,6 +203,8 @@ def save_student(
         "stride": int(net.config.stride),
         "camera": camera.to_dict(),
         "teacher": teacher,
+        "teacher_settings": dict(teacher_settings or {}),
+        "teacher_consistency": teacher_consistency,
         "train": train,
         "num_params": num_params(net),
     }

@@ -6,6 +6,7 @@ caches what it produces under ``<runs>/<scene>/targets/``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import typing
@@ -33,6 +34,8 @@ __all__ = [
     "ensure_targets",
     "load_targets",
     "make_teacher",
+    "non_default_settings",
+    "parse_settings",
     "teacher_options",
     "target_stats",
 ]
@@ -71,12 +74,22 @@ def teacher_options(
         options["checkpoint"] = str(checkpoint) if checkpoint else None
         if device:
             options["device"] = device
+    return {**options, **parse_settings(settings)}
+
+
+def parse_settings(settings: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict (values still strings: ``make_teacher`` coerces them).
+
+    Raises:
+        SlocalError: a setting without ``=`` or without a key.
+    """
+    parsed = {}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise SlocalError(f"a teacher option is KEY=VALUE (e.g. smooth_px=15), got {item!r}")
-        options[key.strip()] = value.strip()
-    return options
+        parsed[key.strip()] = value.strip()
+    return parsed
 
 
 _BUILDERS = {
@@ -127,3 +140,21 @@ def make_teacher(name: str, /, **options) -> Teacher:
             f"the {name} teacher's option {key} must be {types.get(key, '?')}, got {options.get(key)!r} ({err['msg']})"
         ) from exc
     return teacher_cls(config)
+
+
+def non_default_settings(name: str, settings: dict) -> dict:
+    """The entries of a teacher's ``settings()`` that differ from its config's defaults.
+
+    What a report names beside the teacher (``depth (smooth_px=15)``). Entries that are not config
+    fields (a cache version, a checkpoint's identity) are not compared.
+    """
+    if name not in _BUILDERS:
+        return {}
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(_BUILDERS[name][1]) if f.default is not dataclasses.MISSING
+    }
+    return {k: v for k, v in settings.items() if k in defaults and _plain(v) != _plain(defaults[k])}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
