@@ -15,13 +15,7 @@ from slocal.data.synth.world import SynthWorld
 from slocal.errors import SlocalError
 from slocal.geometry.pose import pose_error
 from slocal.io import write_depth_png
-from slocal.teach.rig import (
-    depth_edges,
-    ensure_depth_registration,
-    estimate_depth_registration,
-    registered_scene,
-    smooth_depth,
-)
+from slocal.teach.rig import ensure_depth_registration, estimate_depth_registration, registered_scene
 
 CONFIG = SynthConfig(mapping_frames=24, query_frames=3, seed=5)
 # A Kinect-like rig: the depth camera 2.5 cm to the side, a little up and back, turned 0.6 degrees.
@@ -162,19 +156,3 @@ def test_another_rig_changes_the_fingerprint_that_keys_the_teachers_cache(room):
     assert (
         a.fingerprint == apply_depth_registration(colour, DepthRegistration(CAM_FROM_DEPTH, 1.0, "colour")).fingerprint
     )
-
-
-def test_the_depth_the_solve_reads_is_filled_and_smooth_and_edges_are_marked():
-    # A slanted plane (1.0 to 1.63 m across 64 columns) with a hole and, on the right, a step to 2.5 m.
-    depth = np.tile(1.0 + 0.01 * np.arange(64), (48, 1)).astype(np.float32)
-    depth[20:24, 10:14] = 0
-    depth[:, 50:] = 2.5
-    smooth = smooth_depth(depth, 1.5)
-    # Holes filled from their neighbours, the plane kept where the blur stays on it.
-    assert (smooth > 0).all() and abs(smooth[22, 12] - 1.12) < 0.03
-    np.testing.assert_allclose(smooth[5:43, 20:40], depth[5:43, 20:40], atol=1e-4)
-    edges = depth_edges(depth, 0.03, 3)
-    # The hole and the pixels beside it (their neighbour jumps to 0), grown by 3 px.
-    assert edges[22, 12] and edges[22, 6] and not edges[22, 5]
-    assert edges[10, 49] and edges[10, 50] and edges[10, 46] and not edges[10, 45]  # the step, grown by 3 px
-    assert not edges[5:43, 20:40].any()  # a 1 % slope per pixel is no edge
