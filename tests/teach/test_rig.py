@@ -91,10 +91,6 @@ def test_injected_offset_is_recovered(room, depth_pose_rig):
     starts = reg.stats["starts"]
     assert [s["start_scale"] for s in starts] == [0.9, 1.0, 1.1]
     assert all(np.isfinite(s["cost"]) and s["cost"] >= 0 for s in starts)
-    # The cost is smooth in the rig: the three starts end at one rig (with the edge test applied
-    # during the solve, on raw depth, they had ended up to 0.8 cm apart on 7-Scenes' redkitchen).
-    spread = reg.stats["starts_spread"]
-    assert spread["translation_cm"] < 0.01 and spread["rotation_deg"] < 0.005 and spread["depth_scale"] < 1e-4
 
     registered = apply_depth_registration(rig, reg)
     assert registered.extra["poses_of"] == "colour"
