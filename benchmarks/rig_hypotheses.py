@@ -107,8 +107,7 @@ def undistorted(tracks: Tracks, scene: Scene, focal: float, k: float) -> Tracks:
 
 
 def solve(problem: RigProblem, config: RigConfig) -> dict:
-    problem = problem.observed(7)
-    x0, _, _ = multi_start(problem, config, 7)
+    x0, _ = multi_start(problem, config, 7)
     solution = solve_rig(problem, x0, config.loss_scale_px)
     cam_from_depth, scale = problem.rig(solution.x)
     return {
