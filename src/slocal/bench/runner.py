@@ -190,9 +190,14 @@ def ensure_student(scene: Scene, name: str, runs_root: Path, config: BenchConfig
     return path, {"distill_minutes": result.train_seconds / 60.0}
 
 
-def requested_teacher(scene: Scene, config: BenchConfig) -> tuple[str, dict]:
-    """The teacher students of ``scene`` are distilled from here: its name and ``make_teacher`` options."""
-    name = config.teacher or default_teacher(scene)
+def requested_teacher(scene: Scene, config: BenchConfig, name: str | None = None) -> tuple[str, dict]:
+    """A teacher's name and ``make_teacher`` options as this bench asks for them.
+
+    Args:
+        name: the teacher (e.g. the one a model file names); None: the one students of ``scene`` are
+            distilled from here (``config.teacher``, else the scene's default).
+    """
+    name = name or config.teacher or default_teacher(scene)
     return name, teacher_options(name, config.checkpoint, config.device, config.teacher_settings)
 
 
@@ -218,8 +223,7 @@ def run_student(
     for frame in progress_bar(queries, f"{scene.id} {name}"):
         loc = localizer.localize_image(frame.image_path, frame.camera)
         results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
-    teacher_name, options = requested_teacher(scene, config)
-    teacher_name = teacher or teacher_name
+    teacher_name, options = requested_teacher(scene, config, teacher)
     settings = getattr(model, "teacher_settings", None) or {}
     if config.teacher_settings and settings:
         wanted = make_teacher(teacher_name, **options).settings()
