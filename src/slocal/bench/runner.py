@@ -40,7 +40,14 @@ from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, load_model
 from slocal.progress import progress_bar
-from slocal.teach import default_teacher, make_teacher, non_default_settings, parse_settings, teacher_options
+from slocal.teach import (
+    default_teacher,
+    differing_settings,
+    make_teacher,
+    non_default_settings,
+    parse_settings,
+    teacher_options,
+)
 from slocal.teach.rig import registered_scene
 from slocal.teach.targets import cached_stats
 
@@ -228,7 +235,7 @@ def run_student(
     if config.teacher_settings and settings:
         wanted = make_teacher(teacher_name, **options).settings()
         if wanted != settings:
-            differ = sorted(k for k in {*wanted, *settings} if wanted.get(k) != settings.get(k))
+            differ = differing_settings(wanted, settings)
             raise SlocalError(
                 f"the existing {name} student's {teacher_name} teacher had other settings "
                 f"({', '.join(f'{k}={settings.get(k)}' for k in differ)}) than --teacher-option asks for; "

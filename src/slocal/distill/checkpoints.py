@@ -20,6 +20,7 @@ from slocal.distill.config_files import student_from_plain, train_from_plain
 from slocal.distill.ddp import DistEnv, gather_states
 from slocal.errors import SlocalError
 from slocal.io import atomic_path
+from slocal.teach import differing_settings
 from slocal.torch_io import read_torch_file
 
 CHECKPOINT_FORMAT = "slocal-checkpoint"
@@ -71,7 +72,7 @@ def check_resume(
         problems.append(f"teacher {ck['teacher']} vs {teacher}")
     elif "teacher_settings" in ck and ck["teacher_settings"] != teacher_settings:
         stored = ck["teacher_settings"]
-        diff = sorted(k for k in {*stored, *teacher_settings} if stored.get(k) != teacher_settings.get(k))
+        diff = differing_settings(stored, teacher_settings)
         problems.append(
             f"teacher settings differ ({'; '.join(f'{k} {stored.get(k)} vs {teacher_settings.get(k)}' for k in diff)})"
         )

@@ -31,6 +31,7 @@ __all__ = [
     "TargetSet",
     "Teacher",
     "default_teacher",
+    "differing_settings",
     "ensure_targets",
     "load_targets",
     "make_teacher",
@@ -154,6 +155,11 @@ def non_default_settings(name: str, settings: dict) -> dict:
         f.name: f.default for f in dataclasses.fields(_BUILDERS[name][1]) if f.default is not dataclasses.MISSING
     }
     return {k: v for k, v in settings.items() if k in defaults and _plain(v) != _plain(defaults[k])}
+
+
+def differing_settings(a: dict, b: dict) -> list[str]:
+    """The keys, sorted, whose values differ between two teachers' settings (a key one lacks included)."""
+    return sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
 
 
 def _plain(value):
