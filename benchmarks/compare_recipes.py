@@ -86,7 +86,11 @@ def main() -> int:
         "--within", type=float, nargs=2, default=(5.0, 5.0), metavar=("CM", "DEG"), help="the paired threshold"
     )
     parser.add_argument("--poses", type=Path, nargs="*", default=[], help="pose files the models were trained with")
-    parser.add_argument("--depth-registration", default="off", help="as the models were trained (auto, estimate, off)")
+    parser.add_argument(
+        "--depth-registration",
+        default="off",
+        help="as the models were trained: auto, estimate, off, a rig file, or 'model' (each model's recorded rig)",
+    )
     parser.add_argument(
         "--runs",
         type=Path,

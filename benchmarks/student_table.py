@@ -219,7 +219,9 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=None, help="head steps instead of --minutes")
     parser.add_argument("--teacher", default=None, help="distill's --teacher (default: the scene's)")
     parser.add_argument("--poses", type=Path, action="append", default=[], help="pseudo ground truth (--poses)")
-    parser.add_argument("--depth-registration", default="auto", choices=["auto", "estimate", "off"])
+    parser.add_argument(
+        "--depth-registration", default="auto", help="auto, estimate, off, or a rig or model file (slocal's option)"
+    )
     parser.add_argument("--name", required=True, help="result file name under benchmarks/results/")
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench")

@@ -34,6 +34,7 @@ import numpy as np
 from common import SEVEN_SCENES, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
+from slocal.distill.rig_source import model_depth_registration, resolve_depth_registration
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model
@@ -55,13 +56,17 @@ def frame_predictions(
     """(name, student output, cam_from_world) of every validation frame of one model.
 
     ``pose_files`` and ``depth_registration`` (with the ``runs_root`` that caches the rig) give the
-    frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did.
+    frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did;
+    ``depth_registration="model"`` takes the rig the model file records, and then the scene must be the
+    one it was trained on (fingerprint checked).
     """
     names = held_out_frames(model_path)
     scene = load_scene(data_root, scene_id, runs_root=runs_root, pose_files=pose_files)
-    if depth_registration != "off":
-        scene = registered_scene(scene, runs_root, depth_registration)
-    model = load_model(model_path)
+    own_rig = depth_registration == "model"
+    rig = model_depth_registration(model_path) if own_rig else resolve_depth_registration(depth_registration)
+    if rig != "off":
+        scene = registered_scene(scene, runs_root, rig)
+    model = load_model(model_path, expect_fingerprint=scene.fingerprint if own_rig else None)
     out = []
     for frame in (f for f in scene.mapping if f.name in names):
         out.append((frame.name, model.predict(read_image(frame.image_path), frame.camera), frame.cam_from_world))

@@ -35,7 +35,9 @@ DepthRegistration = Annotated[
         "--depth-registration",
         help="The colour-depth rig of RGB-D data: 'auto' estimates it from the mapping frames (once, cached under "
         "RUNS/SCENE/rig) where depth is not registered to colour (7-Scenes) and moves the depth camera's poses to "
-        "the colour camera; 'estimate' does so for any RGB-D scene; 'off' uses the scene as loaded.",
+        "the colour camera; 'estimate' does so for any RGB-D scene; 'off' uses the scene as loaded; a rig file "
+        "(.json, e.g. a cached RUNS/SCENE/rig/depth-*.json) or a model file applies the rig it holds (a model's: "
+        "the one it was taught through), estimating nothing.",
     ),
 ]
 TeacherOpt = Annotated[

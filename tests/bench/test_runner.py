@@ -141,6 +141,7 @@ def test_reference_poses_states_the_pose_files_and_the_rig(tmp_path):
         "rotation_deg": 0.79,
         "depth_scale": 0.963,
         "poses_of": "depth",
+        "source": "estimated",
     }
     plain = Scene("s", tmp_path, "7scenes", (), ())
     assert reference_poses(plain) == "7scenes poses"
@@ -156,3 +157,6 @@ def test_reference_poses_states_the_pose_files_and_the_rig(tmp_path):
         extra={"pose_files": ["/x/pgt.txt"], "depth_registration": {**reg, "poses_of": "colour"}},
     )
     assert reference_poses(files).startswith("pose files pgt.txt; depth rendered into the colour camera")
+    assert "rig estimated on the mapping frames" in reference_poses(files)
+    given = Scene("s", tmp_path, "7scenes", (), (), extra={"depth_registration": {**reg, "source": "file rig.json"}})
+    assert "through the colour-depth rig given (file rig.json): depth camera at (+0.4" in reference_poses(given)

@@ -51,6 +51,10 @@ def test_bench_prints_table_and_plot_paths(tiny_twelve_scenes, tmp_path, monkeyp
     r = runner.invoke(app, [*args, "--teacher-option", "smooth_px=15"])
     assert r.exit_code == 0, r.output
     assert "--teacher-option smooth_px=15" in json.loads((out / "results.json").read_text())["command"]
+    # So is a rig file that is not there, before any scene runs.
+    r = runner.invoke(app, [*args, "--depth-registration", str(tmp_path / "rig.json"), "--out", str(tmp_path / "o2")])
+    assert r.exit_code != 0 and "rig.json: file not found" in r.output
+    assert not (tmp_path / "o2").exists()
 
 
 def test_bench_unknown_data_root_is_one_line_error(tmp_path):

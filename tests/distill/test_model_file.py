@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helpers.distill_fixtures import TINY_STUDENT
+from slocal.data.rig import DepthRegistration
 from slocal.distill.model_file import StudentOutput, load_student, read_model_payload, save_student
 from slocal.distill.students import build_student
 from slocal.errors import SlocalError
@@ -13,6 +14,9 @@ from slocal.io import read_image
 
 CAMERA = Camera(64, 48, 52.0, 52.0, 32.0, 24.0)
 CENTRE = np.array([1.5, -0.25, 2.0])
+CAM_FROM_DEPTH = np.eye(4)
+CAM_FROM_DEPTH[:3, 3] = [0.0065, -0.0041, 0.0289]
+RIG = DepthRegistration(CAM_FROM_DEPTH, 0.9641, "depth", "estimated")
 
 
 @pytest.fixture
@@ -35,6 +39,7 @@ def model_path(tmp_path):
         train={"iterations": 7, "validation": [{"pct_5cm5deg": 50.0}]},
         teacher_settings={"max_side": 320, "smooth_px": 15},
         teacher_consistency={"unit": "cm", "median": 1.05},
+        depth_registration=RIG.summary(),
     )
     return path, net
 
@@ -54,6 +59,7 @@ def test_round_trip_predicts_what_the_network_computes(model_path):
     assert student.train_info["iterations"] == 7
     assert student.teacher_settings == {"max_side": 320, "smooth_px": 15}
     assert student.teacher_consistency == {"unit": "cm", "median": 1.05}
+    assert DepthRegistration.from_dict(student.depth_registration).same_as(RIG)
 
     # A 128x96 image with its camera: predict resizes to 64x48 and scales the camera.
     rng = np.random.default_rng(0)
@@ -101,8 +107,10 @@ def test_refusals(model_path, tmp_path):
     assert str(path) in str(info.value)
     with pytest.raises(SlocalError, match="student 'tiny', not 'cnn-small'"):
         load_student(path, expect_student="cnn-small")
-    with pytest.raises(SlocalError, match="another version of scene"):
+    with pytest.raises(SlocalError, match="another version of scene") as info:
         load_student(path, expect_fingerprint="fff")
+    # It says which rig the model was taught through, so the user can bench through that one.
+    assert "(+0.65, -0.41, +2.89) cm, 0.00 deg, depth scale 0.9641" in str(info.value)
     with pytest.raises(SlocalError, match="not found"):
         load_student(tmp_path / "nope.pt")
     corrupt = tmp_path / "corrupt.pt"

@@ -152,3 +152,25 @@ def test_another_rig_changes_the_fingerprint_that_keys_the_teachers_cache(room):
     assert (
         a.fingerprint == apply_depth_registration(colour, DepthRegistration(CAM_FROM_DEPTH, 1.0, "colour")).fingerprint
     )
+
+
+def test_a_given_rig_is_applied_and_nothing_is_estimated(room, tmp_path):
+    _, scene = room
+    rig = offset_rig_scene(scene, tmp_path / "depth", "depth")
+    given = DepthRegistration(CAM_FROM_DEPTH, 1.0, "depth", "file rig.json")
+    runs = tmp_path / "runs"
+    out = registered_scene(rig, runs, given)
+    assert not runs.exists()  # no estimate, no cache
+    assert out.extra["depth_registration"]["source"] == "file rig.json"
+    assert out.fingerprint == apply_depth_registration(rig, given).fingerprint
+    # The depth camera's poses become the colour camera's: the room's own poses.
+    for f_reg, f_true in zip(out.query, scene.query):
+        t_m, r_deg = pose_error(f_reg.cam_from_world, f_true.cam_from_world)
+        assert t_m < 1e-9 and r_deg < 1e-4
+    # Giving the same rig again is a no-op; another one, or a rig for a scene without depth, is refused.
+    assert registered_scene(out, runs, DepthRegistration(CAM_FROM_DEPTH, 1.0, "depth")) is out
+    with pytest.raises(SlocalError, match="already went through another colour-depth rig"):
+        registered_scene(out, runs, DepthRegistration(CAM_FROM_DEPTH, 0.98, "depth"))
+    no_depth = replace(rig, mapping=tuple(replace(f, depth_path=None) for f in rig.mapping))
+    with pytest.raises(SlocalError, match="no rig to apply"):
+        registered_scene(no_depth, runs, given)

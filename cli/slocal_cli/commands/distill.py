@@ -10,6 +10,7 @@ import typer
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import preset_names
+from slocal.distill.rig_source import resolve_depth_registration
 from slocal.teach import default_teacher, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
@@ -88,7 +89,7 @@ def distill(
     from slocal.distill.trainer import distill_student
 
     sc = load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
-    sc = registered_scene(sc, runs, depth_registration)
+    sc = registered_scene(sc, runs, resolve_depth_registration(depth_registration))
     name = teacher or default_teacher(sc)
     result = distill_student(
         sc,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.distill.rig_source import resolve_depth_registration
 from slocal.teach import default_teacher, ensure_targets, make_teacher, teacher_options
 from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
@@ -48,7 +49,7 @@ def teach(
 ) -> None:
     """Produce world-frame scene-coordinate targets for the mapping frames (cached under RUNS/SCENE/targets)."""
     sc = load_scene(data_root, scene, fmt, runs_root=runs, metres_per_unit=metres_per_unit, pose_files=poses or ())
-    sc = registered_scene(sc, runs, depth_registration)
+    sc = registered_scene(sc, runs, resolve_depth_registration(depth_registration))
     name = teacher or default_teacher(sc)
     targets = ensure_targets(
         sc,

@@ -10,6 +10,7 @@ import typer
 from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
+from slocal.distill.rig_source import resolve_depth_registration
 from slocal.errors import SlocalError
 from slocal.localize.localizer import load_model
 from slocal.teach.rig import registered_scene
@@ -51,7 +52,9 @@ def view(
     if student and model:
         raise SlocalError("give --student or --model, not both")
     sc = registered_scene(
-        load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit), runs, depth_registration
+        load_scene(data_root, scene, runs_root=runs, metres_per_unit=metres_per_unit),
+        runs,
+        resolve_depth_registration(depth_registration),
     )
     path = model or (default_model_path(runs, scene, student or DEFAULT_STUDENT) if student else None)
     predictor = load_model(path, expect_scene=sc.id) if path is not None else None

@@ -34,6 +34,7 @@ from slocal.data import find_rooms, find_scenes, load_scene
 from slocal.data.scene import Frame, Scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
+from slocal.distill.rig_source import resolve_depth_registration
 from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import DENSE_PNP, PnpConfig
@@ -79,7 +80,8 @@ class BenchConfig:
         pose_files: pseudo ground truth replacing the poses (one scene only).
         depth_registration: the colour-depth rig (``slocal.teach.rig.registered_scene``): ``auto``
             estimates it where the loader says depth is not registered (7-Scenes), ``off`` keeps
-            the scene as loaded, ``estimate`` does so for any RGB-D scene.
+            the scene as loaded, ``estimate`` does so for any RGB-D scene; a rig or model file's path
+            applies the rig it holds (``slocal.distill.rig_source``).
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -107,8 +109,9 @@ def reference_poses(scene: Scene) -> str:
     reg = scene.extra.get("depth_registration")
     if reg:
         t = ", ".join(f"{v:+.1f}" for v in reg["depth_from_colour_translation_cm"])
+        source = "estimated on the mapping frames" if reg["source"] == "estimated" else f"given ({reg['source']})"
         rig = (
-            f"the colour-depth rig estimated on the mapping frames: depth camera at ({t}) cm in the colour frame, "
+            f"the colour-depth rig {source}: depth camera at ({t}) cm in the colour frame, "
             f"turned {reg['rotation_deg']:.2f}°, depth scale {reg['depth_scale']:.3f}"
         )
         if reg["poses_of"] == "depth":
@@ -390,6 +393,7 @@ def run_bench(
     if unknown or not config.methods:
         raise SlocalError(f"invalid method list {list(methods)!r}")
     parse_settings(config.teacher_settings)  # a malformed one stops the run before any scene
+    rig = resolve_depth_registration(config.depth_registration)  # so does a missing rig file
     scene_ids = resolve_scenes(data_root, scenes)
     if config.pose_files and len(scene_ids) != 1:
         raise SlocalError(f"--poses replaces one scene's poses; give exactly one scene, not {len(scene_ids)}")
@@ -432,7 +436,7 @@ def run_bench(
             )
             if not scene.query:
                 raise SlocalError(f"scene {scene_id} has no query frames", scene.root)
-            scene = registered_scene(scene, runs_root, config.depth_registration)
+            scene = registered_scene(scene, runs_root, rig)
         except SlocalError as exc:
             log.error("scene %s failed: %s", scene_id, exc)
             failures.append(f"{scene_id}: {exc}")

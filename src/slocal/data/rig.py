@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.pose import check_rigid, invert
+from slocal.io import read_json
 
 POSES_OF = ("depth", "colour")
+RIG_MODES = ("auto", "estimate", "off")  # how ``slocal.teach.rig.registered_scene`` obtains a rig
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,13 +82,15 @@ class DepthRegistration:
         )
 
     def summary(self) -> dict:
-        """What a report states: translation (cm), rotation (deg), scale, source, pose convention."""
+        """What a report states (translation in cm, rotation in degrees, scale, source, pose convention),
+        with the transform itself, so ``from_dict`` rebuilds the registration from it."""
         return {
             "source": self.source,
             "poses_of": self.poses_of,
             "depth_from_colour_translation_cm": self.translation_cm,
             "rotation_deg": self.rotation_deg,
             "depth_scale": self.depth_scale,
+            "cam_from_depth": self.cam_from_depth.tolist(),
         }
 
     def to_dict(self) -> dict:
@@ -99,13 +104,46 @@ class DepthRegistration:
 
     @classmethod
     def from_dict(cls, d: dict) -> DepthRegistration:
+        """From ``to_dict`` or ``summary`` (a cached rig file, a model file's record).
+
+        Raises:
+            SlocalError: a field is missing or malformed.
+        """
+        missing = [k for k in ("cam_from_depth", "depth_scale", "poses_of") if k not in d]
+        if missing:
+            raise SlocalError(f"a colour-depth rig needs {', '.join(missing)}")
+        try:
+            cam_from_depth = np.array(d["cam_from_depth"], np.float64)
+            depth_scale = float(d["depth_scale"])
+        except (TypeError, ValueError) as exc:
+            raise SlocalError(f"malformed colour-depth rig: {exc}") from exc
         return cls(
-            np.array(d["cam_from_depth"], np.float64),
-            float(d["depth_scale"]),
-            str(d["poses_of"]),
-            str(d.get("source", "file")),
-            dict(d.get("stats", {})),
+            cam_from_depth, depth_scale, str(d["poses_of"]), str(d.get("source", "file")), dict(d.get("stats", {}))
         )
+
+    def same_as(self, other: DepthRegistration, tol_m: float = 1e-6, tol_scale: float = 1e-9) -> bool:
+        """The same transform, scale and pose convention (what a scene's fingerprint tells apart)."""
+        return (
+            self.poses_of == other.poses_of
+            and np.allclose(self.cam_from_depth, other.cam_from_depth, rtol=0.0, atol=tol_m)
+            and abs(self.depth_scale - other.depth_scale) <= tol_scale
+        )
+
+
+def read_depth_registration(path: str | Path) -> DepthRegistration:
+    """A colour-depth rig from a JSON file: a cached estimate (``RUNS/SCENE/rig/depth-*.json``) or a summary.
+
+    Raises:
+        SlocalError: the file is missing, not JSON, or not a rig (the error names it).
+    """
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise SlocalError("not a colour-depth rig file (expected a JSON object)", path)
+    try:
+        return replace(DepthRegistration.from_dict(data), source=f"file {path.name}")
+    except SlocalError as exc:
+        raise SlocalError(exc.message, path) from exc
 
 
 def poses_of(scene: Scene) -> str:

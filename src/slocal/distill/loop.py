@@ -337,6 +337,7 @@ def run_training(recipe: Recipe, run: Run) -> DistillResult:
                 train=summary,
                 teacher_settings=run.targets.settings,
                 teacher_consistency=run.targets.stats.get("consistency"),
+                depth_registration=run.scene.extra.get("depth_registration"),
             )
             log.info(
                 "wrote %s (%.2f MB, %.2f M params)", run.out, run.out.stat().st_size / 2**20, num_params(net) / 1e6

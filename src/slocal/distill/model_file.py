@@ -14,6 +14,8 @@ str, int, float, bool), so it loads with ``torch.load(weights_only=True)``::
     teacher                  the teacher the targets came from
     teacher_settings         that teacher's settings (``TargetSet.settings``: what keys its cached targets)
     teacher_consistency      the targets' multi-view consistency (``TargetSet.stats["consistency"]``)
+    depth_registration       the colour-depth rig the scene's depth and poses went through
+                             (``DepthRegistration.summary``), or None
     train                    training summary (iterations, minutes, loss, validation, settings)
     num_params
 """
@@ -90,6 +92,7 @@ class Student:
         name: student preset/name; teacher: the teacher it was distilled from.
         teacher_settings, teacher_consistency: that teacher's settings and its targets' multi-view
             consistency ({} and None in files written before they were recorded).
+        depth_registration: the colour-depth rig it was taught through (``DepthRegistration.summary``), or None.
         scene_id, scene_fingerprint: the scene it was trained for.
         stride: output stride; image_size: (width, height) the network runs at.
         reference_camera: intrinsics of the mapping images at their stored size (the first mapping frame's).
@@ -107,6 +110,7 @@ class Student:
         self.teacher = str(payload.get("teacher") or "")
         self.teacher_settings = dict(payload.get("teacher_settings") or {})
         self.teacher_consistency = payload.get("teacher_consistency")
+        self.depth_registration = payload.get("depth_registration") or None
         self.scene_id = str(payload["scene_id"])
         self.scene_fingerprint = str(payload["scene_fingerprint"])
         self.stride = int(payload["stride"])
@@ -188,6 +192,7 @@ def save_student(
     train: dict,
     teacher_settings: dict | None = None,
     teacher_consistency: dict | None = None,
+    depth_registration: dict | None = None,
 ) -> Path:
     """Write a model file atomically (plain values only; see the module docstring)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in net.scene_state_dict(compact=True).items()}
@@ -205,6 +210,7 @@ def save_student(
         "teacher": teacher,
         "teacher_settings": dict(teacher_settings or {}),
         "teacher_consistency": teacher_consistency,
+        "depth_registration": depth_registration,
         "train": train,
         "num_params": num_params(net),
     }
@@ -258,9 +264,18 @@ def load_student(
     if expect_scene is not None and payload["scene_id"] != expect_scene:
         raise SlocalError(f"model was trained for scene {payload['scene_id']!r}, not {expect_scene!r}", path)
     if expect_fingerprint is not None and payload["scene_fingerprint"] != expect_fingerprint:
+        rig = payload.get("depth_registration")
+        remedy = (
+            "distill it again, or use the colour-depth rig it was taught through (the model file as "
+            "--depth-registration: depth camera at "
+            f"({', '.join(f'{v:+.2f}' for v in rig['depth_from_colour_translation_cm'])}) cm, "
+            f"{rig['rotation_deg']:.2f} deg, depth scale {rig['depth_scale']:.4f})"
+            if rig
+            else "distill it again"
+        )
         raise SlocalError(
             f"model was trained on another version of scene {payload['scene_id']!r} "
-            f"(fingerprint {payload['scene_fingerprint']} vs {expect_fingerprint}); distill it again",
+            f"(fingerprint {payload['scene_fingerprint']} vs {expect_fingerprint}); {remedy}",
             path,
         )
     config = student_from_plain(payload["student"], path)

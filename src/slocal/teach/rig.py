@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from slocal.data.rig import DepthRegistration, apply_depth_registration, needs_registration, poses_of
+from slocal.data.rig import RIG_MODES, DepthRegistration, apply_depth_registration, needs_registration, poses_of
 from slocal.data.scene import Scene
 from slocal.errors import SlocalError
 from slocal.geometry.pose import invert
@@ -52,7 +52,6 @@ from slocal.teach.sfm.map import build_sfm_map
 log = logging.getLogger(__name__)
 
 RIG_VERSION = 3  # 2: multi-start solve; 3: tracks from single-threaded (reproducible) matching
-MODES = ("auto", "estimate", "off")
 
 
 @dataclass(frozen=True)
@@ -332,18 +331,34 @@ def ensure_depth_registration(
         return reg
 
 
-def registered_scene(scene: Scene, runs_root: str | Path, mode: str = "auto", config: RigConfig = RigConfig()) -> Scene:
+def registered_scene(
+    scene: Scene, runs_root: str | Path, mode: str | DepthRegistration = "auto", config: RigConfig = RigConfig()
+) -> Scene:
     """The scene with its colour-depth rig applied, as every step that reads depth or poses needs it.
 
     Args:
         mode: ``auto`` estimates (once, cached) where the loader says depth is not registered
-            (7-Scenes); ``estimate`` does so for any RGB-D scene; ``off`` keeps the scene as loaded.
+            (7-Scenes); ``estimate`` does so for any RGB-D scene; ``off`` keeps the scene as loaded;
+            a ``DepthRegistration`` (a rig file, the one a model file records) is applied as given,
+            nothing estimated.
 
     Raises:
-        SlocalError: an unknown mode, or ``estimate`` on a scene without depth.
+        SlocalError: an unknown mode, ``estimate`` or a given rig on a scene without depth, or a given rig
+            on a scene already registered through another.
     """
-    if mode not in MODES:
-        raise SlocalError(f"unknown depth registration mode {mode!r}; choose one of {', '.join(MODES)}")
+    if isinstance(mode, DepthRegistration):
+        if not scene.has_depth:
+            raise SlocalError(f"scene {scene.id} has no depth for every mapping frame: no rig to apply", scene.root)
+        applied = scene.extra.get("depth_registration")
+        if applied is None:
+            return apply_depth_registration(scene, mode)
+        if DepthRegistration.from_dict(applied).same_as(mode):
+            return scene
+        raise SlocalError(f"scene {scene.id} already went through another colour-depth rig", scene.root)
+    if mode not in RIG_MODES:
+        raise SlocalError(
+            f"unknown depth registration mode {mode!r}; choose one of {', '.join(RIG_MODES)} or a rig file"
+        )
     if mode == "off" or "depth_registration" in scene.extra:
         return scene
     if mode == "auto" and not needs_registration(scene):
