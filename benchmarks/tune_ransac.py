@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SEVEN_SCENES, held_out_frames, hits_5cm5deg, paired_vs_first, write_results
+from common import SEVEN_SCENES, closer_vs_first, held_out_frames, hits_within, paired_vs_first, write_results
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.distill.rig_source import model_depth_registration, resolve_depth_registration
@@ -88,13 +88,33 @@ def main() -> int:
         "--refine-px", type=float, nargs="+", default=[0.0], help="final refinement scale at 640 px (0 = none)"
     )
     parser.add_argument("--ransac-seeds", type=int, default=1, help="RANSAC seeds per frame and setting, poses pooled")
+    parser.add_argument(
+        "--poses", type=Path, action="append", default=[], help="pose files, as the models were trained"
+    )
+    parser.add_argument(
+        "--depth-registration",
+        default="off",
+        help="as the models were trained: auto, estimate, off, a rig file, or 'model' (each model's recorded rig)",
+    )
+    parser.add_argument("--runs", type=Path, default=None, help="runs folder caching the rig (auto, estimate)")
+    parser.add_argument(
+        "--within", type=float, nargs=2, default=(5.0, 5.0), metavar=("CM", "DEG"), help="the paired threshold"
+    )
     parser.add_argument("--name", default="tune_ransac", help="results file name in benchmarks/results/")
     args = parser.parse_args()
-    frames = [m for path in args.models for m in frame_predictions(path, args.data_root, args.scene)]
+    max_t, max_r = args.within[0] / 100.0, args.within[1]
+    within = f"{args.within[0]:g} cm / {args.within[1]:g}°"
+    frames = [
+        m
+        for path in args.models
+        for m in frame_predictions(
+            path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
+        )
+    ]
     if args.ransac_seeds < 1:
         raise SystemExit("--ransac-seeds must be >= 1")
     seeds = list(range(args.ransac_seeds))
-    rows, first_hits = [], None
+    rows, first_hits, first_t = [], None, None
     grid = itertools.product(args.thresholds, args.iterations, args.max_points, args.ransac_points, args.refine_px)
     for threshold, iterations, max_points, ransac_points, refine_px in grid:
         cfg = PnpConfig(
@@ -114,8 +134,10 @@ def main() -> int:
                 pose = r.cam_from_world if r.success else None
                 results.append(query_result(f"{name}#{seed}", pose, cam_from_world, r.num_inliers, {}))
         s = accuracy_summary(results)
-        hits = hits_5cm5deg(results)
+        hits = hits_within(results, max_t, max_r)
+        t_err = np.array([r.t_err_m for r in results])
         first_hits = hits if first_hits is None else first_hits
+        first_t = t_err if first_t is None else first_t
         rows.append(
             {
                 "threshold_px": threshold,
@@ -130,7 +152,8 @@ def main() -> int:
                 "pct_2cm2deg": s["acc_2cm2deg"],
                 "median_cm": s["median_t_cm"],
                 "median_deg": s["median_r_deg"],
-                **paired_vs_first(hits, first_hits),
+                **paired_vs_first(hits, first_hits, "within"),
+                **closer_vs_first(t_err, first_t),
                 "ms_p50": float(np.median(ms)),
                 "ms_p95": float(np.quantile(ms, 0.95)),
             }
@@ -145,12 +168,13 @@ def main() -> int:
         "poses per "
         f"setting. Same network output for every setting; RANSAC ms is the median of {max(REPEATS, len(seeds))} runs "
         "per "
-        "frame. *vs first row*: poses this setting puts within 5 cm / 5° and the first row's does not (+), and the "
-        "reverse (−), with the two-sided sign test's p.\n",
+        f"frame. *vs first row*: poses this setting puts within {within} and the first row's does not (+), and the "
+        "reverse (−); *closer*: poses whose position error is smaller than the first row's (+) or larger (−); each "
+        "with the two-sided sign test's p.\n",
         "| threshold px (at 640) | max iterations | matches | RANSAC on | refine px | % @10cm5° | % @5cm5° | % @2cm2° "
         "| median cm / ° "
-        "| vs first row @5cm5° | RANSAC ms p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| vs first row @{within} | closer vs first row | RANSAC ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -158,7 +182,8 @@ def main() -> int:
             f"| {r.get('ransac_points') or 'all'} | {r.get('refine_px') or '–'} | {r['pct_10cm5deg']:.0f} | "
             f"{r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} "
-            f"| +{r['won_5cm5deg_vs_first']} / −{r['lost_5cm5deg_vs_first']} (p {r['sign_test_p']:.2f}) "
+            f"| +{r['won_within_vs_first']} / −{r['lost_within_vs_first']} (p {r['sign_test_p']:.2f}) "
+            f"| +{r['closer_vs_first']} / −{r['farther_vs_first']} (p {r['closer_sign_test_p']:.2g}) "
             f"| {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"
         )
     write_results(args.name, {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")
