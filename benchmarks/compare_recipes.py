@@ -4,7 +4,7 @@ Each recipe is given as ``LABEL=MODEL[,MODEL...]``: students that ``tune_redkitc
 trained with one variant, one model per training seed, listed in the same seed order for every
 recipe. The held-out frames (a stretch, or ``--val-frames`` evenly spaced ones) do not depend on the
 seed or the variant, so model *i* of two
-recipes is localized on the same frames with the same RANSAC seeds (the default ``DENSE_PNP``,
+recipes is localized on the same frames with the same RANSAC seeds (each student's ``student_pnp``,
 ``--ransac-seeds`` times per frame): every pose has a partner. The first recipe is the
 reference; each other one is compared with it pose by pose (within 5 cm / 5 deg for one and not
 the other), with the exact sign test. This separates two recipes far better than their
@@ -45,8 +45,8 @@ import numpy as np
 from common import SEVEN_SCENES, closer_vs_first, hits_within, paired_vs_first, write_results
 from slocal.bench.metrics import accuracy_summary, query_result, systematic_error
 from slocal.distill.model_file import read_model_payload
-from slocal.geometry.pnp import DENSE_PNP, solve_pnp
-from slocal.localize.localizer import correspondences
+from slocal.geometry.pnp import solve_pnp
+from slocal.localize.localizer import correspondences, load_model, student_pnp
 from tune_ransac import frame_predictions
 
 
@@ -61,13 +61,14 @@ def recipe_poses(models: list[Path], args, seeds: list[int]) -> list:
     """Pose results keyed in a fixed order: model index, frame name, RANSAC seed."""
     results = []
     for m, path in enumerate(models):
+        pnp = student_pnp(load_model(path))  # the threshold its preset chose
         frames = frame_predictions(
             path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
         )
         for name, prediction, cam_from_world in sorted(frames, key=lambda f: f[0]):
             uv, xyz = correspondences(prediction)
             for seed in seeds:
-                r = solve_pnp(uv, xyz, prediction.camera, replace(DENSE_PNP, seed=seed))
+                r = solve_pnp(uv, xyz, prediction.camera, replace(pnp, seed=seed))
                 pose = r.cam_from_world if r.success else None
                 results.append(query_result(f"{m}:{name}#{seed}", pose, cam_from_world, r.num_inliers, {}))
     return results
@@ -148,7 +149,7 @@ def main() -> int:
         "# Mapping recipes compared pose by pose on validation frames (never the queries)\n",
         "{header}",
         f"{n_models} model(s) per recipe (one per training seed, paired by seed), each localized on its held-out "
-        f"frames of `{args.scene}`{reference} with the default RANSAC (`DENSE_PNP`), {len(seeds)} RANSAC seed(s) "
+        f"frames of `{args.scene}`{reference} with each student's RANSAC (`student_pnp`), {len(seeds)} RANSAC seed(s) "
         f"per frame: {rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within {within} "
         "and the first row's does not (+), and the reverse (−); *closer*: poses whose position error is smaller "
         "than the first row's (+) or larger (−); each with the two-sided sign test's p. RANSAC seeds of one frame "

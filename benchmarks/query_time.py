@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from common import SEVEN_SCENES, write_results
 from slocal.data import load_scene
 from slocal.geometry.pnp import DENSE_PNP
 from slocal.io import read_image
-from slocal.localize.localizer import Localizer, load_model
+from slocal.localize.localizer import Localizer, load_model, student_pnp
 
 WARMUP = 3  # localizations per setting before timing (sessions, caches)
 
@@ -57,7 +56,7 @@ def main() -> int:
     rows = []
     for model_path in args.models:
         model = load_model(model_path, device=args.device, expect_scene=args.scene)
-        localizers = {n: Localizer(model, replace(DENSE_PNP, ransac_points=n or None)) for n in args.ransac_points}
+        localizers = {n: Localizer(model, student_pnp(model, n)) for n in args.ransac_points}
         ms = {n: {"network": [], "ransac": []} for n in localizers}
         for localizer in localizers.values():
             for name, rgb, camera in queries[:WARMUP]:

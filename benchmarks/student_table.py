@@ -117,6 +117,25 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
         fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-ransac", out / "ransac_points")
         rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points or 'all'})"} for r in fast]
         commands.append(command)
+    if args.ransac_threshold is not None:
+        # The same models again at another inlier threshold: a second bench run of the students only.
+        cmd = [
+            *base,
+            "bench",
+            "--scenes",
+            args.scene,
+            "--methods",
+            ",".join(students),
+            "--no-distill",
+            "--device",
+            args.device,
+            "--ransac-threshold",
+            f"{args.ransac_threshold:g}",
+            *common,
+        ]
+        other, command, _, _ = bench_and_keep(cmd, runs / "bench-report-threshold", out / "ransac_threshold")
+        rows += [{**r, "method": f"{r['method']} (RANSAC at {args.ransac_threshold:g} px)"} for r in other]
+        commands.append(command)
     return {
         "seed": seed,
         "distill": distilled,
@@ -228,6 +247,12 @@ def main() -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument(
         "--ransac-points", type=int, default=None, help="also bench the students with `--ransac-points N` (0: all)"
+    )
+    parser.add_argument(
+        "--ransac-threshold",
+        type=float,
+        default=None,
+        help="also bench the students with `--ransac-threshold PX` (pixels at 640 px width)",
     )
     parser.add_argument(
         "--device", default="cpu", help="torch device for mapping and for the students' queries (cpu, cuda)"

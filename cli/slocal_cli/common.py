@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from slocal.errors import SlocalError
-from slocal.geometry.pnp import DENSE_PNP, PnpConfig
+from slocal.geometry.pnp import DENSE_PNP
 
 DataRoot = Annotated[
     Path,
@@ -46,18 +45,22 @@ RansacPoints = Annotated[
         show_default=False,
     ),
 ]
+RansacThreshold = Annotated[
+    float | None,
+    typer.Option(
+        "--ransac-threshold",
+        help="Students: RANSAC inlier threshold in pixels at 640 px width (default: the one the student's preset "
+        f"chose: {DENSE_PNP.threshold_px:g} px, 20 px for ace-lite0-std).",
+        min=0.1,
+        show_default=False,
+    ),
+]
 
 DEFAULT_DATA = Path("data")
 DEFAULT_RUNS = Path("runs")
 
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def student_pnp(ransac_points: int | None) -> PnpConfig:
-    """The students' RANSAC settings (``DENSE_PNP``) with ``--ransac-points`` applied (None: unchanged, 0: all
-    matches)."""
-    return DENSE_PNP if ransac_points is None else replace(DENSE_PNP, ransac_points=ransac_points or None)
 
 
 def setup_logging(verbose: bool) -> None:

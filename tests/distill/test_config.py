@@ -67,12 +67,14 @@ def test_each_architecture_has_its_class_and_each_recipe_its_training_settings()
 
 
 def test_ace_lite0_std_is_the_default_with_a_standardised_input():
-    # The demo's preset must track the default student: only its name and the train fields chosen on each
-    # preset's own validation frames differ (the input standardisation on the room's; the reprojection finish
+    # The demo's preset must track the default student: only its name, its RANSAC threshold and the train fields
+    # chosen on each preset's own validation frames differ (the input standardisation on the room's; the finish
     # won redkitchen-gap's held-out stretch and lost the room's; the smaller novel views won the room's and the
     # interleaved redkitchen's).
     (student, train), (base_student, base_train) = load_configs("ace-lite0-std"), load_configs("ace")
-    assert dataclasses.replace(student, name=base_student.name) == base_student
+    # Its predictions among the mapping views are precise: a tighter RANSAC threshold (chosen on held-out frames).
+    assert (student.ransac_threshold_px, base_student.ransac_threshold_px) == (20.0, 25.0)
+    assert dataclasses.replace(student, name=base_student.name, ransac_threshold_px=25.0) == base_student
     assert (train.standardize_input, train.weight_decay) == (True, 0.01)
     assert (base_train.standardize_input, base_train.weight_decay) == (False, 0.0)
     assert (train.coord_fade_start, train.coord_weight_end) == (1.0, 1.0)

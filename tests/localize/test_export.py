@@ -9,6 +9,7 @@ from helpers.student_standin import make_tiny_student
 from slocal.errors import SlocalError
 from slocal.geometry import Camera
 from slocal.localize.export import MAX_ABS_DIFF, export_student
+from slocal.localize.localizer import Localizer
 from slocal.localize.onnx_student import OnnxStudent, read_metadata
 
 
@@ -31,7 +32,17 @@ def test_onnx_export_matches_torch_and_carries_metadata(tmp_path):
     meta = read_metadata(tmp_path / "m.onnx")
     assert meta["scene_id"] == "synthetic" and meta["stride"] == 8 and meta["image_size"] == [64, 48]
     assert Camera.from_dict(meta["reference_camera"]) == student.reference_camera
+    assert meta["ransac_threshold_px"] == 25.0  # a student that states none: DENSE_PNP's
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary left behind
+
+
+def test_the_exported_student_keeps_its_ransac_threshold(tmp_path):
+    student = make_tiny_student()
+    student.ransac_threshold_px = 10.0
+    export_student(student, tmp_path / "m.onnx")
+    onnx_student = OnnxStudent.load(tmp_path / "m.onnx")
+    assert onnx_student.ransac_threshold_px == 10.0
+    assert Localizer(onnx_student).pnp_config.threshold_px == 10.0
 
 
 def test_onnx_student_predicts_like_torch(tmp_path):

@@ -1,12 +1,14 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from helpers.student_standin import OracleStudent, StandinOutput, random_pose
 from slocal.errors import SlocalError
 from slocal.geometry import Camera, pose_error
-from slocal.geometry.pnp import PnpConfig
+from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import write_image
-from slocal.localize.localizer import Localizer, correspondences, fit_camera_to_image
+from slocal.localize.localizer import Localizer, correspondences, fit_camera_to_image, student_pnp
 
 CAM = Camera(640, 480, 585.0, 585.0, 320.0, 240.0)
 
@@ -143,3 +145,18 @@ def test_empty_model_file_is_one_error_naming_it(tmp_path, suffix):
     with pytest.raises(SlocalError, match="not a slocal model file: the file is empty") as info:
         load_model(path)
     assert info.value.path == path and "\n" not in str(info.value)
+
+
+def test_a_student_is_localized_at_the_threshold_its_preset_chose():
+    class Precise(OracleStudent):
+        ransac_threshold_px = 10.0
+
+    plain, precise = OracleStudent(), Precise()
+    assert student_pnp(plain) is DENSE_PNP  # a predictor that states none
+    assert student_pnp(precise).threshold_px == 10.0
+    assert student_pnp(precise, ransac_points=0).ransac_points is None
+    assert student_pnp(precise, threshold_px=30.0).threshold_px == 30.0
+    assert student_pnp(plain, ransac_points=200) == dataclasses.replace(DENSE_PNP, ransac_points=200)
+    assert Localizer(precise).pnp_config.threshold_px == 10.0
+    # An explicit configuration is used as given.
+    assert Localizer(precise, DENSE_PNP).pnp_config is DENSE_PNP

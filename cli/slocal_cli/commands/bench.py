@@ -18,11 +18,11 @@ from slocal_cli.common import (
     DataRoot,
     JsonOut,
     RansacPoints,
+    RansacThreshold,
     RunsRoot,
     Verbose,
     handle_errors,
     print_json,
-    student_pnp,
 )
 from slocal_cli.options import DepthRegistration, MetresPerUnit, PoseFiles, TeacherSettings
 
@@ -87,6 +87,7 @@ def bench(
     poses: PoseFiles = None,
     depth_registration: DepthRegistration = "auto",
     ransac_points: RansacPoints = None,
+    ransac_threshold: RansacThreshold = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,
     runs: RunsRoot = DEFAULT_RUNS,
@@ -111,7 +112,8 @@ def bench(
         metres_per_unit=metres_per_unit,
         pose_files=tuple(poses or ()),
         depth_registration=depth_registration,
-        student_pnp=student_pnp(ransac_points),
+        ransac_points=ransac_points,
+        ransac_threshold_px=ransac_threshold,
     )
     # Rebuilt from the parsed options so it reads the same however the command was invoked.
     parts = [
@@ -134,6 +136,7 @@ def bench(
         ("--max-queries", max_queries),
         ("--metres-per-unit", metres_per_unit),
         ("--ransac-points", ransac_points),
+        ("--ransac-threshold", ransac_threshold),
     ):
         if value is not None:
             parts += [flag, str(value)]

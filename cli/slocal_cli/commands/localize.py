@@ -11,7 +11,7 @@ from slocal.data import load_scene
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
-from slocal.localize.localizer import Localizer, load_model, trained_students
+from slocal.localize.localizer import Localizer, load_model, student_pnp, trained_students
 from slocal.localize.queries import Query, QueryPose, localize_queries, read_intrinsics_list, write_hloc_poses
 from slocal.localize.rooms import CANDIDATES, home_rooms, load_rooms
 from slocal_cli.common import (
@@ -20,11 +20,11 @@ from slocal_cli.common import (
     DataRoot,
     JsonOut,
     RansacPoints,
+    RansacThreshold,
     RunsRoot,
     Verbose,
     handle_errors,
     print_json,
-    student_pnp,
 )
 from slocal_cli.options import StudentName
 
@@ -128,6 +128,7 @@ def localize(
         ),
     ] = None,
     ransac_points: RansacPoints = None,
+    ransac_threshold: RansacThreshold = None,
     json_out: JsonOut = False,
     data_root: DataRoot = DEFAULT_DATA,  # the rooms of a home; one scene's model file holds all localize needs
     runs: RunsRoot = DEFAULT_RUNS,
@@ -169,7 +170,11 @@ def localize(
 
         torch.set_num_threads(threads)
     if rooms:
-        localizer = load_rooms(rooms, device=device, threads=threads, pnp_config=student_pnp(ransac_points))
+        localizer = load_rooms(rooms, device=device, threads=threads)
+        if ransac_points is not None or ransac_threshold is not None:
+            # One override for every room (the rooms of a home share a preset).
+            first = next(iter(localizer.models.values()))
+            localizer.pnp_config = student_pnp(first, ransac_points, ransac_threshold)
         if len(rooms) > CANDIDATES and (data_root / scene).is_dir():
             # Rank the rooms by their mapping images, so that only the likeliest are checked.
             localizer.describe_from_scenes({r.scene_id: load_scene(data_root, r.scene_id) for r in rooms})
@@ -178,7 +183,7 @@ def localize(
     else:
         # The model file holds its scene id and training camera: no scene is loaded here.
         predictor = load_model(model, device=device, expect_scene=scene, threads=threads)
-        localizer = Localizer(predictor, student_pnp(ransac_points))
+        localizer = Localizer(predictor, student_pnp(predictor, ransac_points, ransac_threshold))
         extra = {"model": str(model), "scene": predictor.scene_id}
     queries = []
     for name, path in named:

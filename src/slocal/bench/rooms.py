@@ -22,6 +22,7 @@ from slocal.bench.metrics import (
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import PnpConfig
+from slocal.localize.localizer import student_pnp
 from slocal.localize.rooms import CANDIDATES, Room, RoomLocalizer, load_rooms
 from slocal.progress import progress_bar
 
@@ -65,9 +66,11 @@ def home_student_row(
     models: Mapping[str, Path],
     queries: Mapping[str, Sequence[Frame]],
     device: str,
-    pnp: PnpConfig,
-) -> tuple[dict, list[QueryResult]]:
-    """Localize every room's queries with the rooms' students; the row's numbers and the per-query results.
+    ransac_points: int | None = None,
+    threshold_px: float | None = None,
+) -> tuple[dict, list[QueryResult], PnpConfig]:
+    """Localize every room's queries with the rooms' students; the row's numbers, the per-query results and
+    the RANSAC settings of the final poses (the first room's: the rooms of a home share a preset).
 
     Args:
         home: the home's scene id (a folder of rooms).
@@ -75,11 +78,16 @@ def home_student_row(
         models: each room's student file.
         queries: each room's query frames.
         device: torch device.
-        pnp: the students' RANSAC (the final pose; the room check uses fewer hypotheses).
+        ransac_points, threshold_px: overrides of the students' RANSAC (``student_pnp``; None: each
+            room's student's own) for the final pose; the room check uses fewer hypotheses.
     """
     rooms = [Room(room, Path(models[room])) for room in scenes]
     fingerprints = {room: scene.fingerprint for room, scene in scenes.items()}
-    localizer = load_rooms(rooms, device=device, expect_fingerprints=fingerprints, pnp_config=pnp)
+    localizer = load_rooms(rooms, device=device, expect_fingerprints=fingerprints)
+    first = next(iter(localizer.models.values()))
+    if ransac_points is not None or threshold_px is not None:
+        localizer.pnp_config = student_pnp(first, ransac_points, threshold_px)
+    pnp = localizer.pnp_config or student_pnp(first)
     if len(rooms) > CANDIDATES:
         localizer.describe_from_scenes(scenes)
     results = localize_home(localizer, queries, home)
@@ -100,4 +108,4 @@ def home_student_row(
         "student": getattr(students[0], "name", None),
         "model": "; ".join(str(models[r]) for r in scenes),
     }
-    return row, results
+    return row, results, pnp

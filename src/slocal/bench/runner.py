@@ -37,9 +37,9 @@ from slocal.distill.config_files import default_model_path
 from slocal.distill.rig_source import resolve_depth_registration
 from slocal.distill.trainer import distill_student
 from slocal.errors import SlocalError
-from slocal.geometry.pnp import DENSE_PNP, PnpConfig
+from slocal.geometry.pnp import PnpConfig
 from slocal.io import read_image
-from slocal.localize.localizer import Localizer, load_model
+from slocal.localize.localizer import Localizer, load_model, student_pnp
 from slocal.progress import progress_bar
 from slocal.teach import (
     default_teacher,
@@ -73,7 +73,9 @@ class BenchConfig:
         checkpoint: DUSt3R checkpoint for the ``dust3r`` baseline (None: random weights, timing only).
         device: torch device for students and DUSt3R.
         pnp: RANSAC settings of the feature-matching baselines (SIFT, DUSt3R).
-        student_pnp: RANSAC settings of the students (dense matches; see ``DENSE_PNP``).
+        ransac_points: the students' RANSAC on this many of their matches (0: all; None: ``DENSE_PNP``'s).
+        ransac_threshold_px: the students' inlier threshold (pixels at 640 px width; None: each
+            student's own, ``slocal.localize.localizer.student_pnp``).
         max_queries: use at most this many queries per scene, evenly spaced (None: all).
         timing_queries: queries a timing-only baseline is timed on.
         metres_per_unit: scale of every scene's units (None: what each scene says).
@@ -92,7 +94,8 @@ class BenchConfig:
     checkpoint: Path | None = None
     device: str = "cpu"
     pnp: PnpConfig = PnpConfig()
-    student_pnp: PnpConfig = DENSE_PNP
+    ransac_points: int | None = None
+    ransac_threshold_px: float | None = None
     max_queries: int | None = None
     timing_queries: int = 3
     metres_per_unit: float | None = None
@@ -228,7 +231,8 @@ def run_student(
         minutes = (getattr(model, "train_info", None) or {}).get("minutes")
         if minutes is not None:
             extra["distill_minutes"] = float(minutes)
-    localizer = Localizer(model, config.student_pnp)
+    pnp = student_pnp(model, config.ransac_points, config.ransac_threshold_px)
+    localizer = Localizer(model, pnp)
     results = []
     for frame in progress_bar(queries, f"{scene.id} {name}"):
         loc = localizer.localize_image(frame.image_path, frame.camera)
@@ -258,7 +262,7 @@ def run_student(
         "num_params": getattr(model, "num_params", None),
         "student": getattr(model, "name", None),
         "model": str(path),
-        **ransac_settings(config.student_pnp),
+        **ransac_settings(pnp),
         **extra,
     }
     return row, results
@@ -310,14 +314,22 @@ def run_home(
         if "distill_minutes" in extra:
             minutes.append(extra["distill_minutes"])
     queries = {scene.id: select_queries(scene.query, config.max_queries) for scene in scenes}
-    row, results = home_student_row(home, {s.id: s for s in scenes}, models, queries, config.device, config.student_pnp)
+    row, results, pnp = home_student_row(
+        home,
+        {s.id: s for s in scenes},
+        models,
+        queries,
+        config.device,
+        config.ransac_points,
+        config.ransac_threshold_px,
+    )
     teachers = {default_teacher(s) for s in scenes} if config.teacher is None else {config.teacher}
     row = {
         "scene": home,
         "method": method,
         "teacher": teachers.pop() if len(teachers) == 1 else "mixed",
         **row,
-        **ransac_settings(config.student_pnp),
+        **ransac_settings(pnp),
     }
     if minutes:
         row["distill_minutes"] = sum(minutes) / len(minutes)

@@ -216,6 +216,9 @@ class StudentConfig:
         uncertainty: predict a per-cell log-uncertainty channel (exposed as confidence).
         head_width, head_layers: the per-cell regression head (hidden width, hidden layers).
         mean, std: input normalisation of RGB in [0, 1].
+        ransac_threshold_px: inlier threshold of the PnP-RANSAC that localizes with this student's dense
+            matches (pixels at 640 px width; ``slocal.localize.localizer.student_pnp``): how far its
+            predictions may reproject from their cell and still count, so it follows how precise they are.
     """
 
     # Which training settings and recipe the architecture takes; whether it runs channels-last.
@@ -232,6 +235,7 @@ class StudentConfig:
     head_layers: Annotated[int, NonNegative] = 3
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[Annotated[float, Positive], Annotated[float, Positive], Annotated[float, Positive]] = (0.25, 0.25, 0.25)
+    ransac_threshold_px: Annotated[float, Positive] = 25.0
 
     def __post_init__(self) -> None:
         if type(self) is StudentConfig:

@@ -101,6 +101,7 @@ class Student:
         module: the ``torch.nn.Module`` (eval mode).
         config: the ``StudentConfig``; train_info: the stored training summary.
         precision: ``fp32`` or ``bf16`` (autocast of the body; the last layer is fp32).
+        ransac_threshold_px: the RANSAC inlier threshold its preset chose (``StudentConfig``).
     """
 
     def __init__(self, module: StudentNet, payload: dict, file_mb: float, device: torch.device, precision: str):
@@ -116,6 +117,7 @@ class Student:
         self.stride = int(payload["stride"])
         self.image_size = (int(payload["image_size"][0]), int(payload["image_size"][1]))
         self.reference_camera = Camera.from_dict(payload["camera"])
+        self.ransac_threshold_px = self.config.ransac_threshold_px
         self.centre = np.asarray(payload["centre"], np.float64).reshape(3)
         self.num_params = num_params(module)
         self.file_mb = file_mb

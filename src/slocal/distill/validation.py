@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -25,11 +26,12 @@ def validate(
     mean,
     std,
 ) -> dict:
-    """Pose accuracy on held-out frames through the localizer's PnP-RANSAC.
+    """Pose accuracy on held-out frames through the localizer's PnP-RANSAC (at the student's threshold).
 
     Returns:
         ``frames``, ``median_cm``, ``median_deg``, ``pct_10cm5deg``, ``pct_5cm5deg``; {} without frames.
     """
+    pnp = replace(DENSE_PNP, threshold_px=net.config.ransac_threshold_px)
     was_training = net.training
     net.eval()
     errors = []
@@ -40,7 +42,7 @@ def validate(
                 out = net(x.to(device))
             xyz = out[0, :3].permute(1, 2, 0).reshape(-1, 3).double().cpu().numpy() + centre
             uv = pixel_centers(f.camera.width, f.camera.height, net.config.stride).reshape(-1, 2)
-            result = solve_pnp(uv, xyz, f.camera, DENSE_PNP)
+            result = solve_pnp(uv, xyz, f.camera, pnp)
             if result.success:
                 errors.append(pose_error(result.cam_from_world, f.cam_from_world))
             else:

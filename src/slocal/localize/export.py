@@ -22,6 +22,7 @@ import torch
 
 from slocal.errors import SlocalError
 from slocal.io import atomic_path
+from slocal.localize.localizer import student_pnp
 
 # onnx and onnxruntime are imported inside the ONNX functions: only ``--format onnx`` needs them,
 # and onnxruntime takes seconds to load.
@@ -72,6 +73,7 @@ def student_metadata(student) -> dict[str, str]:
         "student": getattr(student, "name", None),
         "teacher": getattr(student, "teacher", None),
         "num_params": int(student.num_params),
+        "ransac_threshold_px": student_pnp(student).threshold_px,
     }
     return {f"slocal.{k}": json.dumps(v) for k, v in meta.items()}
 

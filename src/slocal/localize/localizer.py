@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +36,11 @@ PRINCIPAL_POINT_MARGIN = 0.25
 
 
 class ScenePredictor(Protocol):
-    """What the localizer needs from a student (torch ``Student`` or ``OnnxStudent``)."""
+    """What the localizer needs from a student (torch ``Student`` or ``OnnxStudent``).
+
+    A predictor may also state ``ransac_threshold_px``, the RANSAC inlier threshold its preset chose
+    (``StudentConfig.ransac_threshold_px``); one that does not is localized with ``DENSE_PNP``'s.
+    """
 
     scene_id: str
     stride: int
@@ -148,13 +152,28 @@ def correspondences(
     return uv[idx], xyz[idx]
 
 
+def student_pnp(
+    model: ScenePredictor, ransac_points: int | None = None, threshold_px: float | None = None
+) -> PnpConfig:
+    """The RANSAC settings a student is localized with: ``DENSE_PNP`` at the student's own threshold.
+
+    Args:
+        ransac_points: RANSAC on this many of the matches (0: all; None: ``DENSE_PNP``'s).
+        threshold_px: this inlier threshold instead of the student's (pixels at 640 px width).
+    """
+    threshold = threshold_px if threshold_px is not None else getattr(model, "ransac_threshold_px", None)
+    config = replace(DENSE_PNP, threshold_px=float(threshold)) if threshold is not None else DENSE_PNP
+    return config if ransac_points is None else replace(config, ransac_points=ransac_points or None)
+
+
 class Localizer:
     """Student + PnP-RANSAC.
 
     Args:
         model: a ``Student`` (torch) or ``OnnxStudent``; anything with ``predict``.
-        pnp_config: RANSAC settings (default: ``DENSE_PNP``, chosen for dense predictions);
-            its pixel threshold scales with the width of the image the network saw.
+        pnp_config: RANSAC settings (default: ``student_pnp(model)``, ``DENSE_PNP`` at the threshold
+            the student's preset chose); its pixel threshold scales with the width of the image the
+            network saw.
         min_confidence: drop predictions with a lower confidence (None: keep all).
         max_points: use at most this many matches, the most confident (None: all).
     """
@@ -162,12 +181,12 @@ class Localizer:
     def __init__(
         self,
         model: ScenePredictor,
-        pnp_config: PnpConfig = DENSE_PNP,
+        pnp_config: PnpConfig | None = None,
         min_confidence: float | None = None,
         max_points: int | None = None,
     ):
         self.model = model
-        self.pnp_config = pnp_config
+        self.pnp_config = pnp_config if pnp_config is not None else student_pnp(model)
         self.min_confidence = min_confidence
         self.max_points = max_points
         self._warned_aspect = False

@@ -20,6 +20,7 @@ from slocal.distill.encoder import network_input
 from slocal.distill.model_file import StudentOutput
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
+from slocal.geometry.pnp import DENSE_PNP
 from slocal.onnx_runtime import cpu_session
 
 # onnx is imported when an ONNX model's metadata is read: localizing with torch students never needs it.
@@ -107,6 +108,8 @@ class OnnxStudent:
         self.name = metadata.get("student")
         self.scene_fingerprint = metadata.get("scene_fingerprint")
         self.num_params = int(metadata.get("num_params") or 0)
+        # Files exported before the threshold was recorded were localized with DENSE_PNP's.
+        self.ransac_threshold_px = float(metadata.get("ransac_threshold_px") or DENSE_PNP.threshold_px)
         self.file_mb = self.path.stat().st_size / 2**20
         self._outputs = [o.name for o in session.get_outputs()]
 

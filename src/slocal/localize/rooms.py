@@ -4,7 +4,7 @@ A home is a folder of scenes (``apt1`` holding ``apt1/kitchen``, ``apt1/living``
 ``slocal.data.find_rooms``), each room with its own student. ``RoomLocalizer`` places a query
 in the room whose student explains it best: it checks candidate rooms with a short PnP-RANSAC
 on each room's predictions, keeps the room with the most inliers, and solves the pose there
-with the students' ordinary RANSAC (``DENSE_PNP``), so a query placed in the right room gets
+with that room's student's ordinary RANSAC (``student_pnp``), so a query placed in the right room gets
 the pose a single-room localizer would give it. How sure the choice is, is the ratio of the
 best room's check inliers to the runner-up's (``room_ratio``).
 
@@ -55,6 +55,7 @@ from slocal.localize.localizer import (
     correspondences,
     fit_camera_to_image,
     load_model,
+    student_pnp,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 # matches and without poselib's second pass over all of them (the part that costs: ~1 ms in a wrong
 # room, ~2 ms in the right one, against 5-10 ms for the full RANSAC, probed on the procedural home).
 # In the right room a few dozen draws find a pose that most matches agree with; in a wrong one no
-# number of draws does. The chosen room's pose is then the full RANSAC on all matches (DENSE_PNP),
+# number of draws does. The chosen room's pose is then the full RANSAC on all matches (``student_pnp``),
 # the one a single-room localizer computes.
 ROOM_CHECK = replace(DENSE_PNP, max_iterations=100, min_iterations=20, ransac_points=None)
 CHECK_POINTS = 320
@@ -316,7 +317,8 @@ class RoomLocalizer:
 
     Args:
         models: room scene id -> its loaded student (``load_model``), in a fixed order.
-        pnp_config: RANSAC of the final pose, in the chosen room (default: ``DENSE_PNP``).
+        pnp_config: RANSAC of the final pose, in the chosen room (default: that room's student's,
+            ``slocal.localize.localizer.student_pnp``).
         check_config: RANSAC of the room check (default: ``ROOM_CHECK``).
         candidates: rooms checked first (>= 2); the rest only when the check is unsure. Used only
             with descriptors of every room (``add_descriptors``); without them every room is checked.
@@ -326,7 +328,7 @@ class RoomLocalizer:
     def __init__(
         self,
         models: Mapping[str, ScenePredictor],
-        pnp_config: PnpConfig = DENSE_PNP,
+        pnp_config: PnpConfig | None = None,
         check_config: PnpConfig = ROOM_CHECK,
         candidates: int = CANDIDATES,
         sure_ratio: float = SURE_RATIO,
@@ -463,7 +465,8 @@ class RoomLocalizer:
             output = self._heads[by_inliers[0]].rest(feat, net_camera, best.idx, best.xyz)
             ms["heads"] += (time.perf_counter() - t0) * 1e3
         t_final = time.perf_counter()
-        result = solve_pnp(*correspondences(output), output.camera, self.pnp_config)
+        pnp = self.pnp_config if self.pnp_config is not None else student_pnp(self.models[by_inliers[0]])
+        result = solve_pnp(*correspondences(output), output.camera, pnp)
         end = time.perf_counter()
         inliers = {r: checks[r].result.num_inliers for r in by_inliers}
         ratio = None
