@@ -51,6 +51,12 @@ def test_bench_prints_table_and_plot_paths(tiny_twelve_scenes, tmp_path, monkeyp
     r = runner.invoke(app, [*args, "--teacher-option", "smooth_px=15"])
     assert r.exit_code == 0, r.output
     assert "--teacher-option smooth_px=15" in json.loads((out / "results.json").read_text())["command"]
+    assert json.loads((out / "results.json").read_text())["rows"][0]["ransac_threshold_px"] == 25.0
+    # --ransac-threshold replaces the student's threshold (this stand-in states none: DENSE_PNP's).
+    r = runner.invoke(app, [*args, "--ransac-threshold", "12", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["rows"][0]["ransac_threshold_px"] == 12.0 and "--ransac-threshold 12" in data["command"]
     # So is a rig file that is not there, before any scene runs.
     r = runner.invoke(app, [*args, "--depth-registration", str(tmp_path / "rig.json"), "--out", str(tmp_path / "o2")])
     assert r.exit_code != 0 and "rig.json: file not found" in r.output
