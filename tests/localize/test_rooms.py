@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from helpers.rooms_home import HOME, ROOMS
+from helpers.student_standin import OracleStudent
 from slocal.data import load_scene
 from slocal.errors import SlocalError
+from slocal.geometry.pnp import DENSE_PNP, PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer
 from slocal.localize.rooms import CHECK_POINTS, RoomHead, RoomLocalizer, home_rooms, load_rooms, rooms_in_runs
@@ -126,3 +128,16 @@ def test_missing_student_names_the_room_and_the_distill_command(tiny_home, tmp_p
     assert rooms_in_runs(partial, HOME) == ["home/kitchen"]
     assert [r.scene_id for r in home_rooms(tmp_path / "nodata", runs, HOME)] == list(ROOMS)
     assert home_rooms(data, runs, "home/kitchen") == []  # a scene, not a home
+
+
+def test_each_room_is_solved_at_its_students_threshold():
+    class Precise(OracleStudent):
+        ransac_threshold_px = 20.0
+
+    rooms = RoomLocalizer({"home/a": Precise(scene_id="home/a"), "home/b": OracleStudent(scene_id="home/b")})
+    assert rooms.pnp_for("home/a").threshold_px == 20.0
+    assert rooms.pnp_for("home/b") is DENSE_PNP
+    overridden = RoomLocalizer({"home/a": Precise(scene_id="home/a")}, ransac_points=0, ransac_threshold_px=12.0)
+    assert (overridden.pnp_for("home/a").threshold_px, overridden.pnp_for("home/a").ransac_points) == (12.0, None)
+    fixed = PnpConfig(threshold_px=8.0)
+    assert RoomLocalizer({"home/a": Precise(scene_id="home/a")}, pnp_config=fixed).pnp_for("home/a") is fixed

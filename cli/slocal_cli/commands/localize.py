@@ -170,11 +170,9 @@ def localize(
 
         torch.set_num_threads(threads)
     if rooms:
-        localizer = load_rooms(rooms, device=device, threads=threads)
-        if ransac_points is not None or ransac_threshold is not None:
-            # One override for every room (the rooms of a home share a preset).
-            first = next(iter(localizer.models.values()))
-            localizer.pnp_config = student_pnp(first, ransac_points, ransac_threshold)
+        localizer = load_rooms(
+            rooms, device=device, threads=threads, ransac_points=ransac_points, ransac_threshold_px=ransac_threshold
+        )
         if len(rooms) > CANDIDATES and (data_root / scene).is_dir():
             # Rank the rooms by their mapping images, so that only the likeliest are checked.
             localizer.describe_from_scenes({r.scene_id: load_scene(data_root, r.scene_id) for r in rooms})

@@ -22,7 +22,6 @@ from slocal.bench.metrics import (
 from slocal.data.scene import Frame, Scene
 from slocal.errors import SlocalError
 from slocal.geometry.pnp import PnpConfig
-from slocal.localize.localizer import student_pnp
 from slocal.localize.rooms import CANDIDATES, Room, RoomLocalizer, load_rooms
 from slocal.progress import progress_bar
 
@@ -83,11 +82,14 @@ def home_student_row(
     """
     rooms = [Room(room, Path(models[room])) for room in scenes]
     fingerprints = {room: scene.fingerprint for room, scene in scenes.items()}
-    localizer = load_rooms(rooms, device=device, expect_fingerprints=fingerprints)
-    first = next(iter(localizer.models.values()))
-    if ransac_points is not None or threshold_px is not None:
-        localizer.pnp_config = student_pnp(first, ransac_points, threshold_px)
-    pnp = localizer.pnp_config or student_pnp(first)
+    localizer = load_rooms(
+        rooms,
+        device=device,
+        expect_fingerprints=fingerprints,
+        ransac_points=ransac_points,
+        ransac_threshold_px=threshold_px,
+    )
+    pnp = localizer.pnp_for(rooms[0].scene_id)
     if len(rooms) > CANDIDATES:
         localizer.describe_from_scenes(scenes)
     results = localize_home(localizer, queries, home)

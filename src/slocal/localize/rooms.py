@@ -318,11 +318,13 @@ class RoomLocalizer:
     Args:
         models: room scene id -> its loaded student (``load_model``), in a fixed order.
         pnp_config: RANSAC of the final pose, in the chosen room (default: that room's student's,
-            ``slocal.localize.localizer.student_pnp``).
+            ``slocal.localize.localizer.student_pnp``, with ``ransac_points`` and ``ransac_threshold_px``).
         check_config: RANSAC of the room check (default: ``ROOM_CHECK``).
         candidates: rooms checked first (>= 2); the rest only when the check is unsure. Used only
             with descriptors of every room (``add_descriptors``); without them every room is checked.
         sure_ratio: best / runner-up check inliers at or above which the choice stands.
+        ransac_points, ransac_threshold_px: overrides of every room student's own RANSAC settings
+            (``student_pnp``) when no ``pnp_config`` is given.
     """
 
     def __init__(
@@ -332,6 +334,8 @@ class RoomLocalizer:
         check_config: PnpConfig = ROOM_CHECK,
         candidates: int = CANDIDATES,
         sure_ratio: float = SURE_RATIO,
+        ransac_points: int | None = None,
+        ransac_threshold_px: float | None = None,
     ):
         if not models:
             raise SlocalError("no rooms to localize in")
@@ -339,6 +343,8 @@ class RoomLocalizer:
             raise ValueError(f"candidates must be >= 2 (the choice is judged against a runner-up), got {candidates}")
         self.models = dict(models)
         self.pnp_config = pnp_config
+        self.ransac_points = ransac_points
+        self.ransac_threshold_px = ransac_threshold_px
         self.check_config = check_config
         self.candidates = candidates
         self.sure_ratio = sure_ratio
@@ -357,6 +363,12 @@ class RoomLocalizer:
                 self._encoder_of.update(dict.fromkeys(rooms, key))
                 self._heads.update({room: RoomHead(self.models[room], CHECK_POINTS) for room in rooms})
         self.descriptors: dict[str, np.ndarray] = {}
+
+    def pnp_for(self, room: str) -> PnpConfig:
+        """The RANSAC settings of a query's final pose in ``room``."""
+        if self.pnp_config is not None:
+            return self.pnp_config
+        return student_pnp(self.models[room], self.ransac_points, self.ransac_threshold_px)
 
     @property
     def rooms(self) -> list[str]:
@@ -465,8 +477,7 @@ class RoomLocalizer:
             output = self._heads[by_inliers[0]].rest(feat, net_camera, best.idx, best.xyz)
             ms["heads"] += (time.perf_counter() - t0) * 1e3
         t_final = time.perf_counter()
-        pnp = self.pnp_config if self.pnp_config is not None else student_pnp(self.models[by_inliers[0]])
-        result = solve_pnp(*correspondences(output), output.camera, pnp)
+        result = solve_pnp(*correspondences(output), output.camera, self.pnp_for(by_inliers[0]))
         end = time.perf_counter()
         inliers = {r: checks[r].result.num_inliers for r in by_inliers}
         ratio = None
@@ -520,7 +531,8 @@ def load_rooms(
         rooms: the rooms (``home_rooms``).
         device, threads: as ``load_model``.
         expect_fingerprints: room -> scene fingerprint its student must have been trained on.
-        options: ``RoomLocalizer`` settings (``pnp_config``, ``check_config``, ``candidates``, ``sure_ratio``).
+        options: ``RoomLocalizer`` settings (``pnp_config``, ``check_config``, ``candidates``, ``sure_ratio``,
+            ``ransac_points``, ``ransac_threshold_px``).
     """
     fingerprints = expect_fingerprints or {}
     models = {
