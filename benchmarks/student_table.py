@@ -98,43 +98,22 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
     ]
     rows, command, proc, wall = bench_and_keep(cmd, runs / "bench-report", out)
     commands = [command]
-    if args.ransac_points is not None:
-        # The same models again with other RANSAC settings (0: all matches): a second bench run of the students only.
-        cmd = [
-            *base,
-            "bench",
-            "--scenes",
-            args.scene,
-            "--methods",
-            ",".join(students),
-            "--no-distill",
-            "--device",
-            args.device,
-            "--ransac-points",
-            str(args.ransac_points),
-            *common,
-        ]
-        fast, command, _, _ = bench_and_keep(cmd, runs / "bench-report-ransac", out / "ransac_points")
-        rows += [{**r, "method": f"{r['method']} (RANSAC on {args.ransac_points or 'all'})"} for r in fast]
-        commands.append(command)
+    # The same models again with other RANSAC settings: a second bench run of the students only for each.
+    reruns = []
+    if args.ransac_points is not None:  # 0: all matches
+        reruns.append(
+            ("--ransac-points", str(args.ransac_points), "ransac", f"RANSAC on {args.ransac_points or 'all'}")
+        )
     if args.ransac_threshold is not None:
-        # The same models again at another inlier threshold: a second bench run of the students only.
-        cmd = [
-            *base,
-            "bench",
-            "--scenes",
-            args.scene,
-            "--methods",
-            ",".join(students),
-            "--no-distill",
-            "--device",
-            args.device,
-            "--ransac-threshold",
-            f"{args.ransac_threshold:g}",
-            *common,
-        ]
-        other, command, _, _ = bench_and_keep(cmd, runs / "bench-report-threshold", out / "ransac_threshold")
-        rows += [{**r, "method": f"{r['method']} (RANSAC at {args.ransac_threshold:g} px)"} for r in other]
+        value = f"{args.ransac_threshold:g}"
+        reruns.append(("--ransac-threshold", value, "threshold", f"RANSAC at {value} px"))
+    for flag, value, folder, label in reruns:
+        cmd = [*base, "bench", "--scenes", args.scene, "--methods", ",".join(students), "--no-distill",
+               "--device", args.device, flag, value, *common]  # fmt: skip
+        other, command, _, _ = bench_and_keep(
+            cmd, runs / f"bench-report-{folder}", out / flag.lstrip("-").replace("-", "_")
+        )
+        rows += [{**r, "method": f"{r['method']} ({label})"} for r in other]
         commands.append(command)
     return {
         "seed": seed,
