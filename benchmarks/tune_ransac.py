@@ -10,7 +10,8 @@ that many of the matches (evenly spaced cells, ``Localizer(max_points=...)``);
 ``--refine-px`` adds a final Cauchy refinement at that scale (``PnpConfig``).
 ``--ransac-seeds K`` repeats every RANSAC with K seeds and pools the poses, so that two
 settings are not told apart by RANSAC's own luck; each setting is also compared pose by
-pose with the first one (poses one setting puts within 5 cm / 5 deg and the other not).
+pose with the first one (poses one setting puts within 5 cm / 5 deg and the other not; poses it puts
+closer, and poses it turns less) and reports each model's median alone, so that one seed cannot carry a setting.
 
 Usage::
 
@@ -104,17 +105,16 @@ def main() -> int:
     args = parser.parse_args()
     max_t, max_r = args.within[0] / 100.0, args.within[1]
     within = f"{args.within[0]:g} cm / {args.within[1]:g}°"
-    frames = [
-        m
+    by_model = [
+        frame_predictions(path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs)
         for path in args.models
-        for m in frame_predictions(
-            path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
-        )
     ]
+    frames = [m for model_frames in by_model for m in model_frames]
     if args.ransac_seeds < 1:
         raise SystemExit("--ransac-seeds must be >= 1")
     seeds = list(range(args.ransac_seeds))
-    rows, first_hits, first_t = [], None, None
+    per_model = [len(model_frames) * len(seeds) for model_frames in by_model]
+    rows, first_hits, first_t, first_r = [], None, None, None
     grid = itertools.product(args.thresholds, args.iterations, args.max_points, args.ransac_points, args.refine_px)
     for threshold, iterations, max_points, ransac_points, refine_px in grid:
         cfg = PnpConfig(
@@ -136,8 +136,12 @@ def main() -> int:
         s = accuracy_summary(results)
         hits = hits_within(results, max_t, max_r)
         t_err = np.array([r.t_err_m for r in results])
+        r_err = np.array([r.r_err_deg for r in results])
         first_hits = hits if first_hits is None else first_hits
         first_t = t_err if first_t is None else first_t
+        first_r = r_err if first_r is None else first_r
+        turned = closer_vs_first(r_err, first_r)
+        bounds = np.cumsum([0, *per_model])
         rows.append(
             {
                 "threshold_px": threshold,
@@ -154,6 +158,11 @@ def main() -> int:
                 "median_deg": s["median_r_deg"],
                 **paired_vs_first(hits, first_hits, "within"),
                 **closer_vs_first(t_err, first_t),
+                "turned_less_vs_first": turned["closer_vs_first"],
+                "turned_more_vs_first": turned["farther_vs_first"],
+                "turned_sign_test_p": turned["closer_sign_test_p"],
+                "median_cm_per_model": [float(np.median(t_err[a:b])) * 100.0 for a, b in itertools.pairwise(bounds)],
+                "median_deg_per_model": [float(np.median(r_err[a:b])) for a, b in itertools.pairwise(bounds)],
                 "ms_p50": float(np.median(ms)),
                 "ms_p95": float(np.quantile(ms, 0.95)),
             }
@@ -169,12 +178,13 @@ def main() -> int:
         f"setting. Same network output for every setting; RANSAC ms is the median of {max(REPEATS, len(seeds))} runs "
         "per "
         f"frame. *vs first row*: poses this setting puts within {within} and the first row's does not (+), and the "
-        "reverse (−); *closer*: poses whose position error is smaller than the first row's (+) or larger (−); each "
-        "with the two-sided sign test's p.\n",
+        "reverse (−); *closer*: poses whose position error is smaller than the first row's (+) or larger (−); "
+        "*turned less*: the same for the rotation error; each with the two-sided sign test's p. *Per model*: the "
+        "median position / rotation error of each model's poses alone, in the order the models are given.\n",
         "| threshold px (at 640) | max iterations | matches | RANSAC on | refine px | % @10cm5° | % @5cm5° | % @2cm2° "
-        "| median cm / ° "
-        f"| vs first row @{within} | closer vs first row | RANSAC ms p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| median cm / ° | per model cm / ° "
+        f"| vs first row @{within} | closer vs first row | turned less vs first row | RANSAC ms p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -182,8 +192,10 @@ def main() -> int:
             f"| {r.get('ransac_points') or 'all'} | {r.get('refine_px') or '–'} | {r['pct_10cm5deg']:.0f} | "
             f"{r['pct_5cm5deg']:.0f} | {r['pct_2cm2deg']:.0f} "
             f"| {r['median_cm']:.1f} / {r['median_deg']:.2f} "
+            f"| {', '.join(f'{c:.1f} / {d:.2f}' for c, d in zip(r['median_cm_per_model'], r['median_deg_per_model']))} "
             f"| +{r['won_within_vs_first']} / −{r['lost_within_vs_first']} (p {r['sign_test_p']:.2f}) "
             f"| +{r['closer_vs_first']} / −{r['farther_vs_first']} (p {r['closer_sign_test_p']:.2g}) "
+            f"| +{r['turned_less_vs_first']} / −{r['turned_more_vs_first']} (p {r['turned_sign_test_p']:.2g}) "
             f"| {r['ms_p50']:.1f} / {r['ms_p95']:.1f} |"
         )
     write_results(args.name, {"models": [str(p) for p in args.models], "rows": rows}, "\n".join(lines) + "\n")

@@ -9,10 +9,17 @@ import yaml
 from helpers.distill_fixtures import LOSS_TEST_TRAIN, TINY_STUDENT, tiny_train
 from slocal.data import load_scene
 from slocal.distill.config import BufferTrainConfig, to_plain
+from slocal.distill.config_files import load_configs
 from slocal.distill.data import load_train_frames, scene_centre, validation_split
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.students import build_student
-from slocal.distill.trainer import checkpoint_path_for, distill_student, finish_for_targets, train_student
+from slocal.distill.trainer import (
+    checkpoint_path_for,
+    distill_student,
+    finish_for_targets,
+    student_for_targets,
+    train_student,
+)
 from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.io import read_json
@@ -143,6 +150,27 @@ def test_the_reprojection_finish_is_kept_for_dense_teachers_only():
     forced = dataclasses.replace(finish, coord_fade_sparse=True)
     assert finish_for_targets(forced, sparse) == forced
     assert finish_for_targets(BufferTrainConfig(), sparse) == BufferTrainConfig()
+
+
+def test_a_sparsely_taught_student_localizes_at_its_sparse_threshold(tiny_scene, tiny_targets, tmp_path):
+    student, _ = load_configs("ace")
+    dense, sparse = _target_set([1.0, 0.9, 0.02]), _target_set([0.02, 0.01, 0.9])
+    assert student_for_targets(student, dense) == student
+    assert student_for_targets(student, sparse) == dataclasses.replace(student, ransac_threshold_px=15.0)
+    std, _ = load_configs("ace-lite0-std")  # no sparse threshold chosen for it: its own everywhere
+    assert std.ransac_threshold_sparse_px is None and student_for_targets(std, sparse) == std
+    # Through training, the model file states the threshold its localizer uses.
+    cfg = dataclasses.replace(TINY_STUDENT, ransac_threshold_sparse_px=12.0)
+    every_tenth = np.zeros(tiny_targets.frames[0].valid_HW.shape, bool)
+    every_tenth.flat[::10] = True
+    points = dataclasses.replace(
+        tiny_targets,
+        frames=tuple(dataclasses.replace(t, valid_HW=t.valid_HW & every_tenth) for t in tiny_targets.frames),
+    )
+    for targets, threshold in ((tiny_targets, 25.0), (points, 12.0)):
+        out = tmp_path / f"{threshold:g}.pt"
+        train_student(tiny_scene, targets, cfg, tiny_train(iterations=2, val_frames=0), out, device="cpu")
+        assert load_student(out, precision="fp32").ransac_threshold_px == threshold
 
 
 def test_teach_held_out_off_teaches_on_the_training_frames_only(tiny_data, tmp_path):

@@ -219,6 +219,9 @@ class StudentConfig:
         ransac_threshold_px: inlier threshold of the PnP-RANSAC that localizes with this student's dense
             matches (pixels at 640 px width; ``slocal.localize.localizer.student_pnp``): how far its
             predictions may reproject from their cell and still count, so it follows how precise they are.
+        ransac_threshold_sparse_px: the threshold instead for a student taught by a sparse teacher (most
+            mapping frames labelled at points: ``colmap``, ``sfm``), whose predictions between those points are
+            interpolations; training stores it as the model's ``ransac_threshold_px``. None: no change.
     """
 
     # Which training settings and recipe the architecture takes; whether it runs channels-last.
@@ -236,6 +239,7 @@ class StudentConfig:
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[Annotated[float, Positive], Annotated[float, Positive], Annotated[float, Positive]] = (0.25, 0.25, 0.25)
     ransac_threshold_px: Annotated[float, Positive] = 25.0
+    ransac_threshold_sparse_px: Annotated[float, Positive] | None = None
 
     def __post_init__(self) -> None:
         if type(self) is StudentConfig:

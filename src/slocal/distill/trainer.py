@@ -90,6 +90,29 @@ def train_student(
         return _train(recipe, scene, targets, student_cfg, train_cfg, Path(out), env, dev, resume, teacher, stop_after)
 
 
+def mostly_sparse(targets: TargetSet) -> bool:
+    """Whether most mapping frames are taught at points (COLMAP, SfM), not densely (depth, DUSt3R)."""
+    return sum(map(is_dense, targets.frames)) * 2 < len(targets.frames)
+
+
+def student_for_targets(cfg: StudentConfig, targets: TargetSet) -> StudentConfig:
+    """``cfg``, localizing at its ``ransac_threshold_sparse_px`` where the teacher is sparse (stored in the model).
+
+    A sparsely taught student interpolates between the labelled points, and matches far from their cell
+    mislead its pose: on colmap-redkitchen's held-out stretch (two seeds) 15 px against 25 px turned 122
+    of 150 poses less and put 117 closer (docs/lab-book.md, 2026-12-07, seventeenth session).
+    """
+    sparse_px = cfg.ransac_threshold_sparse_px
+    if sparse_px is None or sparse_px == cfg.ransac_threshold_px or not mostly_sparse(targets):
+        return cfg
+    log.info(
+        "%s targets are sparse: the student localizes with a %g px RANSAC threshold (ransac_threshold_sparse_px)",
+        targets.teacher,
+        sparse_px,
+    )
+    return replace(cfg, ransac_threshold_px=sparse_px)
+
+
 def finish_for_targets(cfg: TrainConfig, targets: TargetSet) -> TrainConfig:
     """``cfg``, without its reprojection finish where the teacher is sparse and ``coord_fade_sparse`` is off.
 
@@ -98,7 +121,7 @@ def finish_for_targets(cfg: TrainConfig, targets: TargetSet) -> TrainConfig:
     run that faded it out ended farther from the poses (docs/lab-book.md, 2026-12-05, third session).
     """
     fades = cfg.coord_fade_start < 1 and cfg.coord_weight_end < 1
-    if not fades or cfg.coord_fade_sparse or sum(map(is_dense, targets.frames)) * 2 >= len(targets.frames):
+    if not fades or cfg.coord_fade_sparse or not mostly_sparse(targets):
         return cfg
     log.info(
         "%s targets are sparse: the coordinate loss is kept to the end of the run (coord_fade_sparse)", targets.teacher
@@ -122,7 +145,7 @@ def _train(
     run = Run(
         scene=scene,
         targets=targets,
-        student=student_cfg,
+        student=student_for_targets(student_cfg, targets),
         train=finish_for_targets(train_cfg, targets),
         out=out,
         checkpoint=checkpoint_path_for(out),
