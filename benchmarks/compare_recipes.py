@@ -11,7 +11,9 @@ the other), with the exact sign test. This separates two recipes far better than
 15-frame validation figures, whose 7-point steps hide most of the difference.
 ``--within 2 2`` moves the threshold (e.g. to 2 cm / 2 deg where every recipe is within 5 cm), and
 every row is also compared by position error pose by pose (closer / farther than the first row's),
-which needs no threshold.
+which needs no threshold, and by rotation error (turned less / more). ``--ransac-threshold PX``
+localizes every student at that threshold instead of its own (students whose presets or teachers
+gave them different thresholds, compared at one).
 
 Train the models with ``train.teach_held_out: false``: a teacher that fuses views (``fused``,
 ``mvs``, ``sfm``) then never sees a held-out frame, which otherwise shapes the targets around it
@@ -61,7 +63,7 @@ def recipe_poses(models: list[Path], args, seeds: list[int]) -> list:
     """Pose results keyed in a fixed order: model index, frame name, RANSAC seed."""
     results = []
     for m, path in enumerate(models):
-        pnp = student_pnp(load_model(path))  # the threshold its preset chose
+        pnp = student_pnp(load_model(path), threshold_px=args.ransac_threshold)  # None: the threshold it records
         frames = frame_predictions(
             path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
         )
@@ -83,6 +85,9 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--ransac-seeds", type=int, default=5, help="RANSAC seeds per frame, poses pooled")
     parser.add_argument("--name", default="compare_recipes", help="results file name in benchmarks/results/")
+    parser.add_argument(
+        "--ransac-threshold", type=float, default=None, help="every student at this threshold (px at 640 width)"
+    )
     parser.add_argument(
         "--within", type=float, nargs=2, default=(5.0, 5.0), metavar=("CM", "DEG"), help="the paired threshold"
     )
@@ -111,8 +116,9 @@ def main() -> int:
         keys = [r.image for r in results]
         hits = hits_within(results, max_t, max_r)
         t_err = np.array([r.t_err_m for r in results])
+        r_err = np.array([r.r_err_deg for r in results])
         if first is None:
-            first = (keys, hits, t_err)
+            first = (keys, hits, t_err, r_err)
         elif keys != first[0]:
             raise SystemExit(f"{label}: its models' validation frames differ from {recipes[0][0]}'s; cannot pair poses")
         s = accuracy_summary(results)
@@ -120,6 +126,8 @@ def main() -> int:
         # Poses are ordered model by model, each model on the same frames and RANSAC seeds.
         per_model = (100.0 * hits.reshape(len(models), -1).mean(axis=1)).tolist()
         per_model_cm = (100.0 * np.median(t_err.reshape(len(models), -1), axis=1)).tolist()
+        per_model_deg = np.median(r_err.reshape(len(models), -1), axis=1).tolist()
+        turned = closer_vs_first(r_err, first[3])
         rows.append(
             {
                 "recipe": label,
@@ -134,9 +142,13 @@ def main() -> int:
                 f"pct_{tag}": 100.0 * float(hits.mean()),
                 f"pct_{tag}_per_model": per_model,
                 "median_cm_per_model": per_model_cm,
+                "median_deg_per_model": per_model_deg,
                 **systematic_error(results, 1.0),
                 **paired_vs_first(hits, first[1], tag),
                 **closer_vs_first(t_err, first[2]),
+                "turned_less_vs_first": turned["closer_vs_first"],
+                "turned_more_vs_first": turned["farther_vs_first"],
+                "turned_sign_test_p": turned["closer_sign_test_p"],
             }
         )
         print(rows[-1], flush=True)
@@ -145,34 +157,45 @@ def main() -> int:
     reference = f" against the poses of {', '.join(f'`{p.name}`' for p in args.poses)}" if args.poses else ""
     if args.depth_registration != "off":
         reference += f" (depth registration `{args.depth_registration}`)"
+    ransac = (
+        f"every student's RANSAC at {args.ransac_threshold:g} px"
+        if args.ransac_threshold is not None
+        else "each student's RANSAC (`student_pnp`)"
+    )
     lines = [
         "# Mapping recipes compared pose by pose on validation frames (never the queries)\n",
         "{header}",
         f"{n_models} model(s) per recipe (one per training seed, paired by seed), each localized on its held-out "
-        f"frames of `{args.scene}`{reference} with each student's RANSAC (`student_pnp`), {len(seeds)} RANSAC seed(s) "
+        f"frames of `{args.scene}`{reference} with {ransac}, {len(seeds)} RANSAC seed(s) "
         f"per frame: {rows[0]['poses']} poses per recipe. *vs first row*: poses this recipe puts within {within} "
         "and the first row's does not (+), and the reverse (−); *closer*: poses whose position error is smaller "
-        "than the first row's (+) or larger (−); each with the two-sided sign test's p. RANSAC seeds of one frame "
+        "than the first row's (+) or larger (−); *turned less*: the same for the rotation error; each with the "
+        "two-sided sign test's p. RANSAC seeds of one frame "
         "share the network output, so the poses are not independent: read p as a guide, not a verdict. "
         "*Mean error in camera frame*: the systematic part (x right, y down, z forward) over the poses within "
         "10 cm / 5°.\n",
         f"| recipe | iterations | poses | % @10cm5° | % @5cm5° | % @{within} per model | median cm / ° | "
-        f"median cm per model | mean error in camera frame x, y, z cm | vs first row @{within} | closer vs first row |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"median cm / ° per model | mean error in camera frame x, y, z cm | vs first row @{within} "
+        "| closer vs first row | turned less vs first row |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_model = " / ".join(f"{p:.0f}" for p in r[f"pct_{tag}_per_model"])
-        per_model_cm = " / ".join(f"{c:.2f}" for c in r["median_cm_per_model"])
+        per_model_cm = ", ".join(
+            f"{c:.2f} / {d:.2f}" for c, d in zip(r["median_cm_per_model"], r["median_deg_per_model"])
+        )
         mean = ", ".join(f"{v:+.2f}" for v in r["mean_cam_err"]) if r["mean_cam_err"] else "–"
         lines.append(
             f"| {r['recipe']} | {' / '.join(str(i) for i in r['iterations'])} | {r['poses']} | {r['pct_10cm5deg']:.0f} "
             f"| {r['pct_5cm5deg']:.0f} | {r[f'pct_{tag}']:.0f} ({per_model}) | {r['median_cm']:.2f} / "
             f"{r['median_deg']:.2f} | {per_model_cm} | {mean} "
             f"| +{r[f'won_{tag}_vs_first']} / −{r[f'lost_{tag}_vs_first']} (p {r['sign_test_p']:.2f}) "
-            f"| +{r['closer_vs_first']} / −{r['farther_vs_first']} (p {r['closer_sign_test_p']:.2g}) |"
+            f"| +{r['closer_vs_first']} / −{r['farther_vs_first']} (p {r['closer_sign_test_p']:.2g}) "
+            f"| +{r['turned_less_vs_first']} / −{r['turned_more_vs_first']} (p {r['turned_sign_test_p']:.2g}) |"
         )
     lines += ["", "Models:", ""] + [f"- {r['recipe']}: " + ", ".join(f"`{m}`" for m in r["models"]) for r in rows]
     meta = {"scene": args.scene, "within": list(args.within), "poses": [str(p) for p in args.poses]}
+    meta["ransac_threshold_px"] = args.ransac_threshold
     write_results(args.name, {"ransac_seeds": len(seeds), **meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
