@@ -161,6 +161,16 @@ def closer_vs_first(t_err: np.ndarray, first_t_err: np.ndarray) -> dict:
     return {"closer_vs_first": closer, "farther_vs_first": farther, "closer_sign_test_p": sign_test_p(closer, farther)}
 
 
+def turned_less_vs_first(r_err: np.ndarray, first_r_err: np.ndarray) -> dict:
+    """``closer_vs_first`` for rotation errors: poses turned less and more than the first row's, the sign test."""
+    c = closer_vs_first(r_err, first_r_err)
+    return {
+        "turned_less_vs_first": c["closer_vs_first"],
+        "turned_more_vs_first": c["farther_vs_first"],
+        "turned_sign_test_p": c["closer_sign_test_p"],
+    }
+
+
 def sign_test_p(won: int, lost: int) -> float:
     """Two-sided exact sign test on the discordant pairs (won vs lost), the paired test for binary outcomes."""
     n, k = won + lost, min(won, lost)

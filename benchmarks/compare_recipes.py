@@ -44,7 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SEVEN_SCENES, closer_vs_first, hits_within, paired_vs_first, write_results
+from common import (
+    SEVEN_SCENES,
+    closer_vs_first,
+    hits_within,
+    paired_vs_first,
+    turned_less_vs_first,
+    write_results,
+)
 from slocal.bench.metrics import accuracy_summary, query_result, systematic_error
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import solve_pnp
@@ -127,7 +134,6 @@ def main() -> int:
         per_model = (100.0 * hits.reshape(len(models), -1).mean(axis=1)).tolist()
         per_model_cm = (100.0 * np.median(t_err.reshape(len(models), -1), axis=1)).tolist()
         per_model_deg = np.median(r_err.reshape(len(models), -1), axis=1).tolist()
-        turned = closer_vs_first(r_err, first[3])
         rows.append(
             {
                 "recipe": label,
@@ -146,9 +152,7 @@ def main() -> int:
                 **systematic_error(results, 1.0),
                 **paired_vs_first(hits, first[1], tag),
                 **closer_vs_first(t_err, first[2]),
-                "turned_less_vs_first": turned["closer_vs_first"],
-                "turned_more_vs_first": turned["farther_vs_first"],
-                "turned_sign_test_p": turned["closer_sign_test_p"],
+                **turned_less_vs_first(r_err, first[3]),
             }
         )
         print(rows[-1], flush=True)

@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SEVEN_SCENES, closer_vs_first, held_out_frames, hits_within, paired_vs_first, write_results
+from common import (
+    SEVEN_SCENES,
+    closer_vs_first,
+    held_out_frames,
+    hits_within,
+    paired_vs_first,
+    turned_less_vs_first,
+    write_results,
+)
 from slocal.bench.metrics import accuracy_summary, query_result
 from slocal.data import load_scene
 from slocal.distill.rig_source import model_depth_registration, resolve_depth_registration
@@ -140,7 +148,6 @@ def main() -> int:
         first_hits = hits if first_hits is None else first_hits
         first_t = t_err if first_t is None else first_t
         first_r = r_err if first_r is None else first_r
-        turned = closer_vs_first(r_err, first_r)
         bounds = np.cumsum([0, *per_model])
         rows.append(
             {
@@ -158,9 +165,7 @@ def main() -> int:
                 "median_deg": s["median_r_deg"],
                 **paired_vs_first(hits, first_hits, "within"),
                 **closer_vs_first(t_err, first_t),
-                "turned_less_vs_first": turned["closer_vs_first"],
-                "turned_more_vs_first": turned["farther_vs_first"],
-                "turned_sign_test_p": turned["closer_sign_test_p"],
+                **turned_less_vs_first(r_err, first_r),
                 "median_cm_per_model": [float(np.median(t_err[a:b])) * 100.0 for a, b in itertools.pairwise(bounds)],
                 "median_deg_per_model": [float(np.median(r_err[a:b])) for a, b in itertools.pairwise(bounds)],
                 "ms_p50": float(np.median(ms)),
