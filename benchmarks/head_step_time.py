@@ -92,6 +92,7 @@ def main() -> int:
         t.append(time.perf_counter())
         pred_BN3 = net.forward_features(batch["feat"]).flatten(2).transpose(1, 2)
         t.append(time.perf_counter())
+        # A mid-run step's losses (both on): their scale, clamp and depth floor change values, not the cost.
         loss = coordinate_loss(pred_BN3, batch["coords"], batch["valid"], None, None, batch["weight"], 0.2)
         loss = loss + train_cfg.reproj_weight * reprojection_loss(
             pred_BN3, batch["uv"], batch["K"], batch["pose"], 10.0, 2.0, batch["inside"], min_depth=0.5
