@@ -220,7 +220,8 @@ class StudentConfig:
             matches (pixels at 640 px width; ``slocal.localize.localizer.student_pnp``): how far its
             predictions may reproject from their cell and still count, so it follows how precise they are.
         ransac_threshold_sparse_px: the threshold instead for a student taught by a sparse teacher (most
-            mapping frames labelled at points: ``colmap``, ``sfm``), whose predictions between those points are
+            mapping frames labelled at points: ``colmap``, ``sfm``; also ``mvs``, which labels about a third of
+            the pixels), whose predictions between those points are
             interpolations; training stores it as the model's ``ransac_threshold_px``. None: no change.
     """
 

@@ -91,7 +91,8 @@ def train_student(
 
 
 def mostly_sparse(targets: TargetSet) -> bool:
-    """Whether most mapping frames are taught at points (COLMAP, SfM), not densely (depth, DUSt3R)."""
+    """Whether most mapping frames are labelled on under half their cells (``is_dense``): COLMAP and SfM points, and
+    MVS's partial depth (about a third of the pixels), as opposed to depth or DUSt3R."""
     return sum(map(is_dense, targets.frames)) * 2 < len(targets.frames)
 
 
