@@ -54,6 +54,29 @@ MAX_ITERATIONS = (250, 500, 1000, 2000, 10000)
 REPEATS = 3  # RANSAC timings per frame and setting at least (the median is kept)
 
 
+def model_scene(
+    model_path: Path,
+    data_root: Path,
+    scene_id: str,
+    pose_files: tuple[Path, ...] = (),
+    depth_registration: str = "off",
+    runs_root: Path | None = None,
+):
+    """The scene as a model was trained on it, and the loaded model.
+
+    ``pose_files`` and ``depth_registration`` (with the ``runs_root`` that caches the rig) give the
+    frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did;
+    ``depth_registration="model"`` takes the rig the model file records, and then the scene must be the
+    one it was trained on (fingerprint checked).
+    """
+    scene = load_scene(data_root, scene_id, runs_root=runs_root, pose_files=pose_files)
+    own_rig = depth_registration == "model"
+    rig = model_depth_registration(model_path) if own_rig else resolve_depth_registration(depth_registration)
+    if rig != "off":
+        scene = registered_scene(scene, runs_root, rig)
+    return scene, load_model(model_path, expect_fingerprint=scene.fingerprint if own_rig else None)
+
+
 def frame_predictions(
     model_path: Path,
     data_root: Path,
@@ -62,20 +85,9 @@ def frame_predictions(
     depth_registration: str = "off",
     runs_root: Path | None = None,
 ) -> list[tuple[str, object, np.ndarray]]:
-    """(name, student output, cam_from_world) of every validation frame of one model.
-
-    ``pose_files`` and ``depth_registration`` (with the ``runs_root`` that caches the rig) give the
-    frames the poses the model was trained with, as ``slocal distill --poses --depth-registration`` did;
-    ``depth_registration="model"`` takes the rig the model file records, and then the scene must be the
-    one it was trained on (fingerprint checked).
-    """
+    """(name, student output, cam_from_world) of every validation frame of one model (see ``model_scene``)."""
     names = held_out_frames(model_path)
-    scene = load_scene(data_root, scene_id, runs_root=runs_root, pose_files=pose_files)
-    own_rig = depth_registration == "model"
-    rig = model_depth_registration(model_path) if own_rig else resolve_depth_registration(depth_registration)
-    if rig != "off":
-        scene = registered_scene(scene, runs_root, rig)
-    model = load_model(model_path, expect_fingerprint=scene.fingerprint if own_rig else None)
+    scene, model = model_scene(model_path, data_root, scene_id, pose_files, depth_registration, runs_root)
     out = []
     for frame in (f for f in scene.mapping if f.name in names):
         out.append((frame.name, model.predict(read_image(frame.image_path), frame.camera), frame.cam_from_world))
