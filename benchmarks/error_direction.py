@@ -146,7 +146,7 @@ def main() -> int:
         "{header}",
         f"{len(args.models)} model(s) on `{args.scene}`, RANSAC seed 0"
         f"{f' at {args.ransac_threshold:g} px' if args.ransac_threshold else ' at each model’s threshold'}; "
-        f"the control is every {args.train_every}th training frame. Camera frame: x right, y down, z forward, "
+        f"the control is one training frame in {args.train_every}. Camera frame: x right, y down, z forward, "
         f"errors in {unit}. *Towards training cameras*: from the true camera to the centroid of its "
         f"{args.neighbours} nearest training cameras; *cosine*: between that and the position error (1: the pose "
         "is pulled straight back towards them). Vectors are per-axis medians over the poses.\n",
