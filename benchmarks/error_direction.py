@@ -33,6 +33,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from common import SEVEN_SCENES, held_out_frames, write_results
+from slocal.bench.metrics import camera_frame_error, query_result
 from slocal.geometry.pnp import solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, student_pnp
@@ -46,18 +47,18 @@ def frame_rows(model, frames, train_centres_M3: np.ndarray, neighbours: int, pnp
         prediction = model.predict(read_image(frame.image_path), frame.camera)
         uv, xyz = correspondences(prediction)
         result = solve_pnp(uv, xyz, prediction.camera, pnp)
-        if result.cam_from_world is None:
+        error = camera_frame_error(
+            query_result(frame.name, result.cam_from_world, frame.cam_from_world, result.num_inliers, {})
+        )
+        if error is None:
             rows.append({"frame": frame.name, "success": False})
             continue
         R_gt, est = frame.cam_from_world[:3, :3], result.cam_from_world
-        centre_gt = frame.world_from_cam[:3, 3]
-        centre_est = -est[:3, :3].T @ est[:3, 3]
-        offsets = train_centres_M3 - centre_gt
+        offsets = train_centres_M3 - frame.world_from_cam[:3, 3]
         # The frame itself is among the training cameras in the control: leave it out.
         dist = np.linalg.norm(offsets, axis=1)
         nearest = np.argsort(np.where(dist > 0, dist, np.inf))[:neighbours]
         towards = R_gt @ offsets[nearest].mean(0)
-        error = R_gt @ (centre_est - centre_gt)
         cosine = float(error @ towards / max(np.linalg.norm(error) * np.linalg.norm(towards), 1e-12))
         rows.append(
             {
