@@ -26,8 +26,10 @@ from slocal.distill.config import AceStudentConfig
 from slocal.distill.encoder import DenseEncoder
 from slocal.distill.model_file import load_student, read_model_payload
 from slocal.distill.novel_views import (
+    MIN_PROXY_POINTS,
     SplatPoints,
     fill_holes,
+    is_dense,
     proxy_targets,
     random_view,
     render_points,
@@ -51,6 +53,7 @@ TINY_ACE = AceStudentConfig(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
 )
+TINY_ACE_NORM = (TINY_ACE.mean, TINY_ACE.std)
 
 
 def _view(index: int = 60):
@@ -482,3 +485,47 @@ def test_buffer_is_the_same_in_any_scene_unit(tiny_scene, tiny_targets, tmp_path
     views = np.arange(metric.num_passes) % cfg.buffer_passes >= cfg.buffer_passes - cfg.view_passes
     moved = np.abs(wrong.cam_from_world_P34[views] - units.cam_from_world_P34[views]).max(axis=(1, 2))
     assert np.all(moved > 1e-3) and np.allclose(wrong.cam_from_world_P34[~views], units.cam_from_world_P34[~views])
+
+
+def test_sparse_frames_views_splat_their_neighbours_only_when_asked(tiny_scene, tiny_targets, tmp_path):
+    """Sparsely taught frames: with ``view_neighbours_sparse`` their novel views gain supervised cells from the
+    neighbours, each still a teacher point (on its cell centre's ray, at a real point's depth), never a point of
+    the interpolated surfaces; the other passes and every camera stay as they were."""
+    frames = list(tiny_scene.mapping[:4])
+    sparse = {f.name: _sparse(tiny_targets.by_name()[f.name], 100) for f in frames}
+    assert all(t.num_valid >= MIN_PROXY_POINTS and not is_dense(t) for t in sparse.values())
+    encoder = DenseEncoder(TINY_ACE.encoder, levels=tuple(TINY_ACE.encoder_levels))
+    centre = np.array([0.1, -0.2, 1.5])
+
+    def buffer(flag: bool, name: str) -> FeatureBuffer:
+        cfg = tiny_buffer_train(
+            buffer_passes=4,
+            view_passes=3,
+            view_translation=0.3,
+            view_rotation=10.0,
+            view_neighbours=2,
+            view_neighbours_sparse=flag,
+        )
+        return build_buffer(frames, sparse, encoder, (256, 192), centre, cfg, 0, tmp_path / name, *TINY_ACE_NORM)
+
+    alone, with_neighbours = buffer(False, "a.npy"), buffer(True, "n.npy")
+    views = np.arange(alone.num_passes) % 4 >= 1
+    np.testing.assert_array_equal(alone.cam_from_world_P34, with_neighbours.cam_from_world_P34)
+    for field in ("feat_PNC", "coords_PN3", "valid_PN", "weight_PN"):
+        np.testing.assert_array_equal(getattr(alone, field)[~views], getattr(with_neighbours, field)[~views])
+    assert with_neighbours.valid_PN[views].sum() > 1.25 * alone.valid_PN[views].sum(), (
+        alone.valid_PN[views].sum(),
+        with_neighbours.valid_PN[views].sum(),
+    )
+    points = np.concatenate([t.coords_HW3[t.valid_HW] for t in sparse.values()]).astype(np.float64) - centre
+    for p in np.flatnonzero(views):
+        K, pose = with_neighbours.K_P33[p].astype(np.float64), with_neighbours.cam_from_world_P34[p].astype(np.float64)
+        valid = with_neighbours.valid_PN[p]
+        cam = with_neighbours.coords_PN3[p][valid].astype(np.float64) @ pose[:, :3].T + pose[:, 3]
+        uv = cam[:, :2] / cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        assert np.abs(uv - with_neighbours.uv_N2[valid]).max() < 1e-2
+        q = points @ pose[:, :3].T + pose[:, 3]
+        q_uv = q[:, :2] / q[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        q_cell = np.floor(q_uv[:, 1] / 8) * 32 + np.floor(q_uv[:, 0] / 8)
+        for cell, z in zip(np.flatnonzero(valid), cam[:, 2]):
+            assert np.isclose(q[q_cell == cell, 2], z, atol=1e-4).any()

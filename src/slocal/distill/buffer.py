@@ -37,11 +37,10 @@ from slocal.distill.config import BufferTrainConfig
 from slocal.distill.data import confidence_scale, read_frame_image
 from slocal.distill.encoder import DenseEncoder, encode, normalise
 from slocal.distill.novel_views import (
-    MIN_PROXY_POINTS,
     SplatPoints,
+    frame_splat,
     is_dense,
     neighbour_splats,
-    proxy_targets,
     random_view,
     render_points,
     sparse_pass_targets,
@@ -286,31 +285,29 @@ def build_buffer(
         channels,
         buffer_bytes(P, N, channels) / 2**30,
     )
-    splats, splat_poses = neighbour_splats(frames, targets) if config.view_neighbours > 0 else ([], np.zeros((0, 4, 4)))
+    if config.view_neighbours > 0:
+        splats, splat_poses = neighbour_splats(frames, targets, sparse=config.view_neighbours_sparse)
+    else:
+        splats, splat_poses = [], np.zeros((0, 4, 4))
     p = 0
     for fi, frame in enumerate(progress_bar(frames, "encoding mapping images")):
         rgb = read_frame_image(frame)
         camera = frame.camera.scaled(W, H)
         t = targets[frame.name]
         dense = is_dense(t)
-        # Novel views are rendered from a surface: the dense targets, or one through the sparse ones.
-        surface = t if dense else proxy_targets(t, frame.cam_from_world) if t.num_valid >= MIN_PROXY_POINTS else None
         points_M3, points_conf_M = (None, None) if dense else (t.coords_HW3[t.valid_HW], t.conf_HW[t.valid_HW])
-        if surface is None:
-            own_splat = None
-        elif dense and splats:
-            own_splat = splats[fi]  # already gathered for the neighbours' sake
-        else:
-            own_splat = SplatPoints.of_frame(surface, rgb, None if dense else t.valid_HW)
+        with_neighbours = bool(splats) and (dense or config.view_neighbours_sparse)
+        # Already gathered for the neighbours' sake, or gathered now.
+        own_splat = splats[fi] if with_neighbours else frame_splat(t, rgb, frame.cam_from_world)
         images = []
         for k in range(config.buffer_passes):
             scale, angle, jitter = augmentation(config, rng, augment=k > 0)
-            view = surface is not None and k >= config.buffer_passes - config.view_passes
+            view = own_splat is not None and k >= config.buffer_passes - config.view_passes
             if view:
                 new_from_old = random_view(rng, view_translation, config.view_rotation)
                 cam_from_world = new_from_old @ frame.cam_from_world
                 splat = own_splat
-                if dense and splats:
+                if with_neighbours:
                     near = [
                         i
                         for i in view_neighbours(

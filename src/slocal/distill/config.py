@@ -168,6 +168,9 @@ class BufferTrainConfig(TrainConfig):
         view_neighbours: a novel view of a densely taught frame also splats the targets of this
             many other training frames, those nearest to the new camera, so it shows the scene
             where the frame alone leaves holes (0 = the frame alone).
+        view_neighbours_sparse: a sparsely taught frame's novel views also splat its
+            ``view_neighbours`` (through their interpolated surfaces, with targets only at their
+            points); off, they show the frame alone.
         level_dropout: ``ace`` students with more than one encoder level: probability that a
             training cell's coarsest level (e.g. the stride-32 map) is zeroed (the kept ones
             unchanged), so the head learns to place cells from the finer levels alone and uses
@@ -187,6 +190,7 @@ class BufferTrainConfig(TrainConfig):
     view_translation: Annotated[float, NonNegative] = 0.3
     view_rotation: Annotated[float, NonNegative] = 10.0
     view_neighbours: Annotated[int, NonNegative] = 0
+    view_neighbours_sparse: bool = False
     level_dropout: Annotated[float, Fraction] = 0.0
     standardize_input: bool = False
 

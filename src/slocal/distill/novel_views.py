@@ -4,9 +4,9 @@ A pass of the buffer may show the scene from a camera the mapping frames never h
 (``render_view``): the frame's coloured targets, where the teacher is dense, splatted
 together with those of the ``view_neighbours`` training frames nearest to the new camera,
 holes filled from their surroundings (``fill_holes``). Sparse teachers' frames (SfM, COLMAP)
-are rendered through a surface interpolated from their points (``proxy_targets``), and
-their targets are assigned to the cells they project into (``sparse_pass_targets``) rather
-than sampled at the cell centres.
+are rendered through a surface interpolated from their points (``proxy_targets``; with their
+neighbours' only when ``view_neighbours_sparse`` is set), and their targets are assigned to the
+cells they project into (``sparse_pass_targets``) rather than sampled at the cell centres.
 """
 
 from __future__ import annotations
@@ -311,15 +311,33 @@ def is_dense(targets: FrameTargets) -> bool:
     return bool(targets.valid_HW.mean() >= DENSE_FRACTION)
 
 
+def frame_splat(targets: FrameTargets, rgb_HW3: np.ndarray, cam_from_world: np.ndarray) -> SplatPoints | None:
+    """What a frame's novel views are rendered from: its coloured targets, or None when it has too few.
+
+    Dense targets are splatted as they are; sparse ones (``is_dense`` false) through the surface
+    interpolated from them (``proxy_targets``), whose points carry only colour except the teacher's
+    own. A sparse frame with under ``MIN_PROXY_POINTS`` targets gets no novel views.
+    """
+    if is_dense(targets):
+        return SplatPoints.of_frame(targets, rgb_HW3)
+    if targets.num_valid < MIN_PROXY_POINTS:
+        return None
+    return SplatPoints.of_frame(proxy_targets(targets, cam_from_world), rgb_HW3, targets.valid_HW)
+
+
 def neighbour_splats(
-    frames: list[Frame], targets: dict[str, FrameTargets]
+    frames: list[Frame], targets: dict[str, FrameTargets], sparse: bool = False
 ) -> tuple[list[SplatPoints | None], np.ndarray]:
-    """Every densely taught frame's coloured targets (None for sparse ones) and all frames' world_from_cam (F, 4, 4).
+    """Every frame's ``frame_splat`` and all frames' world_from_cam (F, 4, 4).
+
+    Args:
+        sparse: also gather sparsely taught frames (else None for them, as for frames without a splat).
 
     Held in memory for the whole encoding (~1.5 MB a frame at a 320x240 target grid).
     """
     splats: list[SplatPoints | None] = []
     for frame in progress_bar(frames, "gathering points for novel views"):
         t = targets[frame.name]
-        splats.append(SplatPoints.of_frame(t, read_frame_image(frame)) if is_dense(t) else None)
+        gather = sparse or is_dense(t)
+        splats.append(frame_splat(t, read_frame_image(frame), frame.cam_from_world) if gather else None)
     return splats, np.stack([f.world_from_cam for f in frames])
