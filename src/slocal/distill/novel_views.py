@@ -330,10 +330,10 @@ def neighbour_splats(
 ) -> tuple[list[SplatPoints | None], np.ndarray]:
     """Every frame's ``frame_splat`` and all frames' world_from_cam (F, 4, 4).
 
+    Held in memory for the whole encoding (~1.5 MB a frame at a 320x240 target grid).
+
     Args:
         sparse: also gather sparsely taught frames (else None for them, as for frames without a splat).
-
-    Held in memory for the whole encoding (~1.5 MB a frame at a 320x240 target grid).
     """
     splats: list[SplatPoints | None] = []
     for frame in progress_bar(frames, "gathering points for novel views"):
