@@ -53,7 +53,6 @@ TINY_ACE = AceStudentConfig(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
 )
-TINY_ACE_NORM = (TINY_ACE.mean, TINY_ACE.std)
 
 
 def _view(index: int = 60):
@@ -506,7 +505,9 @@ def test_sparse_frames_views_splat_their_neighbours_only_when_asked(tiny_scene, 
             view_neighbours=2,
             view_neighbours_sparse=flag,
         )
-        return build_buffer(frames, sparse, encoder, (256, 192), centre, cfg, 0, tmp_path / name, *TINY_ACE_NORM)
+        return build_buffer(
+            frames, sparse, encoder, (256, 192), centre, cfg, 0, tmp_path / name, TINY_ACE.mean, TINY_ACE.std
+        )
 
     alone, with_neighbours = buffer(False, "a.npy"), buffer(True, "n.npy")
     views = np.arange(alone.num_passes) % 4 >= 1
