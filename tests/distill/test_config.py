@@ -217,6 +217,10 @@ def test_bad_files_are_refused_naming_the_file(tmp_path, text, message):
         ("train:\n  view_neighbours: -1\n", "view_neighbours must be >= 0, got -1"),
         ("train:\n  level_dropout: 1.0\n", "level_dropout must be < 1, got 1.0"),
         ("train:\n  view_passes: 16\n", "view_passes must be < buffer_passes \\(16\\).*got 16"),
+        (
+            "train:\n  view_neighbours: 0\n  view_neighbours_sparse: true\n",
+            "view_neighbours_sparse is on but view_neighbours is 0",
+        ),
     ],
 )
 def test_bad_buffer_student_files_are_refused_naming_the_file(tmp_path, text, message):

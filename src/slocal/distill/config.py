@@ -201,6 +201,10 @@ class BufferTrainConfig(TrainConfig):
                 f"view_passes must be < buffer_passes ({self.buffer_passes}): pass 0 shows the image itself, "
                 f"got {self.view_passes}"
             )
+        if self.view_neighbours_sparse and self.view_neighbours == 0:
+            raise SlocalError(
+                "view_neighbours_sparse is on but view_neighbours is 0: give the number of neighbours to splat"
+            )
 
 
 # --------------------------------------------------------------------------- students
