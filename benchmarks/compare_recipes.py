@@ -47,6 +47,7 @@ import numpy as np
 from common import (
     SEVEN_SCENES,
     closer_vs_first,
+    held_out_frames,
     hits_within,
     paired_vs_first,
     turned_less_vs_first,
@@ -55,8 +56,11 @@ from common import (
 from slocal.bench.metrics import accuracy_summary, query_result, systematic_error
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import solve_pnp
+from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model, student_pnp
-from tune_ransac import frame_predictions
+from slocal.localize.refine import FlowRefiner
+from slocal.teach import ensure_targets, make_teacher, non_default_settings
+from tune_ransac import frame_predictions, model_scene
 
 
 def parse_recipe(text: str) -> tuple[str, list[Path]]:
@@ -66,21 +70,42 @@ def parse_recipe(text: str) -> tuple[str, list[Path]]:
     return label, [Path(p) for p in paths.split(",")]
 
 
-def recipe_poses(models: list[Path], args, seeds: list[int]) -> list:
-    """Pose results keyed in a fixed order: model index, frame name, RANSAC seed."""
-    results = []
+def recipe_poses(models: list[Path], args, seeds: list[int]) -> tuple[list, list | None]:
+    """Pose results keyed in a fixed order: model index, frame name, RANSAC seed.
+
+    With ``--refine`` also the same poses finished by flow to the nearest training frames
+    (``FlowRefiner`` on the targets the model's teacher gave its training frames), else None.
+    """
+    results, refined = [], [] if args.refine else None
     for m, path in enumerate(models):
-        pnp = student_pnp(load_model(path), threshold_px=args.ransac_threshold)  # None: the threshold it records
+        model = load_model(path)
+        pnp = student_pnp(model, threshold_px=args.ransac_threshold)  # None: the threshold it records
         frames = frame_predictions(
             path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
         )
+        if args.refine:
+            scene, _ = model_scene(
+                path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
+            )
+            images = {f.name: f for f in scene.mapping}
+            training = scene.without_mapping(held_out_frames(path))
+            options = non_default_settings(model.teacher, model.teacher_settings)
+            targets = ensure_targets(training, make_teacher(model.teacher, **options), args.runs)
+            keyframes = FlowRefiner.from_targets(training.mapping, targets).keyframes
         for name, prediction, cam_from_world in sorted(frames, key=lambda f: f[0]):
             uv, xyz = correspondences(prediction)
+            rgb = read_image(images[name].image_path) if args.refine else None
             for seed in seeds:
                 r = solve_pnp(uv, xyz, prediction.camera, replace(pnp, seed=seed))
                 pose = r.cam_from_world if r.success else None
-                results.append(query_result(f"{m}:{name}#{seed}", pose, cam_from_world, r.num_inliers, {}))
-    return results
+                key = f"{m}:{name}#{seed}"
+                results.append(query_result(key, pose, cam_from_world, r.num_inliers, {}))
+                if refined is not None:
+                    if pose is not None:
+                        fine = FlowRefiner(keyframes, seed=seed).refine(rgb, images[name].camera, pose)
+                        pose = fine.cam_from_world if fine.success else pose
+                    refined.append(query_result(key, pose, cam_from_world, r.num_inliers, {}))
+    return results, refined
 
 
 def main() -> int:
@@ -110,6 +135,11 @@ def main() -> int:
         default=None,
         help="runs folder the models were trained with (the cached rig, undistorted COLMAP images)",
     )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also each recipe's poses finished by flow to the nearest training frames (row LABEL+flow)",
+    )
     args = parser.parse_args()
     max_t, max_r = args.within[0] / 100.0, args.within[1]
     tag = f"{args.within[0]:g}cm{args.within[1]:g}deg"
@@ -118,8 +148,13 @@ def main() -> int:
         raise SystemExit("every recipe needs the same number of models (one per training seed, same order)")
     seeds = list(range(args.ransac_seeds))
     rows, first = [], None
+    runs = []
     for label, models in recipes:
-        results = recipe_poses(models, args, seeds)
+        results, refined = recipe_poses(models, args, seeds)
+        runs.append((label, models, results))
+        if refined is not None:
+            runs.append((f"{label}+flow", models, refined))
+    for label, models, results in runs:
         keys = [r.image for r in results]
         hits = hits_within(results, max_t, max_r)
         t_err = np.array([r.t_err_m for r in results])

@@ -4,7 +4,8 @@ The student predicts world coordinates on a stride grid of the image as the
 network saw it (``StudentOutput.camera``); grid cell centres follow
 ``slocal.geometry.pixel_centers`` (the pixel-centre convention of
 ``slocal.geometry.camera``). poselib's LO-RANSAC with non-linear refinement
-turns the matches into ``cam_from_world``.
+turns the matches into ``cam_from_world``; a ``FlowRefiner`` (``slocal.localize.refine``) may
+finish it against the nearest mapping images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pnp import DENSE_PNP, PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.onnx_student import OnnxStudent
+from slocal.localize.refine import FlowRefiner
 from slocal.runs import default_student_path
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ class Localization:
         num_correspondences: 2D-3D matches given to RANSAC.
         ms: wall time per stage in milliseconds: ``load`` (only for
             ``localize_image``), ``network`` (preprocessing + forward pass),
-            ``ransac`` (match selection + PnP-RANSAC + refinement) and ``total``.
+            ``ransac`` (match selection + PnP-RANSAC + refinement), ``refine``
+            (only with a flow refiner) and ``total``.
+        refined: the pose is the flow refinement's, not the student's.
     """
 
     cam_from_world: np.ndarray | None
@@ -68,6 +72,7 @@ class Localization:
     num_inliers: int
     num_correspondences: int
     ms: dict[str, float] = field(default_factory=dict)
+    refined: bool = False
 
 
 def fit_camera_to_image(camera: Camera, width: int, height: int, image: str | Path | None = None) -> Camera:
@@ -176,6 +181,7 @@ class Localizer:
             network saw.
         min_confidence: drop predictions with a lower confidence (None: keep all).
         max_points: use at most this many matches, the most confident (None: all).
+        refiner: finishes each pose against the nearest mapping images (None: the student's pose).
     """
 
     def __init__(
@@ -184,11 +190,13 @@ class Localizer:
         pnp_config: PnpConfig | None = None,
         min_confidence: float | None = None,
         max_points: int | None = None,
+        refiner: FlowRefiner | None = None,
     ):
         self.model = model
         self.pnp_config = pnp_config if pnp_config is not None else student_pnp(model)
         self.min_confidence = min_confidence
         self.max_points = max_points
+        self.refiner = refiner
         self._warned_aspect = False
 
     @property
@@ -217,11 +225,25 @@ class Localizer:
         t_net = time.perf_counter()
         uv, xyz = correspondences(output, self.min_confidence, self.max_points)
         result = solve_pnp(uv, xyz, output.camera, self.pnp_config)
-        end = time.perf_counter()
-        ms = {"network": (t_net - start) * 1e3, "ransac": (end - t_net) * 1e3, "total": (end - start) * 1e3}
+        t_ransac = time.perf_counter()
+        ms = {"network": (t_net - start) * 1e3, "ransac": (t_ransac - t_net) * 1e3}
         if not result.success:
             log.debug("%s: localization failed (%d inliers of %d)", image, result.num_inliers, len(uv))
-        return Localization(result.cam_from_world, result.success, result.num_inliers, result.num_correspondences, ms)
+        cam_from_world, refined = result.cam_from_world, False
+        if self.refiner is not None and result.success:
+            refinement = self.refiner.refine(rgb_HW3, camera, result.cam_from_world)
+            ms["refine"] = (time.perf_counter() - t_ransac) * 1e3
+            if refinement.success:
+                cam_from_world, refined = refinement.cam_from_world, True
+            else:
+                log.debug(
+                    "%s: flow refinement failed (%d inliers of %d matches); the student's pose stays",
+                    image,
+                    refinement.num_inliers,
+                    refinement.num_matches,
+                )
+        ms["total"] = (time.perf_counter() - start) * 1e3
+        return Localization(cam_from_world, result.success, result.num_inliers, result.num_correspondences, ms, refined)
 
     def _warn_if_distorted(self, camera: Camera, image: str | Path | None) -> None:
         # The mapping images' shape (a model without a reference camera: its input size).
@@ -272,7 +294,7 @@ class Localizer:
                 raise SlocalError(exc.message, path) from None
         loc = self.localize(rgb, camera, image=path)
         ms = {"load": load_ms, **loc.ms, "total": loc.ms["total"] + load_ms}
-        return Localization(loc.cam_from_world, loc.success, loc.num_inliers, loc.num_correspondences, ms)
+        return replace(loc, ms=ms)
 
 
 def load_model(
