@@ -58,8 +58,7 @@ from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import solve_pnp
 from slocal.io import read_image
 from slocal.localize.localizer import correspondences, load_model, student_pnp
-from slocal.localize.refine import FlowRefiner
-from slocal.teach import ensure_targets, make_teacher, non_default_settings
+from slocal.localize.refine import FlowRefiner, student_refiner
 from tune_ransac import frame_predictions, model_scene
 
 
@@ -89,9 +88,7 @@ def recipe_poses(models: list[Path], args, seeds: list[int]) -> tuple[list, list
             )
             images = {f.name: f for f in scene.mapping}
             training = scene.without_mapping(held_out_frames(path))
-            options = non_default_settings(model.teacher, model.teacher_settings)
-            targets = ensure_targets(training, make_teacher(model.teacher, **options), args.runs)
-            keyframes = FlowRefiner.from_targets(training.mapping, targets).keyframes
+            keyframes = student_refiner(training, model, args.runs).keyframes
         for name, prediction, cam_from_world in sorted(frames, key=lambda f: f[0]):
             uv, xyz = correspondences(prediction)
             rgb = read_image(images[name].image_path) if args.refine else None

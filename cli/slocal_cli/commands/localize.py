@@ -8,12 +8,15 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
+from slocal.data.rig import DepthRegistration
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
 from slocal.errors import SlocalError
 from slocal.localize.localizer import Localizer, load_model, student_pnp, trained_students
 from slocal.localize.queries import Query, QueryPose, localize_queries, read_intrinsics_list, write_hloc_poses
+from slocal.localize.refine import FlowRefiner, student_refiner
 from slocal.localize.rooms import CANDIDATES, home_rooms, load_rooms
+from slocal.teach.rig import registered_scene
 from slocal_cli.common import (
     DEFAULT_DATA,
     DEFAULT_RUNS,
@@ -57,6 +60,21 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
     if len(values) != 4:
         raise SlocalError(f"--intrinsics must be four numbers fx,fy,cx,cy, got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def refiner_for(predictor, model: Path, data_root: Path, runs: Path) -> FlowRefiner:
+    """The flow refiner of a student on its scene as it was trained (its colour-depth rig applied)."""
+    scene = load_scene(data_root, predictor.scene_id, runs_root=runs)
+    rig = getattr(predictor, "depth_registration", None)
+    if rig:
+        scene = registered_scene(scene, runs, DepthRegistration.from_dict(rig))
+    if scene.fingerprint != getattr(predictor, "scene_fingerprint", scene.fingerprint):
+        raise SlocalError(
+            f"the student was trained on another version of {scene.id} than the one under {data_root}; "
+            "--refine needs its mapping images",
+            model,
+        )
+    return student_refiner(scene, predictor, runs)
 
 
 def _listed_camera(cameras: dict, name: str, path: Path, list_file: Path):
@@ -129,8 +147,16 @@ def localize(
     ] = None,
     ransac_points: RansacPoints = None,
     ransac_threshold: RansacThreshold = None,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="Finish each pose by optical flow to the nearest mapping images and their teacher targets "
+            "(needs the scene under --data-root and a .pt student; targets cached under --runs).",
+        ),
+    ] = False,
     json_out: JsonOut = False,
-    data_root: DataRoot = DEFAULT_DATA,  # the rooms of a home; one scene's model file holds all localize needs
+    data_root: DataRoot = DEFAULT_DATA,  # the rooms of a home, the mapping images of --refine
     runs: RunsRoot = DEFAULT_RUNS,
     verbose: Verbose = False,
 ) -> None:
@@ -169,6 +195,8 @@ def localize(
         import torch
 
         torch.set_num_threads(threads)
+    if refine and rooms:
+        raise SlocalError(f"--refine localizes in one scene, and {scene} is a home of rooms")
     if rooms:
         localizer = load_rooms(
             rooms, device=device, threads=threads, ransac_points=ransac_points, ransac_threshold_px=ransac_threshold
@@ -181,8 +209,9 @@ def localize(
     else:
         # The model file holds its scene id and training camera: no scene is loaded here.
         predictor = load_model(model, device=device, expect_scene=scene, threads=threads)
-        localizer = Localizer(predictor, student_pnp(predictor, ransac_points, ransac_threshold))
-        extra = {"model": str(model), "scene": predictor.scene_id}
+        refiner = refiner_for(predictor, model, data_root, runs) if refine else None
+        localizer = Localizer(predictor, student_pnp(predictor, ransac_points, ransac_threshold), refiner=refiner)
+        extra = {"model": str(model), "scene": predictor.scene_id, "refine": "flow" if refine else None}
     queries = []
     for name, path in named:
         if cameras is not None:

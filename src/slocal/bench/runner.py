@@ -4,9 +4,12 @@ Methods are students (``cnn``, ``vit`` or any other student name, distilled on
 demand when ``<runs>/<scene>/students/<name>/model.pt`` is missing) and the
 baselines ``sift`` (``slocal.bench.sift``: SIFT + SfM map) and ``dust3r``
 (``slocal.bench.dust3r_baseline``: DUSt3R on the query and a retrieved
-mapping image). A scene or method that fails with a ``SlocalError`` (bad input,
-missing model, ...) is reported in its row (``failed``: why) while the others
-still run; any other exception is a bug and propagates.
+mapping image). A student's name followed by ``+flow`` (``ace+flow``) is that
+student with its poses finished by flow to the nearest mapping images
+(``slocal.localize.refine``). A scene or method that fails with a
+``SlocalError`` (bad input, missing model, ...) is reported in its row
+(``failed``: why) while the others still run; any other exception is a bug and
+propagates.
 
 A scene id naming a folder of scenes (a home of rooms, ``slocal.data.find_rooms``) is
 benched as one: each student localizes every room's queries among all the rooms
@@ -40,6 +43,7 @@ from slocal.errors import SlocalError
 from slocal.geometry.pnp import PnpConfig
 from slocal.io import read_image
 from slocal.localize.localizer import Localizer, load_model, student_pnp
+from slocal.localize.refine import student_refiner
 from slocal.progress import progress_bar
 from slocal.teach import (
     default_teacher,
@@ -57,6 +61,8 @@ log = logging.getLogger(__name__)
 # What a user wants to compare: the default student and the SIFT baseline. ``dust3r`` is asked for by
 # name (without a checkpoint it runs random weights and reports timing only, ~13 s a query on a CPU).
 DEFAULT_METHODS = (DEFAULT_STUDENT, "sift")
+# A student's method name with this suffix: its poses finished by ``FlowRefiner``.
+REFINE_SUFFIX = "+flow"
 
 
 @dataclass(frozen=True)
@@ -215,9 +221,14 @@ def requested_teacher(scene: Scene, config: BenchConfig, name: str | None = None
 
 
 def run_student(
-    scene: Scene, name: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig
+    scene: Scene, name: str, queries: Sequence[Frame], runs_root: Path, config: BenchConfig, refine: bool = False
 ) -> tuple[dict, list[QueryResult]]:
-    """Localize ``queries`` with the scene's ``name`` student."""
+    """Localize ``queries`` with the scene's ``name`` student.
+
+    Args:
+        refine: finish every pose by flow to the nearest mapping images (``FlowRefiner`` on the
+            targets of the teacher the student learned from).
+    """
     path, extra = ensure_student(scene, name, runs_root, config)
     model = load_model(path, device=config.device, expect_scene=scene.id, expect_fingerprint=scene.fingerprint)
     teacher = getattr(model, "teacher", None) or None
@@ -232,13 +243,16 @@ def run_student(
         if minutes is not None:
             extra["distill_minutes"] = float(minutes)
     pnp = student_pnp(model, config.ransac_points, config.ransac_threshold_px)
-    localizer = Localizer(model, pnp)
-    results = []
-    for frame in progress_bar(queries, f"{scene.id} {name}"):
-        loc = localizer.localize_image(frame.image_path, frame.camera)
-        results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
     teacher_name, options = requested_teacher(scene, config, teacher)
     settings = getattr(model, "teacher_settings", None) or {}
+    refiner = student_refiner(scene, model, runs_root, options=options) if refine else None
+    localizer = Localizer(model, pnp, refiner=refiner)
+    results, refined = [], 0
+    label = name + (REFINE_SUFFIX if refine else "")
+    for frame in progress_bar(queries, f"{scene.id} {label}"):
+        loc = localizer.localize_image(frame.image_path, frame.camera)
+        refined += loc.refined
+        results.append(query_result(frame.name, loc.cam_from_world, frame.cam_from_world, loc.num_inliers, loc.ms))
     if config.teacher_settings and settings:
         wanted = make_teacher(teacher_name, **options).settings()
         if wanted != settings:
@@ -265,6 +279,8 @@ def run_student(
         **ransac_settings(pnp),
         **extra,
     }
+    if refiner is not None:
+        row.update(refine="flow", n_refined=refined, refine_keyframes=len(refiner.keyframes))
     return row, results
 
 
@@ -356,6 +372,8 @@ def run_method(
         row, results = run_sift(scene, queries, runs_root, config)
     elif method == "dust3r":
         row, results = run_dust3r(scene, queries, runs_root, config)
+    elif method.endswith(REFINE_SUFFIX):
+        row, results = run_student(scene, method.removesuffix(REFINE_SUFFIX), queries, runs_root, config, refine=True)
     else:
         row, results = run_student(scene, method, queries, runs_root, config)
     stats = summarize(results, scene.metres_per_unit)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 import cv2
@@ -34,12 +35,14 @@ import numpy as np
 from pydantic import Field
 
 from slocal.config import config_dataclass
-from slocal.data.scene import Frame
+from slocal.data.scene import Frame, Scene
+from slocal.errors import SlocalError
 from slocal.geometry.camera import Camera
 from slocal.geometry.pnp import PnpConfig, solve_pnp
 from slocal.geometry.pose import transform_points
 from slocal.io import read_image
 from slocal.progress import progress_bar
+from slocal.teach import ensure_targets, make_teacher, non_default_settings
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
@@ -259,3 +262,33 @@ class FlowRefiner:
             & (in_query[:, 1] <= query.height - 1)
         )
         return in_query[inside] + 0.5, k.xyz_N3[ok][inside]
+
+
+def student_refiner(
+    scene: Scene,
+    model,
+    runs_root: str | Path,
+    config: FlowRefineConfig = FlowRefineConfig(),
+    options: dict | None = None,
+) -> FlowRefiner:
+    """The refiner of a student: keyframes from the targets its teacher gave the scene's mapping frames.
+
+    Args:
+        scene: the scene as the student was trained on it (its depth registration applied).
+        model: a student that records its ``teacher`` (and ``teacher_settings``).
+        runs_root: the runs folder caching the targets (computed there if missing).
+        options: the teacher's options where the model records no settings (an older file).
+
+    Raises:
+        SlocalError: the model records no teacher (an ONNX export).
+    """
+    teacher = getattr(model, "teacher", "") or ""
+    if not teacher:
+        raise SlocalError(
+            "the flow refinement needs the student's model.pt, which names its teacher "
+            f"(this {type(model).__name__} does not)"
+        )
+    settings = getattr(model, "teacher_settings", None) or {}
+    learned = non_default_settings(teacher, settings) if settings else dict(options or {})
+    targets = ensure_targets(scene, make_teacher(teacher, **learned), runs_root)
+    return FlowRefiner.from_targets(scene.mapping, targets, config)
