@@ -7,6 +7,10 @@ one after the other::
     slocal distill --scene colmap-redkitchen --teacher T (--minutes M | --iterations N) --json
     slocal bench   --scenes colmap-redkitchen --methods ace,sift --teacher T --no-distill --out DIR --json
 
+``--methods`` changes the bench's methods (``ace,ace+flow,sift`` adds the flow-refined student);
+``--reuse-student`` benches a student already distilled in the runs folder with the same teacher,
+budget and seed instead of distilling it again.
+
 The queries' reference poses are COLMAP's own (the model registered them with the mapping images),
 in model units: the report gives each method's median rotation error (deg) and median position error
 as a percentage of the mean camera-to-scene distance (per query: the median distance from its
@@ -36,6 +40,9 @@ import pycolmap
 
 from common import REPORT_FILES, RESULTS, SHARED_DATA, run_cli, write_results
 from slocal.data import load_scene
+from slocal.distill.config import DEFAULT_STUDENT
+from slocal.distill.config_files import default_model_path
+from slocal.distill.model_file import read_model_payload
 
 SCENE = "colmap-redkitchen"
 DEFAULT_NAME = "2026-12-05-precision/colmap_redkitchen_mvs"
@@ -113,6 +120,30 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reused_student(model: Path, teacher: str, args) -> tuple[dict, str, float, list]:
+    """``run_cli``'s distill outputs for a student distilled earlier; refuses one of another teacher or budget.
+
+    A model file does not record its training seed: ``--seed`` is then the caller's word for it.
+    """
+    payload = read_model_payload(model)
+    train = payload["train"]
+    if payload.get("teacher") != teacher or (args.iterations and train["iterations"] != args.iterations):
+        raise SystemExit(
+            f"{model}: distilled from {payload.get('teacher')} for {train['iterations']} iterations, "
+            f"not {teacher} for {args.iterations}"
+        )
+    if args.minutes:
+        raise SystemExit("--reuse-student needs --iterations (a minutes budget is not recorded exactly)")
+    distill = {
+        "model": str(model),
+        "student": payload["student"]["name"],
+        "iterations": train["iterations"],
+        "train_minutes": train["minutes"],
+        "its_per_s": train["iterations"] / (60.0 * train["minutes"]),
+    }
+    return distill, f"(reused {model}, distilled earlier with seed {args.seed})", 0.0, [0.0, 0.0, 0.0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=SHARED_DATA)
@@ -123,6 +154,12 @@ def main() -> int:
     budget.add_argument("--iterations", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=DEFAULT_NAME, help="results path under benchmarks/results/, no suffix")
+    parser.add_argument("--methods", default="ace,sift", help="slocal bench --methods (e.g. ace,ace+flow,sift)")
+    parser.add_argument(
+        "--reuse-student",
+        action="store_true",
+        help="bench the student already distilled in the runs folder (same budget and seed) instead of distilling",
+    )
     args = parser.parse_args()
     if not (args.data_root / SCENE).is_dir():
         print(f"{SCENE} not found under {args.data_root}", file=sys.stderr)
@@ -139,12 +176,16 @@ def main() -> int:
         runs = args.runs / teacher
         common = ["--data-root", str(args.data_root), "--runs", str(runs)]
         teach, teach_cmd, teach_s, teach_load, _ = run_cli(["teach", "--scene", SCENE, "--teacher", teacher, *common])
-        distill, distill_cmd, distill_s, distill_load, _ = run_cli(
-            ["distill", "--scene", SCENE, "--teacher", teacher, *budget_args, "--seed", str(args.seed), *common]
-        )
+        model = default_model_path(runs, SCENE, DEFAULT_STUDENT)
+        if args.reuse_student and model.is_file():
+            distill, distill_cmd, distill_s, distill_load = reused_student(model, teacher, args)
+        else:
+            distill, distill_cmd, distill_s, distill_load, _ = run_cli(
+                ["distill", "--scene", SCENE, "--teacher", teacher, *budget_args, "--seed", str(args.seed), *common]
+            )
         out = runs / "bench"
         bench, bench_cmd, bench_s, bench_load, _ = run_cli(
-            ["bench", "--scenes", SCENE, "--methods", "ace,sift", "--teacher", teacher, "--no-distill"]
+            ["bench", "--scenes", SCENE, "--methods", args.methods, "--teacher", teacher, "--no-distill"]
             + ["--out", str(out), *common]
         )
         keep = RESULTS / args.name / teacher
