@@ -281,3 +281,35 @@ def test_ransac_on_a_subset_still_counts_and_refines_on_every_match(tmp_path, mo
     np.testing.assert_allclose(data["cam_from_world"], oracle.cam_from_world, atol=1e-5)
     r = runner.invoke(app, ["localize", str(img), "--model", str(model), "--ransac-points", "-1"])
     assert r.exit_code != 0
+
+
+def test_refine_finishes_the_pose_from_the_mapping_images(cli_data, cli_model, tmp_path):
+    query = sorted((cli_data / "tiny").rglob("*.color.*"))[0]
+    args = ["localize", str(query), "--scene", "tiny", "--model", str(cli_model), "--data-root", str(cli_data)]
+    r = runner.invoke(app, [*args, "--runs", str(tmp_path / "runs"), "--refine", "--json"])
+    data = json.loads(r.stdout)
+    assert r.exit_code == (0 if data[0]["success"] else 1), r.output
+    # The refinement runs after every pose the student finds, and only then.
+    assert ("refine" in data[0]["ms"]) == data[0]["success"]
+    assert any((tmp_path / "runs" / "tiny" / "targets").iterdir())  # the teacher's targets, cached for it
+
+
+def test_refine_refuses_a_student_that_does_not_record_its_teacher(cli_data, tmp_path):
+    onnx = tmp_path / "m.onnx"
+    export_student(make_tiny_student(scene_id="tiny"), onnx)
+    query = sorted((cli_data / "tiny").rglob("*.color.*"))[0]
+    r = runner.invoke(
+        app,
+        [
+            "localize",
+            str(query),
+            "--model",
+            str(onnx),
+            "--data-root",
+            str(cli_data),
+            "--runs",
+            str(tmp_path),
+            "--refine",
+        ],
+    )
+    one_line_error(r, "needs the student's model.pt")

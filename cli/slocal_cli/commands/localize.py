@@ -68,7 +68,8 @@ def refiner_for(predictor, model: Path, data_root: Path, runs: Path) -> FlowRefi
     rig = getattr(predictor, "depth_registration", None)
     if rig:
         scene = registered_scene(scene, runs, DepthRegistration.from_dict(rig))
-    if scene.fingerprint != getattr(predictor, "scene_fingerprint", scene.fingerprint):
+    trained_on = getattr(predictor, "scene_fingerprint", None)
+    if trained_on is not None and scene.fingerprint != trained_on:
         raise SlocalError(
             f"the student was trained on another version of {scene.id} than the one under {data_root}; "
             "--refine needs its mapping images",

@@ -280,15 +280,15 @@ def student_refiner(
         options: the teacher's options where the model records no settings (an older file).
 
     Raises:
-        SlocalError: the model records no teacher (an ONNX export).
+        SlocalError: the model records no teacher, or no settings and ``options`` is None (an ONNX export).
     """
     teacher = getattr(model, "teacher", "") or ""
-    if not teacher:
-        raise SlocalError(
-            "the flow refinement needs the student's model.pt, which names its teacher "
-            f"(this {type(model).__name__} does not)"
-        )
     settings = getattr(model, "teacher_settings", None) or {}
+    if not teacher or (not settings and options is None):
+        raise SlocalError(
+            "the flow refinement needs the student's model.pt, which records its teacher and that teacher's "
+            f"settings (this {type(model).__name__} does not)"
+        )
     learned = non_default_settings(teacher, settings) if settings else dict(options or {})
     targets = ensure_targets(scene, make_teacher(teacher, **learned), runs_root)
     return FlowRefiner.from_targets(scene.mapping, targets, config)
