@@ -17,6 +17,7 @@ Usage::
     python benchmarks/student_table.py --scene redkitchen-split --students cnn,ace,vit,hybrid-lite0 --minutes 5 \\
         --name seed_table_redkitchen_split_cpu
     python benchmarks/student_table.py --scene redkitchen --students ace --seeds 0 --name redkitchen_cpu
+    python benchmarks/student_table.py --scene redkitchen --students ace --seeds 0 --refine --name ...  # + ace+flow
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def one_seed(args, seed: int, students: list[str]) -> dict:
         "--scenes",
         args.scene,
         "--methods",
-        ",".join([*students, *args.baselines]),
+        ",".join([*students, *(f"{s}+flow" for s in students if args.refine), *args.baselines]),
         "--no-distill",
         *teacher,
         "--device",
@@ -237,6 +238,9 @@ def main() -> int:
         "--device", default="cpu", help="torch device for mapping and for the students' queries (cpu, cuda)"
     )
     parser.add_argument("--reuse", action="store_true", help="bench an existing model instead of distilling it again")
+    parser.add_argument(
+        "--refine", action="store_true", help="also each student with its poses finished by flow (method STUDENT+flow)"
+    )
     args = parser.parse_args()
     args.baselines = [b for b in args.baselines.split(",") if b]
     students = [s for s in args.students.split(",") if s]
