@@ -157,10 +157,11 @@ def cam_err(row: dict) -> str:
 
 
 def split_ms(row: dict) -> str:
-    """``network + RANSAC`` p50 milliseconds of a student row ("-" for baselines, which have no network)."""
+    """``network + RANSAC`` p50 milliseconds of a student row, ``+ refine`` with flow ("-" for baselines)."""
     if row.get("ms_network") is None or row.get("ms_ransac") is None:
         return "-"
-    return f"{row['ms_network']:.1f} + {row['ms_ransac']:.1f}"
+    refine = f" + {row['ms_refine']:.1f} refine" if row.get("ms_refine") is not None else ""
+    return f"{row['ms_network']:.1f} + {row['ms_ransac']:.1f}{refine}"
 
 
 def markdown(payload: dict) -> str:
