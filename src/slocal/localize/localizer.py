@@ -24,7 +24,6 @@ from slocal.geometry.camera import Camera, pixel_centers
 from slocal.geometry.pnp import DENSE_PNP, PnpConfig, solve_pnp
 from slocal.io import read_image
 from slocal.localize.onnx_student import OnnxStudent
-from slocal.localize.refine import FlowRefiner
 from slocal.runs import default_student_path
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,17 @@ class ScenePredictor(Protocol):
 
     def predict(self, rgb_HW3: np.ndarray, camera: Camera):
         """Return an object with ``coords_hw3``, ``conf_hw``, ``camera``, ``stride``, ``ms_network``."""
+
+
+class PoseRefiner(Protocol):
+    """What the localizer needs from a refiner (``slocal.localize.refine.FlowRefiner``).
+
+    Typed here rather than imported, so that loading a localizer stays free of the teachers the
+    refiner reads its targets from.
+    """
+
+    def refine(self, rgb_HW3: np.ndarray, camera: Camera, cam_from_world: np.ndarray):
+        """Return an object with ``cam_from_world``, ``success``, ``num_matches`` and ``num_inliers``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,7 +200,7 @@ class Localizer:
         pnp_config: PnpConfig | None = None,
         min_confidence: float | None = None,
         max_points: int | None = None,
-        refiner: FlowRefiner | None = None,
+        refiner: PoseRefiner | None = None,
     ):
         self.model = model
         self.pnp_config = pnp_config if pnp_config is not None else student_pnp(model)
