@@ -15,6 +15,8 @@ from slocal.io import read_image
 from slocal.localize.localizer import Localizer
 from slocal.localize.refine import FlowRefineConfig, FlowRefiner, Keyframe, Refinement, keyframe, student_refiner
 from slocal.teach.depth import DepthTeacher
+from slocal.teach.frame_targets import FrameTargets
+from slocal.teach.targets import TargetSet
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,20 @@ def test_a_student_without_its_teacher_cannot_be_refined(room_keyframes):
     scene, _ = room_keyframes
     with pytest.raises(SlocalError, match="needs the student's model.pt"):
         student_refiner(scene, OracleStudent(), "/nonexistent")
+
+
+def test_frames_without_targets_are_refused_naming_the_targets(room_keyframes, tmp_path):
+    scene, _ = room_keyframes
+    frame = scene.mapping[0]
+    camera = frame.camera.scaled(16, 12)
+    empty = FrameTargets(
+        frame.name,
+        camera,
+        np.full((12, 16, 3), np.nan, np.float32),
+        np.zeros((12, 16), np.float32),
+        np.zeros((12, 16), bool),
+    )
+    targets = TargetSet("depth", {}, tmp_path / "targets", (empty,), {})
+    with pytest.raises(SlocalError, match="none of the 12 frames has depth targets") as info:
+        FlowRefiner.from_targets(scene.mapping, targets)
+    assert str(tmp_path / "targets") in str(info.value)

@@ -185,8 +185,8 @@ class FlowRefiner:
         """Keyframes of the ``frames`` a target set labels (each image read once).
 
         Raises:
-            SlocalError: naming the file, when a mapping image cannot be read.
-            ValueError: when no frame has targets.
+            SlocalError: naming the file, when a mapping image cannot be read; naming the targets'
+                folder, when none of the frames has targets.
         """
         by_name = targets.by_name()
         labelled = [f for f in frames if f.name in by_name]
@@ -195,6 +195,10 @@ class FlowRefiner:
             k = keyframe(frame, read_image(frame.image_path), by_name[frame.name], config)
             if k is not None:
                 keyframes.append(k)
+        if not keyframes:
+            raise SlocalError(
+                f"none of the {len(frames)} frames has {targets.teacher} targets to refine with", targets.directory
+            )
         log.info(
             "flow refinement: %d keyframes of %d frames (%s teacher)", len(keyframes), len(frames), targets.teacher
         )
@@ -228,7 +232,8 @@ class FlowRefiner:
         if not uv_all:
             return Refinement(None, False, 0, 0, tuple(used))
         uv, xyz = np.concatenate(uv_all), np.concatenate(xyz_all)
-        result = solve_pnp(uv * (camera.width / query.width), xyz, camera, self.pnp)
+        scale = np.array([camera.width / query.width, camera.height / query.height])
+        result = solve_pnp(uv * scale, xyz, camera, self.pnp)
         return Refinement(result.cam_from_world, result.success, len(uv), result.num_inliers, tuple(used))
 
     def _matches(
