@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from slocal.data import load_scene
-from slocal.data.rig import DepthRegistration
 from slocal.distill.config import DEFAULT_STUDENT
 from slocal.distill.config_files import default_model_path
+from slocal.distill.rig_source import model_depth_registration
 from slocal.errors import SlocalError
 from slocal.localize.localizer import Localizer, load_model, student_pnp, trained_students
 from slocal.localize.queries import Query, QueryPose, localize_queries, read_intrinsics_list, write_hloc_poses
@@ -65,9 +65,9 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 def refiner_for(predictor, model: Path, data_root: Path, runs: Path) -> FlowRefiner:
     """The flow refiner of a student on its scene as it was trained (its colour-depth rig applied)."""
     scene = load_scene(data_root, predictor.scene_id, runs_root=runs)
-    rig = getattr(predictor, "depth_registration", None)
-    if rig:
-        scene = registered_scene(scene, runs, DepthRegistration.from_dict(rig))
+    if getattr(predictor, "depth_registration", None):
+        # Read through the model file, so a malformed record is an error naming it.
+        scene = registered_scene(scene, runs, model_depth_registration(model))
     trained_on = getattr(predictor, "scene_fingerprint", None)
     if trained_on is not None and scene.fingerprint != trained_on:
         raise SlocalError(
