@@ -57,9 +57,9 @@ from slocal.bench.metrics import accuracy_summary, query_result, systematic_erro
 from slocal.distill.model_file import read_model_payload
 from slocal.geometry.pnp import solve_pnp
 from slocal.io import read_image
-from slocal.localize.localizer import correspondences, load_model, student_pnp
+from slocal.localize.localizer import correspondences, student_pnp
 from slocal.localize.refine import FlowRefiner, student_refiner
-from tune_ransac import frame_predictions, model_scene
+from tune_ransac import held_out_predictions, model_scene
 
 
 def parse_recipe(text: str) -> tuple[str, list[Path]]:
@@ -77,18 +77,16 @@ def recipe_poses(models: list[Path], args, seeds: list[int]) -> tuple[list, list
     """
     results, refined = [], [] if args.refine else None
     for m, path in enumerate(models):
-        model = load_model(path)
-        pnp = student_pnp(model, threshold_px=args.ransac_threshold)  # None: the threshold it records
-        frames = frame_predictions(
+        scene, model = model_scene(
             path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
         )
+        pnp = student_pnp(model, threshold_px=args.ransac_threshold)  # None: the threshold it records
+        held_out = held_out_frames(path)
+        frames = held_out_predictions(scene, model, held_out)
         if args.refine:
-            scene, _ = model_scene(
-                path, args.data_root, args.scene, tuple(args.poses), args.depth_registration, args.runs
-            )
             images = {f.name: f for f in scene.mapping}
-            training = scene.without_mapping(held_out_frames(path))
-            keyframes = student_refiner(training, model, args.runs).keyframes
+            keyframes = student_refiner(scene.without_mapping(held_out), model, args.runs).keyframes
+            refiners = {seed: FlowRefiner(keyframes, seed=seed) for seed in seeds}
         for name, prediction, cam_from_world in sorted(frames, key=lambda f: f[0]):
             uv, xyz = correspondences(prediction)
             rgb = read_image(images[name].image_path) if args.refine else None
@@ -99,7 +97,7 @@ def recipe_poses(models: list[Path], args, seeds: list[int]) -> tuple[list, list
                 results.append(query_result(key, pose, cam_from_world, r.num_inliers, {}))
                 if refined is not None:
                     if pose is not None:
-                        fine = FlowRefiner(keyframes, seed=seed).refine(rgb, images[name].camera, pose)
+                        fine = refiners[seed].refine(rgb, images[name].camera, pose)
                         pose = fine.cam_from_world if fine.success else pose
                     refined.append(query_result(key, pose, cam_from_world, r.num_inliers, {}))
     return results, refined

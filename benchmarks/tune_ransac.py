@@ -86,8 +86,12 @@ def frame_predictions(
     runs_root: Path | None = None,
 ) -> list[tuple[str, object, np.ndarray]]:
     """(name, student output, cam_from_world) of every validation frame of one model (see ``model_scene``)."""
-    names = held_out_frames(model_path)
     scene, model = model_scene(model_path, data_root, scene_id, pose_files, depth_registration, runs_root)
+    return held_out_predictions(scene, model, held_out_frames(model_path))
+
+
+def held_out_predictions(scene, model, names: set[str]) -> list[tuple[str, object, np.ndarray]]:
+    """(name, student output, cam_from_world) of the scene's mapping frames named in ``names``."""
     out = []
     for frame in (f for f in scene.mapping if f.name in names):
         out.append((frame.name, model.predict(read_image(frame.image_path), frame.camera), frame.cam_from_world))

@@ -43,6 +43,7 @@ from slocal.geometry.pose import transform_points
 from slocal.io import read_image
 from slocal.progress import progress_bar
 from slocal.teach import ensure_targets, make_teacher, non_default_settings
+from slocal.teach.frame_targets import FrameTargets
 from slocal.teach.targets import TargetSet
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def gray_at_width(rgb_HW3: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def keyframe(frame: Frame, rgb_HW3: np.ndarray, targets, config: FlowRefineConfig) -> Keyframe | None:
+def keyframe(frame: Frame, rgb_HW3: np.ndarray, targets: FrameTargets, config: FlowRefineConfig) -> Keyframe | None:
     """A mapping frame's keyframe from its image and ``FrameTargets`` (None without valid targets)."""
     gray = gray_at_width(rgb_HW3, config.width)
     camera = frame.camera.scaled(gray.shape[1], gray.shape[0])
